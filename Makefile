@@ -1,0 +1,68 @@
+# The two commands of the README are `make run` and `make test`; every install step
+# they need is a prerequisite here, so that a fresh clone needs nothing else.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install prereqs lint format test test-unit run bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv with the locked dependencies
+
+# Outside Python the tests need a Java runtime (Spark) and the PostgreSQL server
+# binaries (the store tests start their own server). As root with apt-get (as CI
+# is) they are installed when missing; otherwise this says what to install.
+prereqs: ## Check (and, as root, install) Java for Spark and the PostgreSQL server
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing prerequisites:$$missing" >&2; exit 1; fi; \
+	fi
+
+lint: install ## Ruff: lint and formatting
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+test: install prereqs lint ## Set everything up and run the whole test suite
+	$(RUN) pytest
+
+test-unit: install ## Only the fast tests
+	$(RUN) pytest tests/unit
+
+run: install ## Set up and run the main job locally
+	$(RUN) credit-risk generate-data
+
+bench: install prereqs ## Run the benchmarks (prints figures; not part of the tests)
+	$(RUN) python bench/generate_data.py
+
+clean: ## Remove local data and build outputs (keeps the environments)
+	rm -rf .local cdk.out .pytest_cache .ruff_cache .hypothesis

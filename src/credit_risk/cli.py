@@ -1,0 +1,56 @@
+"""The ``credit-risk`` command: one subcommand per step of the lifecycle.
+
+Each subcommand lives in ``credit_risk.commands.<name>`` and exposes
+``register(subparsers)``; the function it sets as ``handler`` returns the exit
+code. Errors the library raises on purpose become one readable line and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from credit_risk import __version__
+from credit_risk.errors import CreditRiskError
+
+# Order of appearance in --help.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="credit-risk",
+        description="Real-time credit-risk scoring: data, features, store, model, API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"credit_risk.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CreditRiskError as exc:
+        print(f"credit-risk {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        # Unreadable input, unwritable output, a full disk: the user can fix these.
+        print(f"credit-risk {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"credit-risk {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Runtime configuration, read once from the environment.
+
+Every runtime (CLI, Lambda, Glue) builds one ``Settings``; defaults are the local
+layout of DESIGN.md: everything under ``./.local/``. A ``s3://`` URI for the lake
+or the registry and a PostgreSQL URL for the store switch those to AWS.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CREDIT_RISK_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    local_dir: Path = Field(
+        default=Path(".local"),
+        description="Root of everything kept locally: lake, registry, SQLite store.",
+    )
+    lake_uri: str | None = Field(
+        default=None, description="Data lake root (directory or s3://bucket/prefix)."
+    )
+    registry_uri: str | None = Field(
+        default=None, description="Model registry root (directory or s3://bucket/prefix)."
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the feature store; unset = SQLite under local_dir.",
+    )
+    model_name: str = Field(default="credit-risk", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    api_key: SecretStr | None = Field(
+        default=None, description="Key the local API server expects in x-api-key."
+    )
+
+    @field_validator("lake_uri", "registry_uri")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @cached_property
+    def lake(self) -> str:
+        return self.lake_uri or str(self.local_dir / "lake")
+
+    @cached_property
+    def registry(self) -> str:
+        return self.registry_uri or str(self.local_dir / "registry")
+
+    @cached_property
+    def sqlite_path(self) -> Path:
+        return self.local_dir / "feature_store.sqlite3"
+
+    @property
+    def raw_loans_uri(self) -> str:
+        """The raw zone of the lake, where new loan extracts land."""
+        return f"{self.lake}/raw/loans"
+
+    @property
+    def curated_uri(self) -> str:
+        """Where feature runs write their outputs, one folder per run."""
+        return f"{self.lake}/curated"
