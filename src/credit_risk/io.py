@@ -7,6 +7,7 @@ and endpoints behave like every other AWS call in the project, moto included.
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,6 +103,16 @@ def write_bytes(uri: str, data: bytes) -> None:
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+
+
+def upload_file(local_path: str, uri: str) -> None:
+    """Copies a local file to ``uri``, streaming (multipart on S3 for large files)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3().upload_file(local_path, bucket, key)
+        return
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(local_path, uri)
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:

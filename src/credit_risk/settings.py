@@ -33,6 +33,31 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL URL of the feature store; unset = SQLite under local_dir.",
     )
+    # --- Feature store (PostgreSQL) in AWS: how credentials and TLS are found ---
+    database_secret_id: str | None = Field(
+        default=None,
+        description="Secrets Manager secret (RDS JSON form: username, password, host, port, "
+        "dbname) holding the store's credentials; values in database_url win over it.",
+    )
+    database_iam_auth: bool = Field(
+        default=False,
+        description="Authenticate to RDS / RDS Proxy with an IAM auth token instead of a "
+        "password (host, port and user from database_url or the secret).",
+    )
+    database_sslmode: str | None = Field(
+        default=None,
+        pattern=r"^(disable|allow|prefer|require|verify-ca|verify-full)$",
+        description="libpq sslmode for the store, unless the URL sets one.",
+    )
+    database_sslrootcert: str | None = Field(
+        default=None, description="CA bundle for sslmode verify-ca / verify-full."
+    )
+    database_connect_timeout: int = Field(
+        default=3, ge=1, le=60, description="Seconds before an unreachable store is reported."
+    )
+    store_retained_snapshots: int = Field(
+        default=2, ge=0, le=20, description="Previous snapshots kept for rollback."
+    )
     model_name: str = Field(default="credit-risk", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     api_key: SecretStr | None = Field(
         default=None, description="Key the local API server expects in x-api-key."
