@@ -17,7 +17,11 @@ from credit_risk import __version__
 from credit_risk.errors import CreditRiskError
 
 # Order of appearance in --help.
-COMMAND_MODULES: tuple[str, ...] = ("generate_data",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "generate_data",
+    "load",
+    "store",
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -1,0 +1,1 @@
+"""Feature-store load step of the training pipeline."""

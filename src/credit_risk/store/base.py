@@ -1,0 +1,219 @@
+"""The feature store's contract: what every backend offers and the errors it raises.
+
+Readers (the inference API) call :meth:`FeatureStore.get` / :meth:`FeatureStore.get_many`
+on every request, so both are one round trip with a statement prepared once per
+connection; nothing on that path looks at the schema. Loads write a whole snapshot
+beside the active one and switch readers over in one short transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from credit_risk import schemas
+from credit_risk.errors import CreditRiskError, InvalidInputError
+
+# The logical table readers query (DESIGN.md "Feature store"); in both backends it is
+# a view re-pointed at the active snapshot's table in one transaction.
+LOGICAL_TABLE = "customer_features"
+# Longer ids cannot be in a store (the loader refuses them), so reads skip them
+# without a round trip; PostgreSQL could not index much longer keys anyway.
+MAX_CUSTOMER_ID_LENGTH = 256
+SNAPSHOT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+DEFAULT_RETAINED_SNAPSHOTS = 2
+# Columns readers get, in this order, from every backend.
+READ_COLUMNS: tuple[str, ...] = (
+    *(name for name, _ in schemas.SNAPSHOT_COLUMNS),
+    "snapshot_id",
+)
+
+
+class StoreError(CreditRiskError):
+    """Base of the feature store's errors."""
+
+
+class StoreUnavailable(StoreError):  # noqa: N818 - the name callers catch
+    """The store cannot be reached or cannot answer now; retrying later may succeed."""
+
+
+class StoreNotInitialized(StoreUnavailable):
+    """The store answers but its schema is missing: run ``credit-risk store migrate``."""
+
+
+class SnapshotNotFoundError(StoreError):
+    """No retained snapshot has this id."""
+
+
+class SnapshotExistsError(StoreError):
+    """A snapshot with this id was already loaded; snapshot ids are never reused."""
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFeatures:
+    """One customer's serving features, as of the snapshot they were read from."""
+
+    customer_id: str
+    age: int | None
+    years_on_the_job: int | None
+    nb_previous_loans: int | None
+    avg_amount_loans_previous: float | None
+    flag_own_car: int | None
+    as_of: date
+    snapshot_id: str
+
+    def feature_values(self) -> tuple[int | float | None, ...]:
+        """The model inputs in ``schemas.FEATURE_NAMES`` order (None where missing)."""
+        return tuple(getattr(self, name) for name in schemas.FEATURE_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    snapshot_id: str
+    as_of: date
+    row_count: int
+    loaded_at: datetime
+    activated_at: datetime | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What a load did; ``already_active`` means the same snapshot id was loaded before."""
+
+    snapshot_id: str
+    as_of: date
+    row_count: int
+    previous_snapshot_id: str | None
+    dropped_snapshot_ids: tuple[str, ...] = ()
+    load_seconds: float = 0.0
+    swap_seconds: float = 0.0
+    already_active: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "as_of": self.as_of.isoformat(),
+            "row_count": self.row_count,
+            "active_snapshot_id": self.snapshot_id,
+            "previous_snapshot_id": self.previous_snapshot_id,
+            "dropped_snapshot_ids": list(self.dropped_snapshot_ids),
+            "load_seconds": round(self.load_seconds, 3),
+            "swap_seconds": round(self.swap_seconds, 4),
+            "already_active": self.already_active,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """``ok`` means: reachable, schema in place and a snapshot active."""
+
+    ok: bool
+    backend: str
+    schema_version: int | None = None
+    active_snapshot_id: str | None = None
+    latency_ms: float | None = None
+    error: str | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "backend": self.backend,
+            "schema_version": self.schema_version,
+            "active_snapshot_id": self.active_snapshot_id,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
+            "error": self.error,
+        }
+
+
+SnapshotData = pa.Table | Iterable[pa.RecordBatch]
+
+
+class FeatureStore(abc.ABC):
+    """Online features by customer id; one implementation per backend."""
+
+    backend: str = "abstract"
+
+    @abc.abstractmethod
+    def get(self, customer_id: str) -> CustomerFeatures | None:
+        """The active snapshot's row for ``customer_id``; None when unknown."""
+
+    @abc.abstractmethod
+    def get_many(self, customer_ids: Sequence[str]) -> dict[str, CustomerFeatures]:
+        """Rows for several ids in one round trip, keyed by id; unknown ids are absent."""
+
+    @abc.abstractmethod
+    def load_snapshot(self, data: SnapshotData, snapshot_id: str, as_of: date) -> LoadResult:
+        """Loads rows in ``schemas.SNAPSHOT_COLUMNS`` form as a new snapshot and activates it.
+
+        Readers see the previous snapshot until the switch commits and the new one
+        completely after; a failure at any point leaves the active snapshot untouched.
+        """
+
+    @abc.abstractmethod
+    def active_snapshot(self) -> SnapshotInfo | None: ...
+
+    @abc.abstractmethod
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Retained snapshots, newest load first."""
+
+    @abc.abstractmethod
+    def rollback(self, snapshot_id: str) -> SnapshotInfo:
+        """Makes a retained snapshot the active one again."""
+
+    @abc.abstractmethod
+    def health(self) -> StoreHealth:
+        """One cheap round trip; never raises."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[int]:
+        """Applies the schema migrations not applied yet; returns their versions."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def is_storable_id(customer_id: object) -> bool:
+    """Whether an id could be in a store at all; anything else is simply unknown.
+
+    Ids that no load accepts (too long, NUL, not UTF-8 encodable) are answered
+    without a round trip, which also keeps oversized or malformed input away from
+    the database driver.
+    """
+    if not isinstance(customer_id, str):
+        raise InvalidInputError(f"customer ids are text, got {type(customer_id).__name__}")
+    if not customer_id or len(customer_id) > MAX_CUSTOMER_ID_LENGTH or "\x00" in customer_id:
+        return False
+    try:
+        customer_id.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
+def storable_ids(customer_ids: Sequence[str]) -> list[str]:
+    """Distinct storable ids, in first-seen order."""
+    if isinstance(customer_ids, str):
+        raise InvalidInputError("get_many takes a sequence of ids, not one string")
+    return [cid for cid in dict.fromkeys(customer_ids) if is_storable_id(cid)]
+
+
+def validate_snapshot_id(snapshot_id: str) -> str:
+    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID_PATTERN.match(snapshot_id):
+        raise InvalidInputError(
+            f"invalid snapshot id {snapshot_id!r}: 1-63 characters, letters, digits and "
+            "'._:-', starting with a letter or digit"
+        )
+    return snapshot_id

@@ -1,0 +1,114 @@
+"""Where the PostgreSQL store's connection parameters come from.
+
+Locally a URL carries everything. In AWS the URL (or nothing) names the RDS Proxy
+endpoint and the rest comes from a Secrets Manager secret in the form RDS writes
+(``username``, ``password``, ``host``, ``port``, ``dbname``), or the password is an
+IAM auth token minted at each connect. Secrets are fetched through Powertools
+Parameters, which caches them across invocations of a warm Lambda.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+from credit_risk.errors import ConfigurationError
+from credit_risk.settings import Settings
+from credit_risk.store.base import DEFAULT_RETAINED_SNAPSHOTS
+
+SECRET_MAX_AGE_SECONDS = 300
+# Secret keys (RDS's form) → libpq keywords.
+_SECRET_KEYS = {
+    "host": "host",
+    "port": "port",
+    "dbname": "dbname",
+    "username": "user",
+    "password": "password",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    """Typed configuration of :class:`credit_risk.store.postgres.PostgresFeatureStore`."""
+
+    url: str | None = None
+    secret_id: str | None = None
+    iam_auth: bool = False
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    connect_timeout: int = 3
+    retained_snapshots: int = DEFAULT_RETAINED_SNAPSHOTS
+    # A swap waits at most this long for readers' locks on the view, so a stuck
+    # reader fails the swap instead of queueing every later reader behind it.
+    swap_lock_timeout_ms: int = 5_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostgresConfig:
+        return cls(
+            url=settings.database_url.get_secret_value() if settings.database_url else None,
+            secret_id=settings.database_secret_id,
+            iam_auth=settings.database_iam_auth,
+            sslmode=settings.database_sslmode,
+            sslrootcert=settings.database_sslrootcert,
+            connect_timeout=settings.database_connect_timeout,
+            retained_snapshots=settings.store_retained_snapshots,
+        )
+
+    def describe(self) -> str:
+        """Where the store is, without credentials (for messages and logs)."""
+        params = conninfo_to_dict(self.url or "")
+        where = f"{params.get('host', '?')}:{params.get('port', 5432)}/{params.get('dbname', '?')}"
+        return where if self.url else f"secret {self.secret_id}"
+
+
+def connect_kwargs(config: PostgresConfig, *, refresh_secret: bool = False) -> dict[str, Any]:
+    """``psycopg.connect`` keyword arguments; URL values win over the secret's."""
+    try:
+        params: dict[str, Any] = dict(conninfo_to_dict(config.url or ""))
+    except Exception as exc:  # psycopg.ProgrammingError: a malformed URL
+        raise ConfigurationError(f"invalid database URL: {exc}") from None
+    if config.secret_id:
+        for key, value in _secret(config.secret_id, refresh=refresh_secret).items():
+            if key in _SECRET_KEYS and value not in (None, ""):
+                params.setdefault(_SECRET_KEYS[key], str(value))
+    if config.sslmode:
+        params.setdefault("sslmode", config.sslmode)
+    if config.sslrootcert:
+        params.setdefault("sslrootcert", config.sslrootcert)
+    if config.iam_auth:
+        # RDS only accepts tokens over TLS.
+        params.setdefault("sslmode", "require")
+        params["password"] = _iam_token(params)
+    params["connect_timeout"] = config.connect_timeout
+    params.setdefault("application_name", "credit-risk-feature-store")
+    return params
+
+
+def _secret(secret_id: str, *, refresh: bool) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_secret(
+            secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS, force_fetch=refresh
+        )
+    except (
+        parameters.exceptions.GetParameterError,
+        parameters.exceptions.TransformParameterError,
+    ) as exc:
+        raise ConfigurationError(f"cannot read database secret {secret_id}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"database secret {secret_id} is not a JSON object")
+    return value
+
+
+def _iam_token(params: dict[str, Any]) -> str:
+    import boto3
+
+    missing = [key for key in ("host", "user") if not params.get(key)]
+    if missing:
+        raise ConfigurationError(f"IAM database auth needs {' and '.join(missing)}")
+    return boto3.client("rds").generate_db_auth_token(
+        DBHostname=params["host"], Port=int(params.get("port", 5432)), DBUsername=params["user"]
+    )

@@ -1,0 +1,88 @@
+"""Loads a serving snapshot (Parquet, a local folder or ``s3://``) into the store.
+
+The feature job writes one snapshot per run; loading it is idempotent per snapshot
+id, so a retried Step Functions task whose first attempt did commit reports the
+snapshot as already active instead of failing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from credit_risk import io
+from credit_risk.errors import InvalidInputError
+from credit_risk.store.base import (
+    FeatureStore,
+    LoadResult,
+    SnapshotExistsError,
+    validate_snapshot_id,
+)
+from credit_risk.store.snapshot_data import check_columns
+
+
+def read_snapshot(uri: str) -> pa.Table:
+    """The snapshot's rows, with its columns checked against ``schemas.SNAPSHOT_COLUMNS``."""
+    table = io.read_parquet(uri)
+    check_columns(table.column_names)
+    return table
+
+
+def snapshot_as_of(table: pa.Table) -> date:
+    """The one date a snapshot is as of; a snapshot mixing dates is refused."""
+    try:
+        values = pc.unique(table.column("as_of").cast(pa.date32())).drop_null().to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"snapshot column as_of is not a date: {exc}") from None
+    if len(values) != 1:
+        shown = ", ".join(sorted(v.isoformat() for v in values)[:5]) or "none"
+        raise InvalidInputError(f"a snapshot is as of one date, found {len(values)}: {shown}")
+    return values[0]
+
+
+def default_snapshot_id(as_of: date) -> str:
+    """``<as_of>-<load time>``: sorts by date, unique per load."""
+    return f"{as_of:%Y%m%d}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def load_snapshot_uri(
+    store: FeatureStore,
+    uri: str,
+    *,
+    snapshot_id: str | None = None,
+    as_of: date | None = None,
+) -> LoadResult:
+    """Migrates the store if needed, then loads and activates the snapshot at ``uri``."""
+    if snapshot_id is not None:
+        validate_snapshot_id(snapshot_id)
+    store.migrate()
+    if snapshot_id is not None and (done := _already_active(store, snapshot_id)):
+        return done
+    table = read_snapshot(uri)
+    data_as_of = snapshot_as_of(table)
+    if as_of is not None and as_of != data_as_of:
+        raise InvalidInputError(
+            f"snapshot at {uri} is as of {data_as_of.isoformat()}, not {as_of.isoformat()}"
+        )
+    return store.load_snapshot(table, snapshot_id or default_snapshot_id(data_as_of), data_as_of)
+
+
+def _already_active(store: FeatureStore, snapshot_id: str) -> LoadResult | None:
+    for info in store.snapshots():
+        if info.snapshot_id != snapshot_id:
+            continue
+        if not info.active:
+            raise SnapshotExistsError(
+                f"snapshot {snapshot_id} was loaded before and is not active; "
+                f"`credit-risk store rollback {snapshot_id}` activates it again"
+            )
+        return LoadResult(
+            snapshot_id=snapshot_id,
+            as_of=info.as_of,
+            row_count=info.row_count,
+            previous_snapshot_id=None,
+            already_active=True,
+        )
+    return None

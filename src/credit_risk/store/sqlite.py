@@ -1,0 +1,378 @@
+"""SQLite feature store: the embedded local default, standard library only.
+
+The database runs in WAL mode, so readers keep seeing the last committed state
+while a load writes: a load fills a new ``WITHOUT ROWID`` table (the primary key is
+the table) in one transaction, and the switch re-points the ``customer_features``
+view in a second, short one. Each thread reads through a connection of its own;
+loads, swaps and migrations open one for themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from credit_risk import schemas
+from credit_risk.errors import InvalidInputError
+from credit_risk.store.base import (
+    DEFAULT_RETAINED_SNAPSHOTS,
+    LOGICAL_TABLE,
+    READ_COLUMNS,
+    CustomerFeatures,
+    FeatureStore,
+    LoadResult,
+    SnapshotData,
+    SnapshotExistsError,
+    SnapshotInfo,
+    SnapshotNotFoundError,
+    StoreError,
+    StoreHealth,
+    StoreNotInitialized,
+    StoreUnavailable,
+    is_storable_id,
+    storable_ids,
+    validate_snapshot_id,
+)
+from credit_risk.store.migrations import migrations
+from credit_risk.store.snapshot_data import conform_batches
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SQLITE_TYPES = {
+    schemas.STRING: "TEXT",
+    schemas.INT64: "INTEGER",
+    schemas.FLOAT64: "REAL",
+    schemas.DATE: "TEXT",
+}
+_NOT_NULL = {"customer_id", "as_of"}
+_SNAPSHOT_NAMES = [name for name, _ in schemas.SNAPSHOT_COLUMNS]
+_AS_OF_INDEX = _SNAPSHOT_NAMES.index("as_of")
+
+
+def _ident(name: str) -> str:
+    """A quoted SQLite identifier (the names are ours, but quote them all the same)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# Identifiers are ours and quoted; values are always bound parameters.
+_SELECT = f"SELECT {', '.join(map(_ident, READ_COLUMNS))} FROM {_ident(LOGICAL_TABLE)}"  # noqa: S608
+_GET = _SELECT + " WHERE customer_id = ?"
+_GET_MANY = _SELECT + " WHERE customer_id IN (SELECT value FROM json_each(?))"  # noqa: S608
+_HEALTH = (
+    "SELECT (SELECT max(version) FROM schema_migrations), "
+    "(SELECT active_snapshot_id FROM feature_store_state)"
+)
+_SNAPSHOTS = """
+SELECT s.snapshot_id, s.as_of, s.row_count, s.loaded_at, s.activated_at,
+       coalesce(s.snapshot_id = st.active_snapshot_id, 0)
+FROM feature_snapshots AS s CROSS JOIN feature_store_state AS st
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _features(row: tuple) -> CustomerFeatures:
+    return CustomerFeatures(*row[:6], date.fromisoformat(row[6]), row[7])
+
+
+def _snapshot(row: tuple) -> SnapshotInfo:
+    snapshot_id, as_of, row_count, loaded_at, activated_at, active = row
+    return SnapshotInfo(
+        snapshot_id=snapshot_id,
+        as_of=date.fromisoformat(as_of),
+        row_count=row_count,
+        loaded_at=datetime.fromisoformat(loaded_at),
+        activated_at=datetime.fromisoformat(activated_at) if activated_at else None,
+        active=bool(active),
+    )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Splits a migration script into statements (comment lines dropped)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buffer!r}")
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> Exception:
+    if isinstance(exc, sqlite3.OperationalError):
+        if "no such table" in str(exc):
+            return StoreNotInitialized(
+                f"feature store schema is missing in {path}: run `credit-risk store migrate`"
+            )
+        # Locked past the busy timeout, disk or I/O errors: worth retrying later.
+        return StoreUnavailable(f"feature store {path} failed: {exc}")
+    return StoreError(f"feature store {path} failed: {exc}")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: two writers never deadlock upgrading.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SqliteFeatureStore(FeatureStore):
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retained_snapshots: int = DEFAULT_RETAINED_SNAPSHOTS,
+        busy_timeout_seconds: float = 5.0,
+    ) -> None:
+        self.path = Path(path)
+        self.retained_snapshots = retained_snapshots
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # --- connections ---------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_seconds,
+                isolation_level=None,  # transactions are explicit
+                check_same_thread=False,  # used by one thread, closed by any
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open feature store {self.path}: {exc}") from exc
+        return conn
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    @contextmanager
+    def _admin(self) -> Iterator[sqlite3.Connection]:
+        conn = self._open()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        finally:
+            conn.close()
+
+    # --- reads ---------------------------------------------------------------
+    def get(self, customer_id: str) -> CustomerFeatures | None:
+        if not is_storable_id(customer_id):
+            return None
+        # fetchall, not fetchone: an exhausted statement is reset at once, so the
+        # connection holds no read transaction (and no old snapshot) between calls.
+        rows = self._read(lambda c: c.execute(_GET, (customer_id,)).fetchall())
+        return _features(rows[0]) if rows else None
+
+    def get_many(self, customer_ids: Sequence[str]) -> dict[str, CustomerFeatures]:
+        ids = storable_ids(customer_ids)
+        if not ids:
+            return {}
+        # One statement and one parameter whatever the batch size.
+        rows = self._read(lambda c: c.execute(_GET_MANY, (json.dumps(ids),)).fetchall())
+        return {row[0]: _features(row) for row in rows}
+
+    def active_snapshot(self) -> SnapshotInfo | None:
+        query = _SNAPSHOTS + " WHERE s.snapshot_id = st.active_snapshot_id"
+        rows = self._read(lambda c: c.execute(query).fetchall())
+        return _snapshot(rows[0]) if rows else None
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        query = _SNAPSHOTS + " ORDER BY s.loaded_at DESC, s.snapshot_id DESC"
+        return [_snapshot(row) for row in self._read(lambda c: c.execute(query).fetchall())]
+
+    def health(self) -> StoreHealth:
+        started = time.perf_counter()
+        try:
+            ((version, active),) = self._read(lambda c: c.execute(_HEALTH).fetchall())
+        except StoreUnavailable as exc:
+            return StoreHealth(ok=False, backend=self.backend, error=str(exc))
+        return StoreHealth(
+            ok=active is not None,
+            backend=self.backend,
+            schema_version=version,
+            active_snapshot_id=active,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=None if active else "no snapshot loaded",
+        )
+
+    # --- writes --------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        applied_now = []
+        with self._admin() as conn, _transaction(conn):
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations("sqlite"):
+                if migration.version in done:
+                    continue
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, _now()),
+                )
+                applied_now.append(migration.version)
+        return applied_now
+
+    def load_snapshot(self, data: SnapshotData, snapshot_id: str, as_of: date) -> LoadResult:
+        validate_snapshot_id(snapshot_id)
+        started = time.perf_counter()
+        with self._admin() as conn:
+            # A big page cache keeps inserts in key order cheap on a large table.
+            conn.execute("PRAGMA cache_size=-131072")
+            with _transaction(conn):
+                row_count = self._write_snapshot(conn, data, snapshot_id, as_of)
+            loaded = time.perf_counter()
+            with _transaction(conn):
+                previous = self._activate(conn, snapshot_id)
+            swapped = time.perf_counter()
+            dropped = self._apply_retention(conn, snapshot_id)
+        return LoadResult(
+            snapshot_id=snapshot_id,
+            as_of=as_of,
+            row_count=row_count,
+            previous_snapshot_id=previous,
+            dropped_snapshot_ids=dropped,
+            load_seconds=loaded - started,
+            swap_seconds=swapped - loaded,
+        )
+
+    def rollback(self, snapshot_id: str) -> SnapshotInfo:
+        validate_snapshot_id(snapshot_id)
+        with self._admin() as conn, _transaction(conn):
+            self._activate(conn, snapshot_id)
+        active = self.active_snapshot()
+        assert active is not None
+        return active
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._local = threading.local()
+
+    def _write_snapshot(
+        self, conn: sqlite3.Connection, data: SnapshotData, snapshot_id: str, as_of: date
+    ) -> int:
+        known = "SELECT 1 FROM feature_snapshots WHERE snapshot_id = ?"
+        if conn.execute(known, (snapshot_id,)).fetchone():
+            raise SnapshotExistsError(f"snapshot {snapshot_id} was already loaded")
+        (seq,) = conn.execute("SELECT next_table_seq FROM feature_store_state").fetchone()
+        conn.execute("UPDATE feature_store_state SET next_table_seq = next_table_seq + 1")
+        table_name = f"{LOGICAL_TABLE}_{seq:06d}"
+        columns = ", ".join(
+            f"{_ident(name)} {_SQLITE_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}"
+            for name, kind in schemas.SNAPSHOT_COLUMNS
+        )
+        conn.execute(
+            f"CREATE TABLE {_ident(table_name)} ({columns}, PRIMARY KEY (customer_id)) "
+            "WITHOUT ROWID"
+        )
+        placeholders = ", ".join("?" for _ in _SNAPSHOT_NAMES)
+        insert = f"INSERT INTO {_ident(table_name)} VALUES ({placeholders})"  # noqa: S608
+        row_count = 0
+        try:
+            for batch in conform_batches(data, as_of):
+                columns_data = [column.to_pylist() for column in batch.columns]
+                # Every row's as_of equals as_of (checked); dates are ISO text here.
+                columns_data[_AS_OF_INDEX] = [as_of.isoformat()] * batch.num_rows
+                conn.executemany(insert, zip(*columns_data, strict=True))
+                row_count += batch.num_rows
+        except sqlite3.IntegrityError:
+            raise InvalidInputError("snapshot has duplicate customer_id values") from None
+        if row_count == 0:
+            raise InvalidInputError("snapshot has no rows")
+        conn.execute(
+            "INSERT INTO feature_snapshots (snapshot_id, table_name, as_of, row_count, loaded_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (snapshot_id, table_name, as_of.isoformat(), row_count, _now()),
+        )
+        return row_count
+
+    def _activate(self, conn: sqlite3.Connection, snapshot_id: str) -> str | None:
+        (previous,) = conn.execute("SELECT active_snapshot_id FROM feature_store_state").fetchone()
+        target = conn.execute(
+            "SELECT table_name FROM feature_snapshots WHERE snapshot_id = ?", (snapshot_id,)
+        ).fetchone()
+        if target is None:
+            raise SnapshotNotFoundError(f"no retained snapshot {snapshot_id}")
+        # DDL cannot take parameters; the id matched SNAPSHOT_ID_PATTERN and is quoted.
+        columns = ", ".join(map(_ident, _SNAPSHOT_NAMES))
+        conn.execute(f"DROP VIEW IF EXISTS {_ident(LOGICAL_TABLE)}")
+        conn.execute(
+            f"CREATE VIEW {_ident(LOGICAL_TABLE)} AS SELECT {columns}, "  # noqa: S608
+            f"{_literal(snapshot_id)} AS snapshot_id FROM {_ident(target[0])}"
+        )
+        now = _now()
+        conn.execute(
+            "UPDATE feature_store_state SET active_snapshot_id = ?, updated_at = ?",
+            (snapshot_id, now),
+        )
+        conn.execute(
+            "UPDATE feature_snapshots SET activated_at = ? WHERE snapshot_id = ?",
+            (now, snapshot_id),
+        )
+        return previous
+
+    def _apply_retention(self, conn: sqlite3.Connection, active_id: str) -> tuple[str, ...]:
+        """Drops snapshots beyond the newest ``retained_snapshots`` besides the active one."""
+        try:
+            with _transaction(conn):
+                stale = conn.execute(
+                    "SELECT snapshot_id, table_name FROM feature_snapshots "
+                    "WHERE snapshot_id <> ? "
+                    "ORDER BY activated_at DESC NULLS LAST, loaded_at DESC LIMIT -1 OFFSET ?",
+                    (active_id, self.retained_snapshots),
+                ).fetchall()
+                for snapshot_id, table_name in stale:
+                    conn.execute(f"DROP TABLE IF EXISTS {_ident(table_name)}")
+                    conn.execute(
+                        "DELETE FROM feature_snapshots WHERE snapshot_id = ?", (snapshot_id,)
+                    )
+        except sqlite3.Error as exc:
+            log.warning("could not drop old snapshots, next load retries: %s", exc)
+            return ()
+        return tuple(snapshot_id for snapshot_id, _ in stale)

@@ -1,0 +1,263 @@
+"""Loading snapshot Parquet from S3 (moto) and local folders: the Lambda, the library, the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from credit_risk.cli import main
+from credit_risk.errors import ConfigurationError, InvalidInputError
+from credit_risk.store import SnapshotExistsError, get_store
+from credit_risk.store.loader import load_snapshot_uri
+from tests.conftest import EVENTS_DIR
+from tests.integration.store.conftest import fresh_postgres_database
+from tests.integration.store.data import AS_OF, snapshot_table
+
+
+def write_snapshot(folder, table: pa.Table, parts: int = 2) -> str:
+    """Writes ``table`` as Spark would: part files plus a _SUCCESS marker."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = -(-table.num_rows // parts)
+    for part in range(parts):
+        pq.write_table(table.slice(part * size, size), folder / f"part-{part:05d}.parquet")
+    (folder / "_SUCCESS").write_text("")
+    return str(folder)
+
+
+# --- the library -------------------------------------------------------------------------
+
+
+def test_a_local_snapshot_folder_loads_with_its_own_as_of(target, tmp_path):
+    # given
+    uri = write_snapshot(tmp_path / "snapshot", snapshot_table(500))
+    store = target.new_store()
+    # when: the store is not even migrated yet
+    result = load_snapshot_uri(store, uri, snapshot_id="s1")
+    # then
+    assert (result.row_count, result.as_of) == (500, AS_OF)
+    assert store.get("00000499").snapshot_id == "s1"
+    store.close()
+
+
+def test_a_retried_load_of_the_active_snapshot_does_nothing(target, tmp_path):
+    # given
+    uri = write_snapshot(tmp_path / "snapshot", snapshot_table(50))
+    store = target.new_store()
+    load_snapshot_uri(store, uri, snapshot_id="s1")
+    # when
+    again = load_snapshot_uri(store, uri, snapshot_id="s1")
+    # then
+    assert again.already_active
+    assert again.row_count == 50
+    assert len(store.snapshots()) == 1
+    store.close()
+
+
+def test_reloading_a_snapshot_that_is_no_longer_active_is_refused(target, tmp_path):
+    # given
+    store = target.new_store()
+    load_snapshot_uri(store, write_snapshot(tmp_path / "a", snapshot_table(5)), snapshot_id="s1")
+    load_snapshot_uri(store, write_snapshot(tmp_path / "b", snapshot_table(5)), snapshot_id="s2")
+    # when / then
+    with pytest.raises(SnapshotExistsError, match="rollback s1"):
+        load_snapshot_uri(store, str(tmp_path / "a"), snapshot_id="s1")
+    store.close()
+
+
+def test_without_an_id_a_snapshot_is_named_after_its_date(target, tmp_path):
+    store = target.new_store()
+    result = load_snapshot_uri(store, write_snapshot(tmp_path / "s", snapshot_table(5)))
+    assert result.snapshot_id.startswith("20240601-")
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            pa.concat_tables(
+                [snapshot_table(3), snapshot_table(3, start=3, as_of=date(2024, 7, 1))]
+            ),
+            "one date, found 2",
+        ),
+        (snapshot_table(3).rename_columns(["id", *snapshot_table(0).column_names[1:]]), "missing"),
+    ],
+    ids=["two-dates", "renamed-column"],
+)
+def test_a_snapshot_breaking_the_contract_is_refused(tmp_path, table, message):
+    store = sqlite_store(tmp_path)
+    with pytest.raises(InvalidInputError, match=message):
+        load_snapshot_uri(store, write_snapshot(tmp_path / "bad", table, parts=1))
+
+
+def sqlite_store(tmp_path):
+    from credit_risk.store.sqlite import SqliteFeatureStore
+
+    return SqliteFeatureStore(tmp_path / "features.sqlite3")
+
+
+# --- the Lambda, with S3 in moto and the real PostgreSQL ---------------------------------
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "feature-loader"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:feature-loader"
+    aws_request_id: str = "5a8d7a1e-0000-4000-8000-000000000001"
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+@pytest.fixture
+def handler(monkeypatch, postgres_url):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "POWERTOOLS_SERVICE_NAME": "feature-loader",
+    }.items():
+        monkeypatch.setenv(name, value)
+    url, drop = fresh_postgres_database(postgres_url)
+    monkeypatch.setenv("CREDIT_RISK_DATABASE_URL", url)
+    module = importlib.import_module("lambdas.feature_loader.handler")
+    module._store.cache_clear()
+    get_store.cache_clear()
+    parameters.clear_caches()
+    with mock_aws():
+        yield module
+    if module._store.cache_info().currsize:
+        module._store().close()
+    module._store.cache_clear()
+    get_store.cache_clear()
+    drop()
+
+
+def put_snapshot_in_s3(event: dict, table: pa.Table) -> None:
+    bucket, _, prefix = event["snapshot_uri"].removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}part-00000.parquet", Body=sink.getvalue())
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_loads_an_s3_snapshot_into_postgresql(handler):
+    # given
+    event = load_event("feature_loader_load.json")
+    put_snapshot_in_s3(event, snapshot_table(1_000))
+    # when
+    response = handler.lambda_handler(event, FakeLambdaContext())
+    retried = handler.lambda_handler(event, FakeLambdaContext())
+    # then
+    assert response["snapshot_id"] == response["active_snapshot_id"] == event["snapshot_id"]
+    assert response["row_count"] == 1_000
+    assert response["as_of"] == "2024-06-01"
+    assert not response["already_active"]
+    assert retried["already_active"]
+    assert retried["row_count"] == 1_000
+    row = handler._store().get("00000042")
+    assert row is not None
+    assert row.snapshot_id == event["snapshot_id"]
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_refuses_a_malformed_event(handler):
+    with pytest.raises(InvalidInputError, match="snapshot_id"):
+        handler.lambda_handler(load_event("feature_loader_invalid.json"), FakeLambdaContext())
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_refuses_a_snapshot_of_another_date(handler):
+    event = load_event("feature_loader_load.json")
+    put_snapshot_in_s3(event, snapshot_table(10, as_of=date(2024, 5, 1)))
+    with pytest.raises(InvalidInputError, match="as of 2024-05-01, not 2024-06-01"):
+        handler.lambda_handler(event, FakeLambdaContext())
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_needs_a_postgresql_store(handler, monkeypatch):
+    monkeypatch.delenv("CREDIT_RISK_DATABASE_URL")
+    handler._store.cache_clear()
+    with pytest.raises(ConfigurationError, match="DATABASE_SECRET_ID"):
+        handler.lambda_handler(load_event("feature_loader_load.json"), FakeLambdaContext())
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_args(target, monkeypatch, tmp_path):
+    """The --database-url arguments that reach the target database."""
+    if target.kind == "sqlite":
+        monkeypatch.setenv("CREDIT_RISK_LOCAL_DIR", str(tmp_path / "local"))
+        monkeypatch.delenv("CREDIT_RISK_DATABASE_URL", raising=False)
+        return []
+    store = target.new_store()
+    url = store.config.url
+    store.close()
+    return ["--database-url", url]
+
+
+def test_the_cli_loads_lists_rolls_back_and_checks_health(store_args, tmp_path, capsys):
+    # given
+    first = write_snapshot(tmp_path / "one", snapshot_table(20))
+    second = write_snapshot(tmp_path / "two", snapshot_table(20, version=2))
+    # when
+    codes = [
+        main(["store", "health", *store_args]),
+        main(["store", "migrate", *store_args]),
+        main(["load", "--snapshot", first, "--snapshot-id", "s1", *store_args]),
+        main(
+            [
+                "load",
+                "--snapshot",
+                second,
+                "--snapshot-id",
+                "s2",
+                "--as-of",
+                "2024-06-01",
+                *store_args,
+            ]
+        ),
+        main(["store", "rollback", "s1", *store_args]),
+        main(["store", "snapshots", *store_args]),
+        main(["store", "health", *store_args]),
+    ]
+    out = capsys.readouterr().out.splitlines()
+    # then
+    assert codes == [1, 0, 0, 0, 0, 0, 0]
+    assert any(line.startswith("loaded snapshot s2 as of 2024-06-01: 20 customers") for line in out)
+    assert "active snapshot: s2 (previous: s1)" in out
+    assert out[-4].split()[:1] == ["SNAPSHOT"]
+    assert out[-3].split()[:2] == ["s2", "2024-06-01"]
+    assert out[-2].split()[:2] == ["*", "s1"]
+    assert json.loads(out[-1])["active_snapshot_id"] == "s1"
+
+
+def test_the_cli_reports_bad_input_in_one_line(store_args, tmp_path, capsys):
+    # when
+    missing = main(["load", "--snapshot", str(tmp_path / "nothing-here"), *store_args])
+    unknown = main(["store", "rollback", "never-loaded", *store_args])
+    # then
+    err = capsys.readouterr().err.splitlines()
+    assert (missing, unknown) == (2, 2)
+    assert err == [
+        f"credit-risk load: error: no such file or folder: {tmp_path / 'nothing-here'}",
+        "credit-risk store: error: no retained snapshot never-loaded",
+    ]
