@@ -15,7 +15,7 @@ export UV_PYTHON := $(PYTHON)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install prereqs lint format test test-unit run bench clean
+.PHONY: help install prereqs lint format test test-unit run bench clean synth
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,8 +61,25 @@ test-unit: install ## Only the fast tests
 run: install ## Set up and run the main job locally
 	$(RUN) credit-risk generate-data
 
-bench: install prereqs ## Run the benchmarks (prints figures; not part of the tests)
-	$(RUN) python bench/generate_data.py
+BENCHES := $(sort $(wildcard bench/*.py))
+
+bench: install prereqs ## Run every benchmark (prints figures; not part of the tests)
+	@for script in $(BENCHES); do echo "== $$script"; $(RUN) python $$script || exit 1; done
+
+bench-%: install prereqs ## Run one benchmark, e.g. `make bench-store`
+	$(RUN) python bench/$*.py
+
+NPM_STAMP := node_modules/.package-lock.json
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+synth: install $(NPM_STAMP) ## Synthesize dev, staging and prod into cdk.out/<env>/ (offline)
+	$(UV) build --wheel --out-dir dist
+	@for env in dev staging prod; do \
+	  echo "synth $$env"; \
+	  npx --no-install cdk synth --quiet -c env=$$env -o cdk.out/$$env || exit 1; \
+	done
 
 clean: ## Remove local data and build outputs (keeps the environments)
 	rm -rf .local cdk.out .pytest_cache .ruff_cache .hypothesis

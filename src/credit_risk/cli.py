@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "generate_data",
     "load",
     "store",
+    "train",
+    "registry",
 )
 
 EXIT_USER_ERROR = 2

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="Key the local API server expects in x-api-key."
     )
+    code_version: str | None = Field(
+        default=None,
+        description="Commit or build id of the running code, recorded in model metadata.",
+    )
+    spark_master: str = Field(
+        default="local[*]", description="Spark master of local feature runs (local[N])."
+    )
+    spark_driver_memory: str = Field(
+        default="2g",
+        pattern=r"^[1-9][0-9]*[mMgG]$",
+        description="Heap of the local Spark driver, which also runs the tasks in local mode.",
+    )
 
     @field_validator("lake_uri", "registry_uri")
     @classmethod

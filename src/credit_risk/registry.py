@@ -1,0 +1,338 @@
+"""The model registry: immutable model versions and a champion pointer.
+
+Layout (DESIGN.md "Model registry"), under a local directory or an ``s3://`` root::
+
+    <root>/<model_name>/<version>/model.ubj        XGBoost native model
+                                  metadata.json    written last: a version exists once it has one
+                                  baseline.joblib  the logistic baseline, for audit only
+                                  model_card.md, roc.png, calibration.png
+    <root>/<model_name>/champion.json              which version serves
+
+Versions are immutable: every file of a version is created with "fail if it
+exists" (``O_EXCL`` locally, ``If-None-Match: *`` on S3), so a second write to a
+version fails however the writers interleave. The champion pointer changes only by
+``promote``, a compare-and-swap on ``champion.json`` (``If-Match`` on its ETag on
+S3, a file lock and atomic rename locally): of two writers who read the same
+champion, one wins and the other gets ``ConcurrentUpdateError``.
+
+Loading checks the model file's sha256 against the metadata and refuses a
+mismatch; it builds the serving ``ModelPackage`` from the native file only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from credit_risk.errors import CreditRiskError, InvalidInputError
+
+if TYPE_CHECKING:
+    from credit_risk.model.package import ModelPackage
+
+MODEL_FILE = "model.ubj"
+METADATA_FILE = "metadata.json"
+BASELINE_FILE = "baseline.joblib"
+CARD_FILE = "model_card.md"
+CHAMPION_FILE = "champion.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class VersionExistsError(CreditRiskError):
+    """A version is written once; this one already exists (or was half written)."""
+
+
+class ModelNotFoundError(CreditRiskError):
+    """No such version, or no champion yet."""
+
+
+class IntegrityError(CreditRiskError):
+    """A stored file does not match the checksum recorded in its metadata."""
+
+
+class ConcurrentUpdateError(CreditRiskError):
+    """The champion changed between reading it and replacing it."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_version(model_sha256: str, now: datetime | None = None) -> str:
+    """A version name that sorts by time and names the model it holds."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
+
+
+class _Store(Protocol):
+    """Keyed blobs with create-only and compare-and-swap writes."""
+
+    def read(self, key: str) -> tuple[bytes, str] | None: ...
+    def create(self, key: str, data: bytes) -> None: ...
+    def swap(self, key: str, data: bytes, expected_tag: str | None) -> None: ...
+    def children(self, prefix: str) -> list[str]: ...
+
+
+class _LocalStore:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data, sha256(data)
+
+    def create(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as file:  # O_CREAT | O_EXCL: exactly one creator wins
+                file.write(data)
+        except FileExistsError:
+            raise VersionExistsError(f"{path} already exists") from None
+
+    def swap(self, key: str, data: bytes, expected_tag: str | None) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked(path.with_name(path.name + ".lock")):
+            current = self.read(key)
+            if (current[1] if current else None) != expected_tag:
+                raise ConcurrentUpdateError(f"{path} changed while it was being replaced")
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.replace(temp, path)  # readers see the old file or the new one, never half
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(lock_path: Path) -> Iterator[None]:
+        import fcntl  # POSIX only, like the Lambda runtime; imported where it is needed
+
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released on close, even if the process dies
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def children(self, prefix: str) -> list[str]:
+        path = self.root / prefix
+        if not path.is_dir():
+            return []
+        return sorted(p.name for p in path.iterdir() if p.is_dir())
+
+
+class _S3Store:
+    def __init__(self, uri: str) -> None:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise InvalidInputError(f"not an S3 URI: {uri!r}")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        import boto3  # only when the registry is on S3
+
+        self.client = boto3.client("s3")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return response["Body"].read(), response["ETag"]
+
+    def create(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except self.client.exceptions.ClientError as exc:
+            if _precondition_failed(exc):
+                raise VersionExistsError(f"s3://{self.bucket}/{self._key(key)} exists") from None
+            raise
+
+    def swap(self, key: str, data: bytes, expected_tag: str | None) -> None:
+        condition = {"IfMatch": expected_tag} if expected_tag else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType="application/json",
+                **condition,
+            )
+        except self.client.exceptions.ClientError as exc:
+            if _precondition_failed(exc) or _error_code(exc) == "NoSuchKey":
+                raise ConcurrentUpdateError(
+                    f"s3://{self.bucket}/{self._key(key)} changed while it was being replaced"
+                ) from None
+            raise
+
+    def children(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        base = self._key(prefix).rstrip("/") + "/"
+        names = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
+            names += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(names)
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def _precondition_failed(exc: Exception) -> bool:
+    # 412 when the condition fails; 409 when a concurrent conditional write to the
+    # same key is in flight (S3 then lets exactly one of them succeed).
+    return _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidInputError(
+            f"invalid {kind} {name!r}: letters, digits, '.', '_' and '-' only, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class Registry:
+    """The versions of one model under one registry root."""
+
+    def __init__(self, root: str, model_name: str) -> None:
+        self.root = root.rstrip("/")
+        self.model_name = _check_name("model name", model_name)
+        self._store: _Store = _S3Store(self.root) if root.startswith("s3://") else _LocalStore(root)
+
+    def uri(self, version: str | None = None, name: str | None = None) -> str:
+        parts = [self.root, self.model_name, *(p for p in (version, name) if p)]
+        return "/".join(parts)
+
+    def _key(self, version: str, name: str) -> str:
+        return f"{self.model_name}/{_check_name('version', version)}/{name}"
+
+    # --- writing ---------------------------------------------------------------
+    def publish(
+        self,
+        version: str,
+        model_bytes: bytes,
+        metadata: dict[str, Any],
+        files: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Writes a new version; returns its metadata as stored (with checksums).
+
+        The model file goes first and ``metadata.json`` last: a version becomes
+        visible only complete, and the first create already fails if the version
+        was ever written, by this writer or another.
+        """
+        files = dict(files or {})
+        for reserved in (MODEL_FILE, METADATA_FILE):
+            if reserved in files:
+                raise InvalidInputError(f"{reserved} is written by the registry itself")
+        stored = {
+            **metadata,
+            "model_name": self.model_name,
+            "version": _check_name("version", version),
+            "sha256": sha256(model_bytes),
+            "artifacts": {name: sha256(data) for name, data in sorted(files.items())},
+        }
+        self._store.create(self._key(version, MODEL_FILE), model_bytes)
+        for name, data in sorted(files.items()):
+            self._store.create(self._key(version, _check_name("file name", name)), data)
+        body = json.dumps(stored, indent=2, sort_keys=True, allow_nan=False).encode()
+        self._store.create(self._key(version, METADATA_FILE), body)
+        return stored
+
+    # --- reading ---------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Complete versions (those with metadata), oldest first by name."""
+        return [
+            v
+            for v in self._store.children(self.model_name)
+            if _NAME.match(v) and self._store.read(self._key(v, METADATA_FILE)) is not None
+        ]
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        found = self._store.read(self._key(version, METADATA_FILE))
+        if found is None:
+            raise ModelNotFoundError(f"no version {version!r} of {self.model_name} in {self.root}")
+        return json.loads(found[0])
+
+    def read_file(self, version: str, name: str) -> bytes:
+        """One file of a version, checked against the checksum in its metadata."""
+        metadata = self.metadata(version)
+        expected = metadata["sha256"] if name == MODEL_FILE else metadata["artifacts"].get(name)
+        if expected is None:
+            raise ModelNotFoundError(f"version {version} has no file {name!r}")
+        found = self._store.read(self._key(version, name))
+        if found is None:
+            raise IntegrityError(f"{self.uri(version, name)} is listed but missing")
+        if sha256(found[0]) != expected:
+            raise IntegrityError(
+                f"{self.uri(version, name)} does not match its recorded sha256; refusing it"
+            )
+        return found[0]
+
+    def load(self, version: str | None = None) -> ModelPackage:
+        """The serving package of ``version``, or of the champion when None."""
+        from credit_risk.model.package import ModelPackage
+
+        version = version or self.champion_version()
+        if version is None:
+            raise ModelNotFoundError(f"{self.model_name} has no champion in {self.root} yet")
+        return ModelPackage.from_bytes(self.read_file(version, MODEL_FILE), self.metadata(version))
+
+    # --- champion ----------------------------------------------------------------
+    def champion(self) -> dict[str, Any] | None:
+        found = self._store.read(f"{self.model_name}/{CHAMPION_FILE}")
+        return json.loads(found[0]) if found else None
+
+    def champion_version(self) -> str | None:
+        current = self.champion()
+        return current["version"] if current else None
+
+    def promote(
+        self, version: str, *, expected_champion: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Makes ``version`` the champion.
+
+        ``expected_champion``, when given, is the version the caller believes is
+        serving; the promote fails if another one is. Concurrent promotes never
+        interleave: the write is conditional on the pointer the promote read. A
+        version whose gate failed is refused unless ``force``.
+        """
+        metadata = self.metadata(version)
+        gate = metadata.get("gate", {})
+        if not force and not gate.get("passed", False):
+            raise InvalidInputError(
+                f"version {version} did not pass the evaluation gate; use force to promote it"
+            )
+        key = f"{self.model_name}/{CHAMPION_FILE}"
+        found = self._store.read(key)
+        current = json.loads(found[0]) if found else None
+        current_version = current["version"] if current else None
+        if expected_champion is not None and expected_champion != current_version:
+            raise ConcurrentUpdateError(
+                f"the champion is {current_version}, not {expected_champion} as expected"
+            )
+        record = {
+            "model_name": self.model_name,
+            "version": version,
+            "sha256": metadata["sha256"],
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "previous": current_version,
+            "forced": force and not gate.get("passed", False),
+        }
+        body = json.dumps(record, indent=2, sort_keys=True).encode()
+        self._store.swap(key, body, found[1] if found else None)
+        return record
