@@ -15,7 +15,7 @@ export UV_PYTHON := $(PYTHON)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install prereqs lint format test test-unit run bench clean synth
+.PHONY: help install prereqs lint format test test-unit run bench clean synth glue-package openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,14 +52,30 @@ format: install ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
+PYTEST_ARGS ?=
+PORT ?= 8080
+
 test: install prereqs lint ## Set everything up and run the whole test suite
-	$(RUN) pytest
+	$(RUN) pytest $(PYTEST_ARGS)
 
 test-unit: install ## Only the fast tests
 	$(RUN) pytest tests/unit
 
-run: install ## Set up and run the main job locally
-	$(RUN) credit-risk generate-data
+LOCAL_DIR := .local
+API_KEY_FILE := $(LOCAL_DIR)/api-key
+
+$(API_KEY_FILE):
+	@mkdir -p $(LOCAL_DIR)
+	@$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(24))" > $@
+
+# The whole local job: synthetic raw loans → the training pipeline (features,
+# quality gate, store load, training, model gate, promote) → the API on localhost.
+run: install prereqs $(API_KEY_FILE) ## Set up and run the main job locally, then serve the API
+	@if [ -n "$$(ls -A $(LOCAL_DIR)/lake/raw/loans 2>/dev/null)" ]; then \
+	  echo "raw loans already in $(LOCAL_DIR)/lake/raw/loans (make clean starts over)"; \
+	else $(RUN) credit-risk generate-data; fi
+	$(RUN) credit-risk pipeline run
+	CREDIT_RISK_API_KEY="$$(cat $(API_KEY_FILE))" $(RUN) credit-risk serve --port $(PORT)
 
 BENCHES := $(sort $(wildcard bench/*.py))
 
@@ -74,8 +90,15 @@ NPM_STAMP := node_modules/.package-lock.json
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-synth: install $(NPM_STAMP) ## Synthesize dev, staging and prod into cdk.out/<env>/ (offline)
+glue-package: install ## Build the library wheel and the Glue script for the Glue job (dist/)
+	rm -rf dist
 	$(UV) build --wheel --out-dir dist
+	mkdir -p dist/glue && cp glue_jobs/feature_extraction.py dist/glue/
+
+openapi: install ## Regenerate openapi.json from the inference handler's routes and models
+	$(RUN) credit-risk openapi --output openapi.json
+
+synth: glue-package $(NPM_STAMP) ## Synthesize dev, staging and prod into cdk.out/<env>/ (offline)
 	@for env in dev staging prod; do \
 	  echo "synth $$env"; \
 	  npx --no-install cdk synth --quiet -c env=$$env -o cdk.out/$$env || exit 1; \

@@ -19,10 +19,14 @@ from credit_risk.errors import CreditRiskError
 # Order of appearance in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "generate_data",
+    "features",
     "load",
     "store",
     "train",
     "registry",
+    "pipeline",
+    "serve",
+    "openapi",
 )
 
 EXIT_USER_ERROR = 2

@@ -7,8 +7,8 @@ file's sha256 against the metadata is the registry's job before it builds a
 package (``credit_risk.registry``).
 
 Prediction is built for small batches (one customer, or a hundred): the rows
-become one float matrix, ``inplace_predict`` scores it without a DMatrix, and the
-reason codes need a single ``pred_contribs`` pass.
+become one float matrix; ``predict`` uses ``inplace_predict`` (no DMatrix), and
+``score`` takes the probability and the reason codes from one ``pred_contribs`` pass.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ class ModelPackage:
         """Probability, decision and reasons per row."""
         matrix = self.to_matrix(rows)
         contributions = self.contributions(matrix)
-        probabilities = self.predict(matrix)
+        # The contributions add up to the margin: one pass over the trees gives both
+        # the probability and the reasons.
+        probabilities = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1)))
         decisions = self.decide(probabilities)
         return [
             Score(

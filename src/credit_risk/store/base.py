@@ -13,9 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from credit_risk import schemas
 from credit_risk.errors import CreditRiskError, InvalidInputError
@@ -132,7 +130,10 @@ class StoreHealth:
         }
 
 
-SnapshotData = pa.Table | Iterable[pa.RecordBatch]
+if TYPE_CHECKING:  # pyarrow is for loads only; readers (the inference image) lack it
+    import pyarrow as pa
+
+SnapshotData: TypeAlias = "pa.Table | Iterable[pa.RecordBatch]"
 
 
 class FeatureStore(abc.ABC):
@@ -147,6 +148,11 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     def get_many(self, customer_ids: Sequence[str]) -> dict[str, CustomerFeatures]:
         """Rows for several ids in one round trip, keyed by id; unknown ids are absent."""
+
+    @abc.abstractmethod
+    def customer_ids(self, limit: int = 10) -> list[str]:
+        """The first ``limit`` customer ids of the active snapshot, in id order: ids
+        that score, for examples and smoke tests."""
 
     @abc.abstractmethod
     def load_snapshot(self, data: SnapshotData, snapshot_id: str, as_of: date) -> LoadResult:

@@ -25,8 +25,6 @@ from datetime import date
 from typing import Any, TypeVar
 
 import psycopg
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg import sql
 
 from credit_risk import schemas
@@ -51,7 +49,6 @@ from credit_risk.store.base import (
 )
 from credit_risk.store.credentials import PostgresConfig, connect_kwargs
 from credit_risk.store.migrations import migrations
-from credit_risk.store.snapshot_data import conform_batches
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +62,6 @@ _PG_TYPES = {
 _NOT_NULL = {"customer_id", "as_of"}
 # Any constant works; it only has to be the same for every migrating process.
 _MIGRATION_LOCK_KEY = 0x63726D69  # "crmi"
-_CSV_OPTIONS = pacsv.WriteOptions(include_header=False)
 
 _SNAPSHOT_NAMES = sql.SQL(", ").join(sql.Identifier(name) for name, _ in schemas.SNAPSHOT_COLUMNS)
 _SELECT = sql.SQL("SELECT {columns} FROM {view} WHERE customer_id ").format(
@@ -167,6 +163,13 @@ class PostgresFeatureStore(FeatureStore):
         rows = self._read(lambda c: c.execute(_GET_MANY, (ids,), prepare=True).fetchall())
         return {row[0]: CustomerFeatures(*row) for row in rows}
 
+    def customer_ids(self, limit: int = 10) -> list[str]:
+        query = sql.SQL("SELECT customer_id FROM {} ORDER BY customer_id LIMIT %s").format(
+            sql.Identifier(LOGICAL_TABLE)
+        )
+        rows = self._read(lambda c: c.execute(query, (limit,)).fetchall())
+        return [row[0] for row in rows]
+
     def active_snapshot(self) -> SnapshotInfo | None:
         query = _SNAPSHOTS + " WHERE s.snapshot_id = st.active_snapshot_id"
         row = self._read(lambda c: c.execute(query).fetchone())
@@ -253,6 +256,13 @@ class PostgresFeatureStore(FeatureStore):
         self, conn: psycopg.Connection, data: SnapshotData, snapshot_id: str, as_of: date
     ) -> int:
         """Creates and fills the snapshot's table; runs inside the caller's transaction."""
+        # Loads only: the readers' image (inference) carries no pyarrow.
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        from credit_risk.store.snapshot_data import conform_batches
+
+        csv_options = pacsv.WriteOptions(include_header=False)
         known = "SELECT 1 FROM feature_snapshots WHERE snapshot_id = %s"
         if conn.execute(known, (snapshot_id,)).fetchone():
             raise SnapshotExistsError(f"snapshot {snapshot_id} was already loaded")
@@ -276,7 +286,7 @@ class PostgresFeatureStore(FeatureStore):
                 with cur.copy(copy_sql) as copy:
                     for batch in conform_batches(data, as_of):
                         sink = pa.BufferOutputStream()
-                        pacsv.write_csv(batch, sink, _CSV_OPTIONS)
+                        pacsv.write_csv(batch, sink, csv_options)
                         copy.write(memoryview(sink.getvalue()))
                 row_count = cur.rowcount
             if row_count <= 0:

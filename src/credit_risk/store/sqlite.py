@@ -70,6 +70,7 @@ def _literal(text: str) -> str:
 # Identifiers are ours and quoted; values are always bound parameters.
 _SELECT = f"SELECT {', '.join(map(_ident, READ_COLUMNS))} FROM {_ident(LOGICAL_TABLE)}"  # noqa: S608
 _GET = _SELECT + " WHERE customer_id = ?"
+_SAMPLE_IDS = f"SELECT customer_id FROM {_ident(LOGICAL_TABLE)} ORDER BY customer_id LIMIT ?"  # noqa: S608
 _GET_MANY = _SELECT + " WHERE customer_id IN (SELECT value FROM json_each(?))"  # noqa: S608
 _HEALTH = (
     "SELECT (SELECT max(version) FROM schema_migrations), "
@@ -210,6 +211,10 @@ class SqliteFeatureStore(FeatureStore):
         # One statement and one parameter whatever the batch size.
         rows = self._read(lambda c: c.execute(_GET_MANY, (json.dumps(ids),)).fetchall())
         return {row[0]: _features(row) for row in rows}
+
+    def customer_ids(self, limit: int = 10) -> list[str]:
+        rows = self._read(lambda c: c.execute(_SAMPLE_IDS, (limit,)).fetchall())
+        return [row[0] for row in rows]
 
     def active_snapshot(self) -> SnapshotInfo | None:
         query = _SNAPSHOTS + " WHERE s.snapshot_id = st.active_snapshot_id"

@@ -55,6 +55,18 @@ def test_get_returns_the_loaded_features_with_leading_zeros_and_nulls(store):
     assert len(full.feature_values()) == len(schemas.FEATURE_NAMES)
 
 
+def test_customer_ids_lists_ids_of_the_active_snapshot_in_order(store):
+    # given an empty store, then a loaded one
+    empty = store.customer_ids(3)
+    store.load_snapshot(snapshot_table(10), "s1", AS_OF)
+    # when
+    first = store.customer_ids(3)
+    # then
+    assert empty == []
+    assert first == ["00000000", "00000001", "00000002"]
+    assert all(store.get(cid) is not None for cid in first)
+
+
 def test_unknown_ids_are_none_and_absent(store):
     # given
     store.load_snapshot(snapshot_table(10), "s1", AS_OF)

@@ -1,0 +1,314 @@
+"""Inference benchmark: the scoring handler in-process against PostgreSQL on loopback,
+next to the original proof of concept on the same data.
+
+    uv run --frozen --no-sync python bench/inference.py [--database-url URL]
+        [--loans 30000] [--calls 10000] [--batch-calls 1000] [--cold-runs 3]
+
+It trains a model on synthetic training features (``credit_risk.model.synthetic``)
+into a temporary registry, loads one row per customer into the feature store (a
+throwaway PostgreSQL server started here unless ``--database-url`` names one; its
+database must be empty or hold nothing you need), then measures, warm:
+
+* single-customer requests: p50 / p99 over ``--calls`` ``lambda_handler`` calls;
+* 100-id batches: p50 / p99;
+* cold initialisation in a fresh interpreter: imports + model load + first request;
+
+and the proof of concept's approach: a Flask route that opens SQLite on every
+request, formats the id into the SQL text and calls ``predict`` on the booster,
+timed with Flask's test client. The handler's and the model's output goes to
+/dev/null while timing (in Lambda it goes to CloudWatch Logs, at a similar cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # lambdas/ and tests/ live at the repository root
+
+from credit_risk import names  # noqa: E402
+from credit_risk.local_api import LambdaContext, build_event  # noqa: E402
+
+TARGETS_MS = {"single_p50": 1.5, "single_p99": 5.0, "batch_p50": 10.0, "cold_init": 1500.0}
+AS_OF = date(2024, 6, 1)
+MODEL_NAME = "credit-risk"
+NOT_IN_THE_IMAGE = ("sklearn", "pandas", "matplotlib", "pyspark")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.contextmanager
+def stdout_to_devnull() -> Iterator[None]:
+    """Silences fd 1 (Powertools prints logs and metrics there) while timing."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def prepare(workdir: Path, loans: int, database_url: str):
+    """Model in a registry, snapshot in PostgreSQL and in the PoC's SQLite table."""
+    from credit_risk.model.pipeline import run_training
+    from credit_risk.model.synthetic import training_features
+    from credit_risk.registry import Registry
+    from credit_risk.settings import Settings
+    from credit_risk.store import create_store
+    from tests.integration.api.conftest import snapshot_of
+
+    training, _ = training_features(loans, seed=3)
+    (workdir / "features").mkdir()
+    pq.write_table(training, workdir / "features" / "part-0.parquet")
+    registry_uri = str(workdir / "registry")
+    result = run_training(str(workdir / "features"), registry_uri, MODEL_NAME)
+    Registry(registry_uri, MODEL_NAME).promote(result.version, force=not result.gate.passed)
+    snapshot = snapshot_of(training, AS_OF)
+    with create_store(Settings(database_url=database_url)) as store:
+        store.migrate()
+        store.load_snapshot(snapshot, f"bench-{int(time.time())}", AS_OF)
+    poc_db = workdir / "poc.sqlite3"
+    rows = snapshot.to_pylist()
+    with sqlite3.connect(poc_db) as conn:
+        conn.execute(
+            "CREATE TABLE features (id TEXT, age, years_on_the_job, "
+            "nb_previous_loans, avg_amount_loans_previous, flag_own_car)"
+        )
+        conn.executemany(
+            "INSERT INTO features VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r["customer_id"],
+                    r["age"],
+                    r["years_on_the_job"],
+                    r["nb_previous_loans"],
+                    r["avg_amount_loans_previous"],
+                    r["flag_own_car"],
+                )
+                for r in rows
+            ],
+        )
+    return registry_uri, result.version, snapshot.column("customer_id").to_pylist(), poc_db
+
+
+def time_calls(call: Callable[[], object], count: int) -> list[float]:
+    timings = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def bench_handler(ids: list[str], calls: int, batch_calls: int) -> dict[str, list[float]]:
+    from lambdas.inference import handler
+
+    rng = random.Random(1)
+    context = LambdaContext(function_name="bench")
+
+    def event(path: str, body: dict) -> dict:
+        return build_event(
+            method="POST",
+            target=path,
+            body=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+            alias="live",
+        )
+
+    singles = [event(names.ROUTE_SCORE, {"customer_id": rng.choice(ids)}) for _ in range(calls)]
+    batches = [
+        event(names.ROUTE_SCORE_BATCH, {"customer_ids": rng.sample(ids, 100)})
+        for _ in range(batch_calls)
+    ]
+    with stdout_to_devnull():
+        handler.lambda_handler(singles[0], context)  # cold start, connection
+        for warm in singles[:200]:
+            handler.lambda_handler(warm, context)
+        single_iter, batch_iter = iter(singles), iter(batches)
+        single = time_calls(lambda: handler.lambda_handler(next(single_iter), context), calls)
+        batch = time_calls(lambda: handler.lambda_handler(next(batch_iter), context), batch_calls)
+        status = handler.lambda_handler(singles[0], context)["statusCode"]
+    assert status == 200, f"the handler answered {status}"
+    return {"single": single, "batch": batch}
+
+
+# The child runs with the inference image's dependency set: the dev environment also
+# has scikit-learn and pandas, which xgboost imports when it finds them (seconds
+# of imports the Lambda never pays), so they are hidden from it.
+COLD_START = """
+import importlib.abc, json, sys, time
+started = time.perf_counter()
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in {absent!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+sys.path.insert(0, {root!r})
+from lambdas.inference import handler
+from credit_risk.local_api import LambdaContext, build_event
+imported = time.perf_counter()
+event = build_event(method="POST", target={route!r}, headers={{"content-type": "application/json"}},
+                    body=json.dumps({{"customer_id": {customer!r}}}).encode(), alias="live")
+response = handler.lambda_handler(event, LambdaContext(function_name="bench"))
+done = time.perf_counter()
+assert response["statusCode"] == 200, response
+print(json.dumps({{"imports": imported - started, "total": done - started}}), file=sys.stderr)
+"""
+
+
+def bench_cold(customer: str, runs: int) -> list[dict[str, float]]:
+    """Fresh interpreters (startup itself excluded): imports, model, first request."""
+    script = COLD_START.format(
+        root=str(ROOT), route=names.ROUTE_SCORE, customer=customer, absent=NOT_IN_THE_IMAGE
+    )
+    results = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ.copy(),
+        )
+        if done.returncode != 0:
+            sys.exit(f"the cold-start process failed:\n{done.stderr.strip()}")
+        results.append(json.loads(done.stderr.strip().splitlines()[-1]))
+    return results
+
+
+def bench_poc(model_path: Path, poc_db: Path, ids: list[str], calls: int) -> list[float]:
+    """The proof of concept's route, reconstructed: no validation, no reasons."""
+    import xgboost as xgb
+    from flask import Flask, jsonify
+
+    booster = xgb.Booster(model_file=str(model_path))
+    app = Flask("poc")
+
+    @app.route("/predict/<customer_id>")
+    def predict(customer_id: str):
+        conn = sqlite3.connect(poc_db)  # a connection per request
+        row = conn.execute(
+            "SELECT age, years_on_the_job, nb_previous_loans, avg_amount_loans_previous, "
+            f"flag_own_car FROM features WHERE id = '{customer_id}'"  # the PoC's injection
+        ).fetchone()
+        conn.close()
+        if row is None:
+            return jsonify(error="not found"), 404
+        features = [[float("nan") if v is None else float(v) for v in row]]
+        matrix = xgb.DMatrix(features, missing=float("nan"), feature_names=booster.feature_names)
+        probability = float(booster.predict(matrix)[0])
+        return jsonify(customer_id=customer_id, default_probability=probability)
+
+    client = app.test_client()
+    rng = random.Random(2)
+    chosen = [rng.choice(ids) for _ in range(calls)]
+    for customer in chosen[:50]:
+        client.get(f"/predict/{customer}")
+    it = iter(chosen)
+    return time_calls(lambda: client.get(f"/predict/{next(it)}"), calls)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL to use (an empty database); default: start one",
+    )
+    parser.add_argument("--loans", type=int, default=30_000, help="synthetic training loans")
+    parser.add_argument("--calls", type=int, default=10_000, help="single-customer calls")
+    parser.add_argument("--batch-calls", type=int, default=1_000, help="100-id batch calls")
+    parser.add_argument("--poc-calls", type=int, default=2_000, help="proof-of-concept calls")
+    parser.add_argument("--cold-runs", type=int, default=3, help="fresh-process cold starts")
+    args = parser.parse_args()
+
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-inf-")))
+        database_url = args.database_url
+        if database_url is None:
+            from tests.postgres_server import PostgresServer
+
+            server = PostgresServer()
+            stack.callback(server.destroy)
+            server.init()
+            server.start()
+            database_url = server.url
+        print(
+            f"preparing: {args.loans:,} loans, model, snapshot → {database_url.split('@')[-1]}",
+            file=sys.stderr,
+        )
+        registry_uri, version, ids, poc_db = prepare(workdir, args.loans, database_url)
+        os.environ.update(
+            {
+                f"{names.ENV_PREFIX}LOCAL_DIR": str(workdir),
+                names.ENV_REGISTRY_URI: registry_uri,
+                names.ENV_MODEL_VERSION: version,
+                names.ENV_DATABASE_URL: database_url,
+                f"{names.ENV_PREFIX}ID_HASH_KEY": "bench",
+            }
+        )
+        print(f"customers in the store: {len(ids):,}; model {version}", file=sys.stderr)
+
+        cold = bench_cold(ids[0], args.cold_runs)
+        warm = bench_handler(ids, args.calls, args.batch_calls)
+        model_path = Path(registry_uri) / MODEL_NAME / version / "model.ubj"
+        poc = bench_poc(model_path, poc_db, ids, args.poc_calls)
+
+    figures = {
+        "single_p50": percentile(warm["single"], 0.50),
+        "single_p99": percentile(warm["single"], 0.99),
+        "batch_p50": percentile(warm["batch"], 0.50),
+        "batch_p99": percentile(warm["batch"], 0.99),
+        "cold_init": statistics.median(r["total"] for r in cold) * 1000,
+        "cold_imports": statistics.median(r["imports"] for r in cold) * 1000,
+        "poc_p50": percentile(poc, 0.50),
+        "poc_p99": percentile(poc, 0.99),
+    }
+    print(
+        f"\ninference benchmark (PostgreSQL on loopback, {args.calls:,} single calls, "
+        f"{args.batch_calls:,} batches of 100, {args.cold_runs} cold starts)"
+    )
+    for name, value in figures.items():
+        target = TARGETS_MS.get(name)
+        verdict = (
+            ""
+            if target is None
+            else (f"  target ≤ {target:g} ms  {'ok' if value <= target else 'MISSED'}")
+        )
+        print(f"  {name:<13} {value:9.3f} ms{verdict}")
+    print(f"  per-id cost in a batch of 100: {figures['batch_p50'] / 100:.3f} ms")
+    print(
+        f"  proof of concept p50 / handler single p50: "
+        f"{figures['poc_p50'] / figures['single_p50']:.1f}x "
+        "(the PoC computes no reasons, validates nothing and is open to SQL injection)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""AWS Glue entrypoint of the feature job: job arguments in, ``credit_risk.features`` out.
+
+Arguments (Glue passes them as ``--name value``): ``--input`` raw loans (an S3 file or
+prefix), ``--output`` the run's output prefix, ``--as_of`` the run date YYYY-MM-DD,
+``--run_id`` (optional) recorded in the report. On Glue they are read with
+``awsglue.utils.getResolvedOptions`` and the session is Glue's; anywhere else with
+argparse and a local Spark session, so the file can be tried on a laptop:
+
+    python glue_jobs/feature_extraction.py --input raw/ --output out/ --as_of 2024-01-01
+
+The library arrives as a wheel in ``--extra-py-files`` (see glue_jobs/README.md).
+Everything the job does is in the library; this file only adapts arguments, session
+and errors. Job bookmarks are not used: each run reads the input it is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+REQUIRED = ("input", "output", "as_of")
+OPTIONAL = ("run_id",)
+
+
+def on_glue() -> bool:
+    try:
+        import awsglue.utils  # noqa: F401  (present on Glue workers only)
+    except ImportError:
+        return False
+    return True
+
+
+def parse_arguments(argv: Sequence[str]) -> dict[str, str | None]:
+    """The job arguments from ``argv`` (``sys.argv``: program name first)."""
+    if on_glue():
+        from awsglue.utils import getResolvedOptions
+
+        # getResolvedOptions fails on any name it is asked for and does not find, so
+        # optional arguments are only asked for when present.
+        present = [name for name in OPTIONAL if f"--{name}" in argv]
+        options = getResolvedOptions(list(argv), [*REQUIRED, *present])
+        return {name: options.get(name) for name in (*REQUIRED, *OPTIONAL)}
+    parser = argparse.ArgumentParser(
+        prog="feature_extraction", description="The feature job, as Glue runs it."
+    )
+    parser.add_argument("--input", required=True, help="raw loans: a file or a folder/prefix")
+    parser.add_argument("--output", required=True, help="folder/prefix for the outputs")
+    parser.add_argument("--as_of", required=True, help="run date, YYYY-MM-DD")
+    parser.add_argument("--run_id", default=None, help="id recorded in the report")
+    # Glue-only arguments (--JOB_NAME, --TempDir, ...) are not ours to refuse.
+    known, _ = parser.parse_known_args(list(argv[1:]))
+    return vars(known)
+
+
+def spark_session():
+    if on_glue():
+        from awsglue.context import GlueContext
+        from pyspark.context import SparkContext
+
+        return GlueContext(SparkContext.getOrCreate()).spark_session
+    from credit_risk.features import build_local_session
+
+    return build_local_session("credit-risk-feature-extraction")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from credit_risk.errors import CreditRiskError
+    from credit_risk.features import run_feature_job
+
+    args = parse_arguments(sys.argv if argv is None else argv)
+    spark = spark_session()
+    try:
+        report = run_feature_job(
+            spark,
+            args["input"],
+            args["output"],
+            args["as_of"],
+            args["run_id"],
+            on_progress=lambda message: print(f"feature_extraction: {message}", flush=True),
+        )
+    except CreditRiskError as exc:
+        # A one-line reason for the Glue run's error message, not a JVM stack trace.
+        print(f"feature_extraction: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    summary = {
+        key: report[key]
+        for key in (
+            "run_id",
+            "as_of",
+            "input_rows",
+            "valid_rows",
+            "quarantined_rows",
+            "quarantined_fraction",
+        )
+    }
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Inference Lambda: the scoring API behind API Gateway (DESIGN.md "API").
+
+Routes parse and answer; scoring is ``credit_risk.serving.service``. The Pydantic
+models of ``credit_risk.serving.models`` validate requests and produce the OpenAPI
+document (``openapi.json``). Every error is JSON ``{error, message, request_id}``;
+bad input is a 4xx, never a 500, and no response carries a stack trace.
+
+The model is loaded and verified on the first invocation (or ahead of traffic under
+provisioned concurrency), outside the router: a missing or corrupt model makes the
+invocation fail, which the alias's Errors alarm sees and the canary release rolls
+back on, instead of a stream of 500 responses.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from credit_risk import names
+from credit_risk.serving import models, openapi
+from credit_risk.serving.service import ScoringService, build_service, score_bucket
+from credit_risk.store import StoreUnavailable
+
+logger = Logger(service=names.SERVICE_INFERENCE)
+tracer = Tracer(service=names.SERVICE_INFERENCE)
+metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_INFERENCE)
+# A response that fails its own model is our bug: a 500, not the default 422/400.
+app = APIGatewayRestResolver(
+    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+)
+
+RETRY_AFTER_SECONDS = 5
+# Field paths quoted back in 400 messages are cut here: they may be client input.
+MAX_QUOTED_FIELD = 64
+_service: ScoringService | None = None
+
+
+class ApiError(Exception):
+    """An expected refusal, answered with ``status`` and a stable ``error`` code."""
+
+    def __init__(self, status: HTTPStatus, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+def initialize() -> ScoringService:
+    """The cold start: validate the environment, load and verify the pinned model."""
+    global _service
+    if _service is None:
+        try:
+            service = build_service()
+        except Exception:
+            logger.exception("initialisation failed: this function version will not serve")
+            raise
+        logger.info("model loaded", extra={"model_version": service.model_version})
+        _publish_age(names.METRIC_MODEL_AGE_DAYS, service.model_age_days())
+        _service = service
+    return _service
+
+
+def _publish_age(name: str, days: float | None) -> None:
+    """Staleness gauges, with the ``service`` dimension alone: the alarms select on it."""
+    if days is None:
+        return
+    with single_metric(
+        name=name,
+        unit=MetricUnit.NoUnit,
+        value=round(days, 3),
+        namespace=names.METRIC_NAMESPACE,
+        default_dimensions={"service": names.SERVICE_INFERENCE},
+    ):
+        pass
+
+
+def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Response:
+    body = models.ErrorResponse(
+        error=error, message=message, request_id=app.current_event.request_context.request_id
+    )
+    return Response(
+        status_code=int(status),
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump(),
+        headers=headers or None,
+    )
+
+
+def _record_scores(
+    service: ScoringService, results: list[models.Score], unknown: list[str]
+) -> None:
+    metrics.add_metric(name="ScoresServed", unit=MetricUnit.Count, value=len(results))
+    metrics.add_metric(name="UnknownCustomers", unit=MetricUnit.Count, value=len(unknown))
+    for result in results:
+        metrics.add_metric(
+            name="DefaultProbability", unit=MetricUnit.NoUnit, value=result.default_probability
+        )
+    # The score histogram: one count per bucket, named after the bucket, in the same
+    # EMF document as the other metrics (a bucket dimension would cost one document
+    # per bucket on every request).
+    for bucket, count in Counter(score_bucket(r.default_probability) for r in results).items():
+        metrics.add_metric(name=f"ScoreBucket_{bucket}", unit=MetricUnit.Count, value=count)
+    # Customer ids only ever appear under the keyed hash.
+    logger.info(
+        "scored",
+        extra={
+            "customers": [service.hash_id(r.customer_id) for r in results],
+            "unknown_customers": [service.hash_id(cid) for cid in unknown],
+        },
+    )
+
+
+_GATEWAY = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)
+_SCORING = (HTTPStatus.BAD_REQUEST, *_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE)
+
+
+@app.post(
+    names.ROUTE_SCORE,
+    summary="Score one customer",
+    description="Probability of default, decision against the model's threshold and "
+    "the reasons that raised the risk, from the customer's latest features.",
+    responses={
+        200: {"description": "The customer's score"},
+        **openapi.error_responses(*_SCORING, HTTPStatus.NOT_FOUND),
+    },
+)
+def score(request: models.ScoreRequest) -> models.Score:
+    service = initialize()
+    result = service.score(request.customer_id)
+    _record_scores(service, [result] if result else [], [] if result else [request.customer_id])
+    if result is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
+    return result
+
+
+@app.post(
+    names.ROUTE_SCORE_BATCH,
+    summary=f"Score up to {names.MAX_BATCH_SIZE} customers",
+    description="One feature-store round trip for the whole batch. Results follow the "
+    "request order (a repeated id is scored each time); ids without "
+    "features are listed apart, in request order.",
+    responses={
+        200: {"description": "Scores in request order; unknown ids apart"},
+        **openapi.error_responses(*_SCORING, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    },
+)
+def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
+    if len(request.customer_ids) > names.MAX_BATCH_SIZE:
+        raise ApiError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "batch_too_large",
+            f"at most {names.MAX_BATCH_SIZE} customer ids per request, "
+            f"got {len(request.customer_ids)}",
+        )
+    service = initialize()
+    results, unknown = service.score_many(request.customer_ids)
+    _record_scores(service, results, unknown)
+    return models.BatchScoreResponse(
+        results=results, unknown_customer_ids=unknown, model_version=service.model_version
+    )
+
+
+@app.get(
+    names.ROUTE_HEALTH,
+    summary="Model version and feature store reachability",
+    description="Always 200 while the function runs; status is degraded when the "
+    "feature store cannot be reached or holds no snapshot.",
+    responses={
+        200: {"description": "Health of this function version"},
+        **openapi.error_responses(*_GATEWAY),
+    },
+)
+def health() -> models.HealthResponse:
+    service = initialize()
+    result = service.health()
+    if result.features_as_of is not None:
+        today = datetime.now(UTC).date()
+        _publish_age(names.METRIC_FEATURES_AGE_DAYS, (today - result.features_as_of).days)
+    _publish_age(names.METRIC_MODEL_AGE_DAYS, service.model_age_days())
+    return result
+
+
+@app.exception_handler(ApiError)
+def _api_error(exc: ApiError) -> Response:
+    return _error(exc.status, exc.error, exc.message)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(exc: RequestValidationError) -> Response:
+    problems = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            problems.append("the request body is not valid JSON")
+            continue
+        # loc is ("body", field, ...): name the field path, not the transport.
+        where = ".".join(str(part) for part in err.get("loc", ())[1:]) or "body"
+        if len(where) > MAX_QUOTED_FIELD:
+            where = where[:MAX_QUOTED_FIELD] + "…"
+        problems.append(f"{where}: {err.get('msg')}")
+    return _error(
+        HTTPStatus.BAD_REQUEST,
+        "invalid_request",
+        "; ".join(dict.fromkeys(problems)) or "invalid request",
+    )
+
+
+@app.exception_handler(ResponseValidationError)
+def _invalid_response(exc: ResponseValidationError) -> Response:
+    logger.error("response failed its schema", extra={"errors": str(exc.errors())[:1000]})
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
+@app.exception_handler(StoreUnavailable)
+def _store_unavailable(exc: StoreUnavailable) -> Response:
+    logger.warning("feature store unavailable", extra={"reason": str(exc)})
+    metrics.add_metric(name="StoreUnavailable", unit=MetricUnit.Count, value=1)
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the feature store is unavailable; retry later",
+        **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
+@app.not_found
+def _no_route(exc: Exception) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", "no such route")
+
+
+def is_warm_up(event: dict[str, Any]) -> bool:
+    """An EventBridge scheduled event (or an explicit ``{"warmup": true}`` ping)."""
+    return (
+        event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+    ) or event.get("warmup") is True
+
+
+def _observe(handler):
+    """Initialise first; answer warm-ups at once; count and time every request."""
+
+    @functools.wraps(handler)
+    def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        service = initialize()
+        # Per invocation, not as defaults: Powertools shares metric and log state between
+        # module copies, and the local canary runs two model versions in one process.
+        metrics.add_dimension(name="model_version", value=service.model_version)
+        logger.append_keys(model_version=service.model_version)
+        if is_warm_up(event):
+            metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
+            return {"warm": True, "model_version": service.model_version}
+        started = time.perf_counter()
+        response = handler(event, context)
+        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="Latency",
+            unit=MetricUnit.Milliseconds,
+            value=(time.perf_counter() - started) * 1000,
+        )
+        if response.get("statusCode", 500) >= 500:
+            metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        return response
+
+    return wrapper
+
+
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event holds customer ids.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
+)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@_observe
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+def openapi_json() -> str:
+    """The API's OpenAPI document, as committed in ``openapi.json``."""
+    return openapi.document(app)
+
+
+# Provisioned concurrency initialises ahead of traffic: load the model then.
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    initialize()

@@ -1,0 +1,1 @@
+"""Release step of the canary release state machine."""

@@ -1,0 +1,140 @@
+"""Release function: the API calls of the canary release state machine.
+
+Event: ``{"action": <name>, ...}`` with one of the actions below; each maps to one
+function of ``credit_risk.release`` and returns what it did or found. The state
+machine decides (raise, promote, roll back); this function only acts and reports.
+Errors propagate with their type name (``InvalidInputError``, ``ClientError``, …)
+so that the state machine can retry or catch them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from credit_risk import names, release
+from credit_risk.errors import ConfigurationError, InvalidInputError
+from credit_risk.settings import ENV_PREFIX
+
+logger = Logger(service=names.SERVICE_RELEASE)
+
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+FUNCTION_VERSION_PATTERN = r"^[0-9]+$"
+
+
+class Environment(BaseSettings):
+    """Set by the orchestration stack; validated once per cold start."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    inference_function_name: str = Field(min_length=1)
+    rest_api_id: str = Field(min_length=1)
+    api_stage_name: str = Field(min_length=1)
+    candidate_alarm_prefix: str = Field(min_length=1)
+    registry_uri: str = Field(min_length=1)
+    model_name: str = Field(min_length=1)
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PublishCandidate(_Action):
+    action: Literal["publish_candidate"]
+    model_version: str = Field(pattern=VERSION_PATTERN)
+
+
+class SetCanary(_Action):
+    action: Literal["set_canary"]
+    percent: float = Field(gt=0, lt=100)
+
+
+class CheckCandidate(_Action):
+    action: Literal["check_candidate"]
+    window_seconds: int = Field(gt=0)
+
+
+class RemoveCanary(_Action):
+    action: Literal["remove_canary"]
+
+
+class PointAliases(_Action):
+    action: Literal["point_aliases"]
+    live: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
+    candidate: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
+
+
+class PromoteModel(_Action):
+    action: Literal["promote_model"]
+    model_version: str = Field(pattern=VERSION_PATTERN)
+    expected_champion: str | None = None
+
+
+Request = Annotated[
+    PublishCandidate | SetCanary | CheckCandidate | RemoveCanary | PointAliases | PromoteModel,
+    Field(discriminator="action"),
+]
+_requests = TypeAdapter(Request)
+
+
+@cache
+def _target() -> release.ReleaseTarget:
+    try:
+        env = Environment()
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid environment: {exc}") from None
+    return release.ReleaseTarget(
+        function_name=env.inference_function_name,
+        rest_api_id=env.rest_api_id,
+        stage_name=env.api_stage_name,
+        alarm_prefix=env.candidate_alarm_prefix,
+        registry_uri=env.registry_uri,
+        model_name=env.model_name,
+    )
+
+
+@cache
+def _clients() -> release.Clients:
+    import boto3  # created on first use, never at import
+
+    return release.Clients(
+        lambda_=boto3.client("lambda"),
+        apigateway=boto3.client("apigateway"),
+        cloudwatch=boto3.client("cloudwatch"),
+    )
+
+
+def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -> dict:
+    """Run one parsed action."""
+    match request:
+        case PublishCandidate():
+            return release.publish_candidate(clients, target, request.model_version)
+        case SetCanary():
+            return release.set_canary(clients, target, request.percent)
+        case CheckCandidate():
+            return release.check_candidate(clients, target, request.window_seconds)
+        case RemoveCanary():
+            return release.remove_canary(clients, target)
+        case PointAliases():
+            return release.point_aliases(
+                clients, target, live=request.live, candidate=request.candidate
+            )
+        case PromoteModel():
+            return release.promote_model(target, request.model_version, request.expected_champion)
+    raise InvalidInputError(f"unknown release action {request!r}")
+
+
+@logger.inject_lambda_context(log_event=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        request = _requests.validate_python(event)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid release event: {exc}") from None
+    result = act(request, _target(), _clients())
+    logger.info("release action done", action=request.action, result=result)
+    return result

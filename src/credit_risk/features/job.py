@@ -1,0 +1,188 @@
+"""The feature job end to end: raw loans in, four outputs out.
+
+``run_feature_job`` is what both the ``credit-risk features`` command and the Glue
+entrypoint call, with the session each of them owns. Outputs under ``output_uri``:
+
+- ``training/``   Parquet, ``schemas.TRAINING_COLUMNS``, one row per valid loan
+- ``snapshot/``   Parquet, ``schemas.SNAPSHOT_COLUMNS``, one row per customer as of A
+- ``quarantine/`` Parquet, the raw columns plus ``reason``
+- ``dq_report.json``, written last: its presence means the run completed
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from credit_risk import io
+from credit_risk.errors import InvalidInputError
+from credit_risk.features import quality, transform, validate
+from credit_risk.features.spark import list_raw_files, read_raw_files
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,127}")
+
+
+@dataclass(frozen=True)
+class FeatureOutputs:
+    """Where a run writes, all under one folder (a local path or an S3 prefix)."""
+
+    root: str
+
+    @property
+    def training(self) -> str:
+        return io.join(self.root, "training")
+
+    @property
+    def snapshot(self) -> str:
+        return io.join(self.root, "snapshot")
+
+    @property
+    def quarantine(self) -> str:
+        return io.join(self.root, "quarantine")
+
+    @property
+    def report(self) -> str:
+        return io.join(self.root, quality.REPORT_FILE)
+
+
+def parse_as_of(value: str | date) -> date:
+    """The run date: a ``date`` or strict ``YYYY-MM-DD`` text."""
+    if isinstance(value, datetime):
+        raise InvalidInputError(f"as-of must be a date, not a timestamp: {value!r}")
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        if not _ISO_DATE.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"as-of must be a calendar date written YYYY-MM-DD, got {value!r}"
+        ) from None
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id):
+        raise InvalidInputError(
+            f"run id must be 1-128 characters of letters, digits and ._:=- "
+            f"(starting with a letter or digit), got {run_id!r}"
+        )
+    return run_id
+
+
+def new_run_id(as_of: date) -> str:
+    """A unique, sortable run id: ``features-<as_of>-<UTC time>-<random>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"features-{as_of.isoformat()}-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def run_feature_job(
+    spark: SparkSession,
+    input_uri: str,
+    output_uri: str,
+    as_of: str | date,
+    run_id: str | None = None,
+    *,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Validates the raw loans under ``input_uri``, writes the four outputs under
+    ``output_uri`` and returns the data-quality report (also written there).
+
+    Raises ``InvalidInputError`` for an input that breaks its contract as a whole
+    (missing, wrong columns, empty) or a bad ``as_of``/``run_id``; bad *rows* are
+    quarantined, not raised.
+    """
+    say = on_progress or (lambda _message: None)
+    as_of = parse_as_of(as_of)
+    run_id = check_run_id(run_id or new_run_id(as_of))
+    outputs = FeatureOutputs(output_uri.rstrip("/"))
+    files = list_raw_files(input_uri)
+    say(f"reading {len(files)} raw file(s) from {input_uri}")
+    raw = read_raw_files(spark, files)
+    # A stale report would tell the quality gate that a half-written run is complete.
+    _remove(outputs.report)
+
+    # One shuffle by customer, kept for every output; the conflicts are a few rows.
+    with _cached_plans_keep_partitioning(spark):
+        prepared = validate.prepare(raw).persist(StorageLevel.MEMORY_AND_DISK)
+        conflicts = validate.conflicting_loan_ids(prepared).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        validated = validate.apply_rules(prepared, conflicts)
+        summary = quality.summarize_input(validated)
+        if summary["input_rows"] == 0:
+            raise InvalidInputError(f"no loan rows in {input_uri}: the input is empty")
+        say(
+            f"validated {summary['input_rows']:,} rows: {summary['valid_rows']:,} valid, "
+            f"{summary['quarantined_rows']:,} quarantined "
+            f"({summary['quarantined_fraction']:.2%})"
+        )
+        validate.quarantine(validated).write.mode("overwrite").parquet(outputs.quarantine)
+        valid = validated.where(validate.is_valid())
+        transform.training_features(valid).write.mode("overwrite").parquet(outputs.training)
+        say(f"wrote training features to {outputs.training}")
+        snapshot = transform.serving_snapshot(valid, as_of)
+        snapshot.write.mode("overwrite").parquet(outputs.snapshot)
+        say(f"wrote the snapshot as of {as_of} to {outputs.snapshot}")
+    finally:
+        conflicts.unpersist()
+        prepared.unpersist()
+
+    # Statistics of what was written, read back: what downstream readers will see.
+    training = spark.read.parquet(outputs.training)
+    report = quality.build_report(
+        run_id=run_id,
+        as_of=as_of,
+        input_uri=input_uri,
+        input_files=files,
+        summary=summary,
+        training_rows=training.count(),
+        snapshot_rows=spark.read.parquet(outputs.snapshot).count(),
+        features=quality.feature_stats(training),
+        outputs={
+            "training": outputs.training,
+            "snapshot": outputs.snapshot,
+            "quarantine": outputs.quarantine,
+        },
+    )
+    quality.write_report(outputs.root, report)
+    say(f"wrote the data-quality report to {outputs.report}")
+    return report
+
+
+@contextmanager
+def _cached_plans_keep_partitioning(spark: SparkSession) -> Iterator[None]:
+    """Caches made inside keep their partitioning by customer visible to the plans
+    that read them, so the features and the snapshot reuse it instead of shuffling
+    again. (Since Spark 3.5 adaptive execution may re-partition a cached plan, and
+    readers of the cache then plan a fresh shuffle.)"""
+    key = "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _remove(uri: str) -> None:
+    if io.is_s3(uri):
+        import boto3  # imported here: a local run never pays for it
+
+        bucket, key = io.split_s3(uri)
+        boto3.client("s3").delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(uri).unlink(missing_ok=True)

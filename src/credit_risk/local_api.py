@@ -1,0 +1,274 @@
+"""A local stand-in for API Gateway in front of the inference Lambda.
+
+Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
+is handed to the very same ``lambda_handler`` that runs in AWS; its response is
+written back as HTTP. Like the real stage, it checks the ``x-api-key`` header when a
+key is configured, and it can split traffic between a ``live`` and a ``candidate``
+function (each one loaded as its own copy of the handler module with its own
+``MODEL_VERSION``, as two Lambda versions behind two aliases would be), choosing per
+request with the stage-variable override that API Gateway's canary applies.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from credit_risk.errors import ConfigurationError
+
+HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambdas" / "inference" / "handler.py"
+STAGE = "local"
+LIVE, CANDIDATE = "live", "candidate"
+# API Gateway refuses payloads over 10 MB before the function sees them.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@contextmanager
+def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_handler_module(name: str, path: Path = HANDLER_PATH) -> ModuleType:
+    """A fresh copy of the handler module, as a new Lambda execution environment has."""
+    if not path.exists():
+        raise ConfigurationError(
+            f"the inference handler is not at {path}; "
+            "run the local API from a checkout of the repository"
+        )
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalFunction:
+    """One "Lambda version": its own copy of the handler module, initialised with
+    its own environment."""
+
+    def __init__(
+        self, alias: str, environment: Mapping[str, str], handler_path: Path = HANDLER_PATH
+    ) -> None:
+        self.alias = alias
+        with _environment(environment):
+            self.module = load_handler_module(f"credit_risk_inference_{alias}", handler_path)
+            # Cold start now, not on the first request: a broken model fails here.
+            self.module.initialize()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        context = LambdaContext(function_name=f"credit-risk-inference-{self.alias}")
+        return self.module.lambda_handler(event, context)
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    alias: str,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event (payload 1.0) for one HTTP request."""
+    url = urlsplit(target)
+    query = parse_qs(url.query, keep_blank_values=True)
+    request_id = str(uuid.uuid4())
+    text = body.decode("utf-8", errors="replace") if body else None
+    return {
+        "resource": url.path,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": {"lambdaAlias": alias},
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "resourcePath": url.path,
+            "httpMethod": method,
+            "path": f"/{STAGE}{url.path}",
+            "stage": STAGE,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "protocol": "HTTP/1.1",
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent"),
+                "apiKey": headers.get("x-api-key"),
+            },
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def gateway_error(status: HTTPStatus, message: str, request_id: str) -> dict[str, Any]:
+    """An error the gateway itself answers, shaped like the API's own errors."""
+    body = {
+        "error": status.phrase.lower().replace(" ", "_"),
+        "message": message,
+        "request_id": request_id,
+    }
+    return {
+        "statusCode": int(status),
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+    }
+
+
+class LocalGateway:
+    """API key check, canary split, event translation: what the API stage does."""
+
+    def __init__(
+        self,
+        live: LocalFunction,
+        *,
+        candidate: LocalFunction | None = None,
+        canary_percent: float = 0.0,
+        api_key: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if candidate is None and canary_percent:
+            raise ConfigurationError("a canary percentage needs a candidate model")
+        if not 0.0 <= canary_percent <= 100.0:
+            raise ConfigurationError(f"canary percentage {canary_percent} is outside [0, 100]")
+        self.functions = {LIVE: live, **({CANDIDATE: candidate} if candidate else {})}
+        self.canary_percent = canary_percent
+        self.api_key = api_key
+        self._rng = rng or random.Random()
+        # One invocation at a time in the whole process: a Lambda instance serves one
+        # request at a time, and Powertools keeps metrics and log keys in state that
+        # every copy of the handler module shares.
+        self._invoke_lock = threading.Lock()
+
+    def pick_alias(self) -> str:
+        if CANDIDATE in self.functions and self._rng.random() * 100.0 < self.canary_percent:
+            return CANDIDATE
+        return LIVE
+
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Returns the alias that answered (None: the gateway did) and the response."""
+        headers = {name.lower(): value for name, value in headers.items()}
+        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return None, gateway_error(
+                HTTPStatus.FORBIDDEN, "missing or invalid API key", str(uuid.uuid4())
+            )
+        if len(body) > MAX_BODY_BYTES:
+            return None, gateway_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
+            )
+        with self._invoke_lock:
+            alias = self.pick_alias()
+            event = build_event(
+                method=method, target=target, headers=headers, body=body, alias=alias
+            )
+            try:
+                return alias, self.functions[alias].invoke(event)
+            except Exception:
+                # What API Gateway answers when the function itself fails; the
+                # handler has logged why.
+                return alias, gateway_error(
+                    HTTPStatus.BAD_GATEWAY,
+                    "internal server error",
+                    event["requestContext"]["requestId"],
+                )
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server_version = "credit-risk-local-api"
+    gateway: LocalGateway  # set on the subclass made by make_server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            alias, response = (
+                None,
+                gateway_error(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
+                ),
+            )
+            self.close_connection = True
+        else:
+            body = self.rfile.read(length) if length else b""
+            alias, response = self.gateway.handle(self.command, self.path, self.headers, body)
+        payload = (response.get("body") or "").encode("utf-8")
+        self.send_response(int(response["statusCode"]))
+        headers = dict(response.get("headers") or {})
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            headers.setdefault(name, ", ".join(values))
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, str(value))
+        if alias:
+            self.send_header("x-lambda-alias", alias)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    # The stdlib dispatches on these names.
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the handler logs every request itself, with its correlation id
+
+
+def make_server(
+    gateway: LocalGateway, host: str = "127.0.0.1", port: int = 8080
+) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``host:port`` (port 0 picks a free one)."""
+    handler = type("RequestHandler", (_RequestHandler,), {"gateway": gateway})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

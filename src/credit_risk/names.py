@@ -1,0 +1,133 @@
+"""Identifiers shared by the infrastructure and the runtime code.
+
+The CDK app sets these names (environment variables, aliases, stage variables,
+metric names) and the Lambdas, the Glue job and the state machines read them, so
+both sides import them from here. This module imports nothing: the CDK app may
+import it, and so may a Lambda on its cold path.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PROJECT: Final = "credit-risk"
+ENVIRONMENTS: Final = ("dev", "staging", "prod")
+
+# --- Environment variables the Lambdas read ----------------------------------
+# The prefix is ``credit_risk.settings.ENV_PREFIX``; each name below is a field
+# of ``Settings`` so that a Lambda's settings come from its environment alone.
+ENV_PREFIX: Final = "CREDIT_RISK_"
+ENV_LAKE_URI: Final = f"{ENV_PREFIX}LAKE_URI"
+ENV_REGISTRY_URI: Final = f"{ENV_PREFIX}REGISTRY_URI"
+# A PostgreSQL URL *without* a password (RDS Proxy host, port, database, user):
+# the Lambdas authenticate with a short-lived IAM token, never a stored secret.
+ENV_DATABASE_URL: Final = f"{ENV_PREFIX}DATABASE_URL"
+ENV_DATABASE_IAM_AUTH: Final = f"{ENV_PREFIX}DATABASE_IAM_AUTH"
+ENV_MODEL_NAME: Final = f"{ENV_PREFIX}MODEL_NAME"
+# The model version an inference Lambda *version* is pinned to; the canary
+# release publishes a new function version with this variable set.
+ENV_MODEL_VERSION: Final = f"{ENV_PREFIX}MODEL_VERSION"
+ENV_ENVIRONMENT: Final = f"{ENV_PREFIX}ENVIRONMENT"
+# What the release function acts on: the inference function (its aliases), the
+# REST API stage carrying the canary, and the candidate alarms (by name prefix).
+ENV_INFERENCE_FUNCTION_NAME: Final = f"{ENV_PREFIX}INFERENCE_FUNCTION_NAME"
+ENV_REST_API_ID: Final = f"{ENV_PREFIX}REST_API_ID"
+ENV_API_STAGE_NAME: Final = f"{ENV_PREFIX}API_STAGE_NAME"
+ENV_CANDIDATE_ALARM_PREFIX: Final = f"{ENV_PREFIX}CANDIDATE_ALARM_PREFIX"
+
+# Powertools reads these; the values below are what the alarms select on.
+ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
+
+# --- Lambda aliases and the API stage that selects them ------------------------
+LIVE_ALIAS: Final = "live"
+CANDIDATE_ALIAS: Final = "candidate"
+# API Gateway stage variable whose value is the alias the integration invokes;
+# the canary overrides it with CANDIDATE_ALIAS for its share of the traffic.
+STAGE_VARIABLE_LAMBDA_ALIAS: Final = "lambdaAlias"
+API_STAGE_NAME: Final = "api"
+API_KEY_HEADER: Final = "x-api-key"
+API_KEY_SECRET_FIELD: Final = "api_key"  # noqa: S105 - a JSON field name, not a secret
+
+# --- Routes of the scoring API (DESIGN.md "API") -------------------------------
+API_VERSION_PREFIX: Final = "v1"
+ROUTE_SCORE: Final = "/v1/scores"
+ROUTE_SCORE_BATCH: Final = "/v1/scores/batch"
+ROUTE_HEALTH: Final = "/v1/health"
+MAX_BATCH_SIZE: Final = 100
+
+# --- Metrics -----------------------------------------------------------------
+METRIC_NAMESPACE: Final = "CreditRisk"
+SERVICE_INFERENCE: Final = "inference"
+SERVICE_TRAINING: Final = "training"
+SERVICE_FEATURE_LOADER: Final = "feature-loader"
+SERVICE_RELEASE: Final = "release"
+# Published by the inference handler (dimension ``service``): age in days of the
+# model it serves and of the feature snapshot it reads. The staleness alarm
+# watches the first.
+METRIC_MODEL_AGE_DAYS: Final = "ModelAgeDays"
+METRIC_FEATURES_AGE_DAYS: Final = "FeaturesAgeDays"
+
+# --- Lambda handlers in the shared image (containers/inference/Dockerfile) -----
+HANDLER_INFERENCE: Final = "lambdas.inference.handler.lambda_handler"
+HANDLER_FEATURE_LOADER: Final = "lambdas.feature_loader.handler.lambda_handler"
+HANDLER_TRAINING: Final = "lambdas.training.handler.lambda_handler"
+HANDLER_RELEASE: Final = "lambdas.release.handler.lambda_handler"
+
+# --- Data lake layout (prefixes inside the buckets) --------------------------
+RAW_LOANS_PREFIX: Final = "raw/loans/"
+CURATED_PREFIX: Final = "curated/"
+REGISTRY_PREFIX: Final = "registry/"
+
+# --- Glue job arguments (``--<name>``) of glue_jobs/feature_extraction.py -------
+# The raw input (the job's default: the whole raw zone) and the run's own output
+# folder (``<curated>/<run_id>``), which the training pipeline passes per run.
+GLUE_ARG_INPUT: Final = "input"
+GLUE_ARG_OUTPUT: Final = "output"
+GLUE_ARG_AS_OF: Final = "as_of"
+GLUE_ARG_RUN_ID: Final = "run_id"
+
+# --- Training pipeline --------------------------------------------------------
+# The steps of step_functions/training_pipeline.asl.json, in order; the local
+# runner (credit_risk.pipeline) runs the same ones. Each step is a state of the
+# same name in PascalCase (``quality_gate`` -> ``QualityGate``); a test fails
+# when the definition and this tuple drift apart.
+PIPELINE_STEPS: Final = (
+    "features",
+    "quality_gate",
+    "load_features",
+    "train",
+    "model_gate",
+    "release",
+)
+# Above this share of quarantined rows an extract is too broken to learn from or
+# to serve: the quality gate stops the run before the store or the model change.
+# The state machine gets it as its default ``max_quarantined_fraction``.
+MAX_QUARANTINED_FRACTION: Final = 0.05
+# Written last by the feature job under ``<curated>/<run_id>/``; the gate reads it.
+QUALITY_REPORT_FILE: Final = "dq_report.json"
+# Why a gate stopped a run, in the local runner and in the state machine alike
+# (``{}`` slots, in order; Step Functions' States.Format fills them the same way).
+# No quotes or backslashes: the text is inlined into an intrinsic function.
+QUALITY_GATE_MESSAGE: Final = "quarantined fraction {} is above the limit {}; see {}"
+MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted; failed checks: {}"
+
+# --- Feature store ---------------------------------------------------------
+DATABASE_NAME: Final = "credit_risk"
+DATABASE_USER: Final = "credit_risk_admin"
+DATABASE_PORT: Final = 5432
+
+
+def resource_name(environment: str, *parts: str) -> str:
+    """Physical name of a resource of ``environment``: ``credit-risk-dev-<parts>``.
+
+    Used where a name must be known on both sides without a lookup, such as the
+    candidate alarms the canary release reads by prefix.
+    """
+    return "-".join((PROJECT, environment, *parts))
+
+
+def candidate_alarm_prefix(environment: str) -> str:
+    """Name prefix shared by every alarm on the ``candidate`` inference alias."""
+    return resource_name(environment, "inference", CANDIDATE_ALIAS) + "-"

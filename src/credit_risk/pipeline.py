@@ -1,0 +1,145 @@
+"""The training pipeline run in-process: the local twin of the state machine.
+
+The steps run in ``STEPS`` order and stop at the same two gates as
+``step_functions/training_pipeline.asl.json``: the data-quality gate (too many
+quarantined rows: touch neither the store nor the model) and the model gate (the
+candidate does not beat the baseline or regresses against the champion: keep the
+champion). A run that passes both promotes the new version, which is what the
+canary release ends with in AWS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from credit_risk import io, names, schemas
+from credit_risk.errors import CreditRiskError
+from credit_risk.settings import Settings
+
+# One source of truth with the state machine: credit_risk.names (a test compares them).
+STEPS = names.PIPELINE_STEPS
+# Above this share of quarantined rows an extract is too broken to learn from or
+# serve; the state machine's quality gate reads the same number.
+DEFAULT_MAX_QUARANTINED_FRACTION = names.MAX_QUARANTINED_FRACTION
+
+
+class PipelineStopped(CreditRiskError):  # noqa: N818 - the name callers catch
+    """A gate stopped the run; nothing after it was touched."""
+
+    def __init__(self, step: str, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.summary = summary
+
+
+def quality_gate_message(report: dict[str, Any], limit: float) -> str | None:
+    """Why the data-quality gate stops the run, or None when it passes."""
+    fraction = float(report["quarantined_fraction"])
+    if fraction > limit:
+        quarantine = report.get("outputs", {}).get("quarantine", "the quarantine")
+        return names.QUALITY_GATE_MESSAGE.format(fraction, limit, quarantine)
+    return None
+
+
+@dataclass
+class PipelineRun:
+    input_uri: str
+    as_of: date
+    run_id: str
+    settings: Settings = field(default_factory=Settings)
+    max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION
+    say: Callable[[str], None] = print
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_uri(self) -> str:
+        return io.join(self.settings.curated_uri, self.run_id)
+
+    def truth_uri(self) -> str | None:
+        """The generator's truth sidecar beside the raw input, for the oracle AUC."""
+        try:
+            # A single raw file lists as itself whatever the suffix: filter again.
+            found = [
+                f
+                for f in io.list_files(self.input_uri, schemas.TRUTH_SUFFIX)
+                if f.endswith(schemas.TRUTH_SUFFIX)
+            ]
+            if not found and not self.input_uri.endswith(schemas.TRUTH_SUFFIX):
+                found = [
+                    f
+                    for f in io.list_files(schemas.truth_path_for(self.input_uri))
+                    if f.endswith(schemas.TRUTH_SUFFIX)
+                ]
+        except CreditRiskError:
+            return None
+        return found[0] if len(found) == 1 else None
+
+    def run(self) -> dict[str, Any]:
+        from credit_risk.features.job import run_feature_job
+        from credit_risk.features.spark import build_local_session
+
+        self.say(f"[1/{len(STEPS)}] features: {self.input_uri} as of {self.as_of}")
+        spark = build_local_session()
+        report = run_feature_job(
+            spark,
+            self.input_uri,
+            self.output_uri,
+            self.as_of,
+            self.run_id,
+            on_progress=lambda m: self.say(f"  {m}"),
+        )
+        self.summary["features"] = {
+            k: report[k]
+            for k in ("input_rows", "valid_rows", "quarantined_rows", "quarantined_fraction")
+        }
+        self.summary["features"]["output"] = self.output_uri
+
+        self.say(f"[2/{len(STEPS)}] quality gate (limit {self.max_quarantined_fraction:.2%})")
+        if reason := quality_gate_message(report, self.max_quarantined_fraction):
+            raise PipelineStopped("quality_gate", reason, self.summary)
+
+        self.say(f"[3/{len(STEPS)}] load features into the store")
+        from credit_risk.store import create_store
+        from credit_risk.store.loader import load_snapshot_uri
+
+        with create_store(self.settings) as store:
+            loaded = load_snapshot_uri(
+                store,
+                io.join(self.output_uri, "snapshot"),
+                snapshot_id=self.run_id,
+                as_of=self.as_of,
+            )
+        self.summary["store"] = loaded.as_dict()
+
+        self.say(f"[4/{len(STEPS)}] train, evaluate and register")
+        from credit_risk.model.pipeline import run_training
+        from credit_risk.registry import Registry
+
+        result = run_training(
+            io.join(self.output_uri, "training"),
+            self.settings.registry,
+            self.settings.model_name,
+            truth_uri=self.truth_uri(),
+            run_id=self.run_id,
+        )
+        self.summary["model"] = result.summary()
+
+        self.say(f"[5/{len(STEPS)}] model gate")
+        if not result.gate.passed:
+            failed = [r["message"] for r in result.summary()["gate"]["reasons"] if not r["passed"]]
+            # Compact JSON, as the state machine's States.JsonToString writes the list.
+            message = names.MODEL_GATE_MESSAGE.format(
+                result.version, json.dumps(failed, separators=(",", ":"))
+            )
+            raise PipelineStopped("model_gate", message, self.summary)
+
+        # Locally the release promotes at once; in AWS the canary release does it.
+        self.say(f"[6/{len(STEPS)}] release: promote {result.version}")
+        registry = Registry(self.settings.registry, self.settings.model_name)
+        registry.promote(result.version, expected_champion=registry.champion_version())
+        self.summary["champion"] = result.version
+        return self.summary

@@ -1,0 +1,92 @@
+"""Request and response bodies of the scoring API (DESIGN.md "API").
+
+The same models validate requests in the Lambda and produce the OpenAPI document
+(``openapi.json``), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from credit_risk.names import MAX_BATCH_SIZE
+
+# Customer ids are text (leading zeros matter). The pattern keeps anything that
+# could not be an id (quotes, spaces, control characters, other scripts) out at
+# the door with a 400, so it never reaches the store or the logs.
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+MAX_CUSTOMER_ID_LENGTH = 64
+
+CustomerId = Annotated[
+    str,
+    StringConstraints(
+        strict=True, min_length=1, max_length=MAX_CUSTOMER_ID_LENGTH, pattern=CUSTOMER_ID_PATTERN
+    ),
+    Field(
+        description="The lender's customer id (text; leading zeros matter).", examples=["5008804"]
+    ),
+]
+Decision = Literal["approve", "decline"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ScoreRequest(_Strict):
+    customer_id: CustomerId
+
+
+class BatchScoreRequest(_Strict):
+    customer_ids: list[CustomerId] = Field(
+        min_length=1,
+        description=f"Up to {MAX_BATCH_SIZE} customer ids; more is refused with 413.",
+        # Documented, not validated here: the route answers a longer list with 413.
+        json_schema_extra={"maxItems": MAX_BATCH_SIZE},
+    )
+
+
+class Reason(BaseModel):
+    """A feature that pushed this customer's probability of default up."""
+
+    code: str = Field(description="Stable reason code.", examples=["MANY_PREVIOUS_LOANS"])
+    text: str = Field(description="Human wording of the reason.", examples=["many previous loans"])
+    feature: str = Field(description="The model input behind it.")
+    value: float | None = Field(description="The customer's value of that input (null: missing).")
+    contribution: float = Field(description="Its push on the model's log-odds (> 0 raises risk).")
+
+
+class Score(BaseModel):
+    customer_id: str
+    default_probability: float = Field(ge=0.0, le=1.0)
+    decision: Decision = Field(
+        description="decline when default_probability is at or above threshold."
+    )
+    threshold: float = Field(ge=0.0, le=1.0)
+    reasons: list[Reason]
+    model_version: str
+    features_as_of: date
+
+
+class BatchScoreResponse(BaseModel):
+    results: list[Score] = Field(description="Scores of the known ids, in request order.")
+    unknown_customer_ids: list[str] = Field(
+        description="Requested ids with no features in the store, in request order."
+    )
+    model_version: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"]
+    model_version: str
+    store_reachable: bool
+    features_as_of: date | None = None
+    snapshot_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(examples=["invalid_request"])
+    message: str
+    request_id: str | None

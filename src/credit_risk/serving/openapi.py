@@ -1,0 +1,74 @@
+"""The OpenAPI document of the scoring API, from the inference handler's resolver.
+
+Powertools documents its own defaults for invalid requests (422) and invalid
+responses; this API answers those with 400 and 500 in the ``ErrorResponse`` shape,
+and the document says so. Routes declare their error responses with
+``error_responses`` so that every status carries the same body model.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+from credit_risk import __version__, names
+from credit_risk.serving import models
+
+_ERROR_CONTENT = {content_types.APPLICATION_JSON: {"model": models.ErrorResponse}}
+_ERROR_CONTENT_REF = {
+    content_types.APPLICATION_JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
+    """The ``responses`` entries of a route for these error statuses."""
+    descriptions = {
+        HTTPStatus.BAD_REQUEST: "Invalid request: not JSON, wrong types, unknown fields, bad ids",
+        HTTPStatus.FORBIDDEN: "Missing or invalid API key (x-api-key)",
+        HTTPStatus.NOT_FOUND: "Unknown customer",
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"More than {names.MAX_BATCH_SIZE} customer ids",
+        HTTPStatus.TOO_MANY_REQUESTS: "Throttled by the usage plan",
+        HTTPStatus.SERVICE_UNAVAILABLE: "Feature store unavailable; retry after Retry-After",
+    }
+    responses: dict[int, dict[str, Any]] = {}
+    for status in statuses:
+        response = {"description": descriptions[status], "content": _ERROR_CONTENT}
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            response["headers"] = _RETRY_AFTER
+        responses[int(status)] = response
+    return responses
+
+
+def document(app: APIGatewayRestResolver) -> str:
+    """The resolver's OpenAPI document with this API's error conventions, as JSON."""
+    spec = json.loads(
+        app.get_openapi_json_schema(
+            title="Credit-risk scoring API",
+            version=__version__,
+            description=(
+                "Real-time probability of default, decision and reasons for a lender's "
+                "customers, from the latest features in the feature store. Every request "
+                f"carries an API key in `{names.API_KEY_HEADER}`; errors are JSON "
+                "`{error, message, request_id}`."
+            ),
+            security_schemes={"apiKey": APIKey(name=names.API_KEY_HEADER, in_=APIKeyIn.header)},
+            security=[{"apiKey": []}],
+        )
+    )
+    for path in spec["paths"].values():
+        for operation in path.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            responses["500"] = {"description": "Internal error", "content": _ERROR_CONTENT_REF}
+            operation["responses"] = dict(sorted(responses.items()))
+    schemas = spec["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)
+    return json.dumps(spec, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,166 @@
+"""The scoring service behind the API: store lookup, model, decision, reasons.
+
+Built once per process (a Lambda's cold start, or one "function version" of the
+local server) from ``InferenceSettings``; the model is loaded and verified then, so
+a missing or corrupt model fails the start instead of serving something else.
+The store connection opens on the first request and is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from pydantic import Field, SecretStr
+
+from credit_risk.errors import ConfigurationError
+from credit_risk.model.package import ModelPackage
+from credit_risk.registry import Registry
+from credit_risk.serving import models
+from credit_risk.settings import Settings
+from credit_risk.store import FeatureStore, create_store
+
+logger = logging.getLogger(__name__)
+
+# Score histogram buckets published as metrics (upper bounds, the last is 1.0).
+SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class InferenceSettings(Settings):
+    """The inference function's environment, validated at cold start."""
+
+    model_version: str | None = Field(
+        default=None,
+        description="Registry version this function version serves (set per Lambda version).",
+    )
+    model_fallback_to_champion: bool = Field(
+        default=False,
+        description="Serve the registry's champion when model_version is unset.",
+    )
+    id_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the keyed hash under which customer ids appear in logs.",
+    )
+    id_hash_secret_id: str | None = Field(
+        default=None,
+        description="Secrets Manager secret holding id_hash_key (used when that is unset).",
+    )
+    reasons_top_k: int = Field(default=3, ge=1, le=5)
+
+
+def score_bucket(probability: float) -> str:
+    """The histogram bucket label of a probability, e.g. ``0.02-0.05``."""
+    lower = 0.0
+    for upper in SCORE_BUCKETS:
+        if probability < upper or upper == SCORE_BUCKETS[-1]:
+            return f"{lower:g}-{upper:g}"
+        lower = upper
+    raise AssertionError("unreachable")
+
+
+class IdHasher:
+    """Keyed hash of customer ids for logs and the scoring log: stable for one key,
+    and without the key a 7-digit id cannot be recovered by trying them all."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, customer_id: str) -> str:
+        digest = hmac.new(self._key, customer_id.encode("utf-8"), hashlib.sha256)
+        return digest.hexdigest()[:24]
+
+
+def _hash_key(settings: InferenceSettings) -> bytes:
+    if settings.id_hash_key is not None:
+        return settings.id_hash_key.get_secret_value().encode()
+    if settings.id_hash_secret_id:
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(settings.id_hash_secret_id, max_age=3600)).encode()
+    logger.warning("no id hash key configured: customer-id hashes are per process")
+    return secrets.token_bytes(32)
+
+
+@dataclass
+class ScoringService:
+    model: ModelPackage
+    store: FeatureStore
+    hash_id: IdHasher
+    top_k: int = 3
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version
+
+    def score_many(self, customer_ids: Sequence[str]) -> tuple[list[models.Score], list[str]]:
+        """Scores in request order (duplicates repeated) and the unknown ids apart;
+        one store round trip and one model call for the whole request."""
+        found = self.store.get_many(customer_ids)
+        known = [cid for cid in customer_ids if cid in found]
+        unknown = [cid for cid in customer_ids if cid not in found]
+        if not known:
+            return [], unknown
+        rows = [found[cid] for cid in known]
+        matrix = self.model.to_matrix(
+            [dict(zip(self.model.feature_names, row.feature_values(), strict=True)) for row in rows]
+        )
+        scored = self.model.score(matrix, top_k=self.top_k)
+        results = [
+            models.Score(
+                customer_id=cid,
+                default_probability=round(score.default_probability, 6),
+                decision=score.decision,
+                threshold=self.model.threshold,
+                reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
+                model_version=self.model.version,
+                features_as_of=row.as_of,
+            )
+            for cid, row, score in zip(known, rows, scored, strict=True)
+        ]
+        return results, unknown
+
+    def score(self, customer_id: str) -> models.Score | None:
+        results, _ = self.score_many([customer_id])
+        return results[0] if results else None
+
+    def health(self) -> models.HealthResponse:
+        store = self.store.health()
+        snapshot = self.store.active_snapshot() if store.ok else None
+        return models.HealthResponse(
+            status="ok" if store.ok else "degraded",
+            model_version=self.model.version,
+            store_reachable=store.ok,
+            features_as_of=snapshot.as_of if snapshot else None,
+            snapshot_id=snapshot.snapshot_id if snapshot else None,
+        )
+
+    def model_age_days(self, today: date | None = None) -> float | None:
+        trained_at = self.model.metadata.get("created_at")
+        if not trained_at:
+            return None
+        created = datetime.fromisoformat(trained_at)
+        now = datetime.now(UTC) if today is None else datetime.combine(today, created.time(), UTC)
+        return (now - created).total_seconds() / 86_400
+
+
+def build_service(settings: InferenceSettings | None = None) -> ScoringService:
+    """Loads and verifies the pinned model and prepares the (lazy) store."""
+    settings = settings or InferenceSettings()
+    if settings.model_version is None and not settings.model_fallback_to_champion:
+        raise ConfigurationError(
+            "CREDIT_RISK_MODEL_VERSION is not set and falling back to the champion is not "
+            "enabled (CREDIT_RISK_MODEL_FALLBACK_TO_CHAMPION=true)"
+        )
+    registry = Registry(settings.registry, settings.model_name)
+    model = registry.load(settings.model_version)  # None → the champion
+    return ScoringService(
+        model=model,
+        store=create_store(settings),
+        hash_id=IdHasher(_hash_key(settings)),
+        top_k=settings.reasons_top_k,
+    )

@@ -1,0 +1,125 @@
+"""Property: on any small set of raw loans, Spark agrees with the plain-Python
+reference of the contract (tests/features_reference.py) on every quarantine reason,
+every training row and every snapshot row."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from credit_risk import schemas
+from credit_risk.features import apply_rules, prepare, serving_snapshot, training_features
+from credit_risk.features.spark import CORRUPT_RECORD_COLUMN, READ_SCHEMA
+from credit_risk.features.validate import conflicting_loan_ids, quarantine
+from tests import features_reference as reference
+from tests.integration.features.conftest import raw_loan
+
+pytestmark = pytest.mark.spark
+
+# Few values each, so that ties, repeats and edge dates happen often.
+LOAN_DATES = ["2020-02-28", "2020-02-29", "2020-03-01", "2021-02-28", "2021-03-01", "2021-02-30"]
+BIRTHDAYS = ["2000-02-29", "1980-03-01", "1990-12-31", "2021-01-01", "31/12/1980"]
+JOB_STARTS = [None, "3024-01-01", "2019-03-01", "2020-02-29", "2021-03-01", "not a date"]
+
+loans = st.builds(
+    lambda loan_id, customer, loan_date, birthday, job_start, amount, car: raw_loan(
+        loan_id,
+        customer,
+        loan_date,
+        birthday=birthday,
+        job_start_date=job_start,
+        loan_amount=amount,
+        flag_own_car=car,
+    ),
+    loan_id=st.integers(1, 25),
+    customer=st.sampled_from(["0001", "0002", "0100", " "]),
+    loan_date=st.sampled_from(LOAN_DATES),
+    birthday=st.sampled_from(BIRTHDAYS),
+    job_start=st.sampled_from(JOB_STARTS),
+    amount=st.sampled_from([-5.0, 0.0, 120.5, 1000.0, 33_333.33]),
+    car=st.sampled_from(["Y", "N", "y"]),
+)
+
+
+@st.composite
+def raw_batches(draw) -> list[dict]:
+    rows = draw(st.lists(loans, min_size=1, max_size=18))
+    # Re-delivered records: exact copies of some rows.
+    copies = draw(st.lists(st.sampled_from(rows), max_size=3))
+    return rows + [dict(row) for row in copies]
+
+
+as_of_dates = st.dates(date(2020, 2, 27), date(2021, 3, 3))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=raw_batches(), as_of=as_of_dates)
+def test_spark_agrees_with_the_reference(spark, rows, as_of):
+    # given raw rows as a DataFrame typed like a CSV read
+    raw = spark.createDataFrame([{**row, CORRUPT_RECORD_COLUMN: None} for row in rows], READ_SCHEMA)
+    # when the library validates and computes the features
+    prepared = prepare(raw).persist()
+    try:
+        validated = apply_rules(prepared, conflicting_loan_ids(prepared))
+        rejected = [r.asDict() for r in quarantine(validated).collect()]
+        valid = validated.where("_violations = 0")
+        trained = {r.loan_id: r.asDict() for r in training_features(valid).collect()}
+        served = {r.customer_id: r.asDict() for r in serving_snapshot(valid, as_of).collect()}
+    finally:
+        prepared.unpersist()
+
+    # then quarantine reasons match row for row
+    expected_reasons = reference.reasons(rows)
+    assert Counter(_key(r, r["reason"]) for r in rejected) == Counter(
+        _key(row, why) for row, why in zip(rows, expected_reasons, strict=True) if why
+    )
+    # and features match loan for loan, and customer for customer
+    kept, seen = [], set()
+    for row, why in zip(rows, expected_reasons, strict=True):
+        if why is None and row["loan_id"] not in seen:
+            kept.append(row)
+            seen.add(row["loan_id"])
+    expected_training = reference.training(kept)
+    assert set(trained) == set(expected_training)
+    for loan_id, want in expected_training.items():
+        got = trained[loan_id]
+        assert got["customer_id"] == want["customer_id"]
+        _assert_features(got, want, f"loan {loan_id}")
+    expected_snapshot = reference.snapshot(kept, as_of)
+    assert set(served) == set(expected_snapshot)
+    for customer, want in expected_snapshot.items():
+        _assert_features(served[customer], want, f"customer {customer}")
+        assert served[customer]["as_of"] == as_of
+
+
+def _key(row: dict, reason: str) -> tuple:
+    return (*(row[name] for name in schemas.RAW_LOAN_COLUMN_NAMES), reason)
+
+
+def _assert_features(got: dict, want: dict, what: str) -> None:
+    for name in schemas.FEATURE_NAMES:
+        if name == "avg_amount_loans_previous" and want[name] is not None:
+            assert got[name] is not None, (what, name)
+            assert math.isclose(got[name], want[name], rel_tol=1e-12), (what, got[name], want)
+        else:
+            assert got[name] == want[name], (what, name, got[name], want[name])
+
+
+def test_the_reference_counts_leap_day_anniversaries_like_the_contract():
+    # the oracle itself, on the cases the contract spells out
+    born = date(2000, 2, 29)
+    assert reference.whole_years(born, date(2021, 2, 28)) == 20
+    assert reference.whole_years(born, date(2021, 3, 1)) == 21
+    assert reference.whole_years(born, date(2024, 2, 29)) == 24
+    assert reference.whole_years(date(1990, 3, 1), date(2020, 3, 1)) == 30
+    assert reference.whole_years(date(1990, 3, 2), date(2020, 3, 1)) == 29
+    assert reference.whole_years(date(2020, 1, 1), date(2020, 1, 1) + timedelta(days=364)) == 0
