@@ -98,11 +98,14 @@ glue-package: install ## Build the library wheel and the Glue script for the Glu
 openapi: install ## Regenerate openapi.json from the inference handler's routes and models
 	$(RUN) credit-risk openapi --output openapi.json
 
-synth: glue-package $(NPM_STAMP) ## Synthesize dev, staging and prod into cdk.out/<env>/ (offline)
+# Offline: no credentials, no Docker engine (container images are only staged).
+synth: glue-package $(NPM_STAMP) ## Synthesize dev, staging, prod and the release pipeline into cdk.out/
 	@for env in dev staging prod; do \
 	  echo "synth $$env"; \
 	  npx --no-install cdk synth --quiet -c env=$$env -o cdk.out/$$env || exit 1; \
 	done
+	@echo "synth pipeline"
+	npx --no-install cdk synth --quiet -c release_pipeline=true -o cdk.out/pipeline
 
 clean: ## Remove local data and build outputs (keeps the environments)
 	rm -rf .local cdk.out .pytest_cache .ruff_cache .hypothesis

@@ -68,17 +68,49 @@ SERVICE_RELEASE: Final = "release"
 # watches the first.
 METRIC_MODEL_AGE_DAYS: Final = "ModelAgeDays"
 METRIC_FEATURES_AGE_DAYS: Final = "FeaturesAgeDays"
+SERVICE_MONITOR: Final = "monitor"
+
+# --- Scoring log and monitoring -----------------------------------------------
+# Every score line carries ``"record_type": "score"``: the CloudWatch Logs
+# subscription filter selects on it, and readers skip anything else.
+SCORE_RECORD_TYPE: Final = "score"
+SCORE_RECORD_FILTER: Final = '{ $.record_type = "score" }'
+ENV_SCORING_LOG_URI: Final = f"{ENV_PREFIX}SCORING_LOG_URI"
+# Published by the monitor (dimension ``service=monitor``; the PSI gauges also
+# ``feature``, with ``score`` for the score distribution). The *Alerts metrics
+# count checks in the alert state; each has an alarm at > 0.
+METRIC_PSI: Final = "PSI"
+METRIC_DRIFT_ALERTS: Final = "DriftAlerts"
+METRIC_SKEW_MISMATCHES: Final = "SkewMismatches"
+METRIC_INVARIANT_VIOLATIONS: Final = "InvariantViolations"
+METRIC_STALENESS_ALERTS: Final = "StalenessAlerts"
+METRIC_LIVE_AUC: Final = "LiveAUC"
+METRIC_LIVE_QUALITY_ALERTS: Final = "LiveQualityAlerts"
+METRIC_SCORES_MONITORED: Final = "ScoresMonitored"
+# When live quality drops beyond tolerance the monitor may ask for a retraining:
+# an EventBridge event that a rule turns into a training-pipeline execution.
+MONITOR_EVENT_SOURCE: Final = "credit-risk.monitor"
+RETRAINING_REQUESTED: Final = "Retraining requested"
 
 # --- Lambda handlers in the shared image (containers/inference/Dockerfile) -----
 HANDLER_INFERENCE: Final = "lambdas.inference.handler.lambda_handler"
 HANDLER_FEATURE_LOADER: Final = "lambdas.feature_loader.handler.lambda_handler"
 HANDLER_TRAINING: Final = "lambdas.training.handler.lambda_handler"
 HANDLER_RELEASE: Final = "lambdas.release.handler.lambda_handler"
+HANDLER_MONITOR: Final = "lambdas.monitor.handler.lambda_handler"
 
 # --- Data lake layout (prefixes inside the buckets) --------------------------
 RAW_LOANS_PREFIX: Final = "raw/loans/"
 CURATED_PREFIX: Final = "curated/"
 REGISTRY_PREFIX: Final = "registry/"
+# Scoring log: one JSON object per line, ``scoring-log/date=YYYY-MM-DD/<file>``
+# (Firehose delivers the inference function's score lines there; locally the
+# handler appends them itself).
+SCORING_LOG_PREFIX: Final = "scoring-log/"
+# Outcomes of scored loans, delivered weeks later by the lender's systems.
+LABELS_PREFIX: Final = "labels/"
+# The monitor's JSON reports, ``monitoring/date=YYYY-MM-DD/report.json``.
+MONITORING_PREFIX: Final = "monitoring/"
 
 # --- Glue job arguments (``--<name>``) of glue_jobs/feature_extraction.py -------
 # The raw input (the job's default: the whole raw zone) and the run's own output

@@ -1,0 +1,190 @@
+"""Typed settings of one environment, read from the ``cdk.json`` context.
+
+Environments differ only in these parameters: every stack takes the same
+``EnvironmentConfig`` and nothing else varies between dev, staging and prod.
+A bad value fails the synth with the field's path, before any construct exists.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from credit_risk.names import ENVIRONMENTS, resource_name
+
+PositiveInt = Annotated[int, Field(gt=0)]
+# Retention periods CloudWatch Logs accepts (a subset, the useful ones).
+LogRetentionDays = Literal[7, 14, 30, 60, 90, 180, 365, 731, 1827, 3653]
+
+
+class ConfigurationError(ValueError):
+    """The CDK context does not describe a valid environment."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Model):
+    instance_type: str = Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+$", examples=["t4g.medium"])
+    # Full version to create with; RDS then applies minor upgrades in the
+    # maintenance window. A bare major is deprecated for new instances.
+    engine_version: str = Field(pattern=r"^1[6-8]\.\d+$", examples=["17.9"])
+    multi_az: bool
+    deletion_protection: bool
+    allocated_storage_gib: Annotated[int, Field(ge=20)]
+    max_allocated_storage_gib: Annotated[int, Field(ge=20)]
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)]
+    secret_rotation_days: Annotated[int, Field(ge=1, le=365)]
+
+    @model_validator(mode="after")
+    def _storage_can_grow(self) -> DatabaseConfig:
+        if self.max_allocated_storage_gib < self.allocated_storage_gib:
+            raise ValueError("max_allocated_storage_gib must be >= allocated_storage_gib")
+        return self
+
+
+class GlueConfig(_Model):
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"]
+    number_of_workers: Annotated[int, Field(ge=2)]
+    timeout_minutes: PositiveInt
+
+
+class FunctionConfig(_Model):
+    memory_mb: Annotated[int, Field(ge=128, le=10240)]
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)]
+    reserved_concurrency: PositiveInt | None = None
+    provisioned_concurrency: PositiveInt | None = None
+
+
+class FunctionsConfig(_Model):
+    inference: FunctionConfig
+    training: FunctionConfig
+    feature_loader: FunctionConfig
+
+
+class CanaryConfig(_Model):
+    steps_percent: tuple[Annotated[float, Field(gt=0, lt=100)], ...] = Field(min_length=1)
+    wait_minutes: PositiveInt
+    min_requests: PositiveInt
+
+    @model_validator(mode="after")
+    def _steps_increase(self) -> CanaryConfig:
+        if list(self.steps_percent) != sorted(set(self.steps_percent)):
+            raise ValueError("steps_percent must be strictly increasing")
+        return self
+
+
+class AlarmConfig(_Model):
+    api_5xx_per_5_minutes: PositiveInt
+    api_p99_latency_ms: PositiveInt
+    lambda_errors_per_5_minutes: PositiveInt
+    lambda_throttles_per_5_minutes: PositiveInt
+    rds_cpu_percent: Annotated[int, Field(gt=0, le=100)]
+    rds_connections: PositiveInt
+    rds_free_storage_gib: PositiveInt
+    model_staleness_days: PositiveInt
+
+
+class ApiConfig(_Model):
+    throttle_rate_per_second: PositiveInt
+    throttle_burst: PositiveInt
+    quota_requests: PositiveInt
+    quota_period: Literal["DAY", "WEEK", "MONTH"]
+    # Requests per 5 minutes from one IP before WAF blocks it; None: no WAF.
+    waf_rate_limit: Annotated[int, Field(ge=100)] | None = None
+
+
+class EnvironmentConfig(_Model):
+    name: Literal["dev", "staging", "prod"]
+    # None: the account of the credentials running ``cdk deploy``.
+    account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    # Pinned here so that synth never asks AWS which zones exist.
+    availability_zones: tuple[str, ...] = Field(min_length=2, max_length=3)
+    vpc_cidr: str = Field(pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")
+    nat_gateways: Annotated[int, Field(ge=1, le=3)]
+    retain_data: bool
+    log_retention_days: LogRetentionDays
+    database: DatabaseConfig
+    glue: GlueConfig
+    functions: FunctionsConfig
+    canary: CanaryConfig
+    alarms: AlarmConfig
+    api: ApiConfig
+    retraining_schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
+    # Minutes between warm-up calls to the live alias; None: no warm-up rule.
+    warmup_rate_minutes: PositiveInt | None = None
+    notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> EnvironmentConfig:
+        strays = [zone for zone in self.availability_zones if not zone.startswith(self.region)]
+        if strays:
+            raise ValueError(f"availability zones {strays} are not in region {self.region}")
+        if self.nat_gateways > len(self.availability_zones):
+            raise ValueError("nat_gateways cannot exceed the number of availability zones")
+        return self
+
+    def resource_name(self, *parts: str) -> str:
+        """``credit-risk-<env>-<parts>``: physical names that other code must know."""
+        return resource_name(self.name, *parts)
+
+
+class PipelineConfig(_Model):
+    """The release pipeline (``cdk.json`` ``context.pipeline``)."""
+
+    # The account and region the pipeline lives in; None: those of the
+    # credentials deploying it. Target accounts trust it through `cdk bootstrap`.
+    account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", examples=["acme/credit-risk"])
+    branch: str = Field(min_length=1)
+    connection_arn: str = Field(
+        pattern=r"^arn:aws[\w-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:"
+        r"connection/[\w-]+$"
+    )
+    # A customer every environment's feature store holds: the smoke test scores it.
+    smoke_test_customer_id: str = Field(min_length=1)
+    notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def load_pipeline_config(context: dict[str, Any] | Any) -> PipelineConfig:
+    """Validate ``context.pipeline``, as ``load_config`` does for an environment."""
+    raw = context.get("pipeline") if isinstance(context, dict) else None
+    if raw is None and not isinstance(context, dict):
+        raw = context.try_get_context("pipeline")
+    if not isinstance(raw, dict):
+        raise ConfigurationError("cdk.json has no context entry 'pipeline' (an object)")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid pipeline settings: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+
+
+def load_config(context: dict[str, Any] | Any, environment: str) -> EnvironmentConfig:
+    """Validate the ``environment`` entry of the CDK context.
+
+    ``context`` is the context mapping (``cdk.json`` ``context``) or anything with
+    ``try_get_context`` (a construct node), so the app and the tests share this.
+    """
+    if environment not in ENVIRONMENTS:
+        raise ConfigurationError(
+            f"unknown environment {environment!r}: use -c env=<{'|'.join(ENVIRONMENTS)}>"
+        )
+    raw = context.get(environment) if isinstance(context, dict) else None
+    if raw is None and not isinstance(context, dict):
+        raw = context.try_get_context(environment)
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"cdk.json has no context entry for environment {environment!r}")
+    try:
+        return EnvironmentConfig.model_validate({"name": environment, **raw})
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid settings for {environment}: {_problems(exc)}") from exc

@@ -1,0 +1,116 @@
+"""All the stacks of one environment, wired together.
+
+``build_environment`` takes any scope, so the same function fills the app
+(``cdk deploy -c env=dev --all``) and a pipeline stage.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from constructs import Construct
+
+from infra.config import ConfigurationError, EnvironmentConfig
+from infra.stacks.api import ApiStack
+from infra.stacks.base import EnvironmentStack
+from infra.stacks.data_lake import DataLakeStack
+from infra.stacks.feature_store import FeatureStoreStack
+from infra.stacks.features import FeaturesStack
+from infra.stacks.ml import MlStack
+from infra.stacks.monitoring import MonitoringStack
+from infra.stacks.network import NetworkStack
+from infra.stacks.orchestration import OrchestrationStack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Files of the repository the stacks deploy."""
+
+    glue_script: Path
+    library_wheel: Path
+    step_functions: Path
+
+    @classmethod
+    def of_repository(cls, root: Path = REPO_ROOT, wheel: Path | None = None) -> Sources:
+        return cls(
+            glue_script=root / "glue_jobs" / "feature_extraction.py",
+            library_wheel=wheel or library_wheel(root),
+            step_functions=root / "step_functions",
+        )
+
+    def check(self) -> None:
+        for path, how in (
+            (self.glue_script, "the Glue entrypoint"),
+            (self.library_wheel, "the library wheel: build it with `uv build --wheel`"),
+        ):
+            if not path.is_file():
+                raise ConfigurationError(f"missing {path}: {how}")
+
+
+def library_wheel(root: Path) -> Path:
+    """``dist/credit_risk-<version>-py3-none-any.whl`` of the current pyproject version."""
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    name = project["name"].replace("-", "_")
+    return root / "dist" / f"{name}-{project['version']}-py3-none-any.whl"
+
+
+@dataclass(frozen=True)
+class EnvironmentStacks:
+    network: NetworkStack
+    data_lake: DataLakeStack
+    feature_store: FeatureStoreStack
+    features: FeaturesStack
+    ml: MlStack
+    api: ApiStack
+    orchestration: OrchestrationStack
+    monitoring: MonitoringStack
+
+    @property
+    def all(self) -> tuple[EnvironmentStack, ...]:
+        return tuple(getattr(self, field) for field in self.__dataclass_fields__)
+
+
+def build_environment(
+    scope: Construct, config: EnvironmentConfig, sources: Sources
+) -> EnvironmentStacks:
+    sources.check()
+    network = NetworkStack(scope, config=config)
+    data_lake = DataLakeStack(scope, config=config)
+    lake = data_lake.lake
+    feature_store = FeatureStoreStack(scope, config=config, vpc=network.vpc)
+    database = feature_store.database
+    features = FeaturesStack(
+        scope,
+        config=config,
+        lake=lake,
+        script=sources.glue_script,
+        library_wheel=sources.library_wheel,
+    )
+    ml = MlStack(scope, config=config, vpc=network.vpc, lake=lake, database=database)
+    api = ApiStack(scope, config=config, functions=ml.functions)
+    orchestration = OrchestrationStack(
+        scope,
+        config=config,
+        step_functions=sources.step_functions,
+        lake=lake,
+        feature_job=features.job,
+        functions=ml.functions,
+        api=api.scoring,
+    )
+    monitoring = MonitoringStack(
+        scope,
+        config=config,
+        topic=orchestration.topic,
+        api=api.scoring,
+        functions=ml.functions,
+        database=database,
+        feature_job=features.job,
+        state_machines=dict(orchestration.state_machines),
+    )
+    return EnvironmentStacks(
+        network, data_lake, feature_store, features, ml, api, orchestration, monitoring
+    )

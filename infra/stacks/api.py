@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from aws_cdk import CfnOutput
+from constructs import Construct
+
+from infra.components.api_access import ApiKey, RateLimitedWebAcl
+from infra.components.model_functions import ModelFunctions
+from infra.components.scoring_api import ScoringApi
+from infra.config import EnvironmentConfig
+from infra.nag import acknowledge
+from infra.stacks.base import EnvironmentStack
+
+
+class ApiStack(EnvironmentStack):
+    unit = "Api"
+    summary = "REST API, API keys, usage plan, WAF"
+
+    def __init__(
+        self, scope: Construct, *, config: EnvironmentConfig, functions: ModelFunctions
+    ) -> None:
+        super().__init__(scope, config=config)
+        name = config.resource_name("api")
+        self.scoring = ScoringApi(
+            self,
+            "ScoringApi",
+            api_name=name,
+            function=functions.inference,
+            aliases=functions.aliases,
+            settings=config.api,
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+        )
+        self.api_key = ApiKey(
+            self, "ClientKey", usage_plan=self.scoring.usage_plan, key_name=f"{name}-client"
+        )
+        if config.api.waf_rate_limit:
+            self.web_acl = RateLimitedWebAcl(
+                self,
+                "Firewall",
+                stage_arn=self.scoring.stage.stage_arn,
+                name=name,
+                requests_per_5_minutes=config.api.waf_rate_limit,
+            )
+        else:
+            acknowledge(
+                self.scoring.stage,
+                "AwsSolutions-APIG3",
+                f"{config.name} is reachable by the team only (API key + usage plan "
+                "throttling); the WAF is configured for the public environments.",
+            )
+        self._acknowledge()
+        # The release smoke test and clients find the API and its key here.
+        self.url_output = CfnOutput(self, "ApiUrl", value=self.scoring.api.url)
+        self.key_secret_output = CfnOutput(
+            self, "ApiKeySecretArn", value=self.api_key.secret.secret_arn
+        )
+
+    def _acknowledge(self) -> None:
+        api = self.scoring.api
+        reason = (
+            "Callers are lender back-office systems identified by API keys with usage "
+            "plans (DESIGN.md); there are no end users to authenticate with Cognito/IAM."
+        )
+        acknowledge(api, "AwsSolutions-APIG4", reason)
+        acknowledge(api, "AwsSolutions-COG4", reason)
+        acknowledge(
+            api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level logging role; AWS documents this managed policy "
+            "as the way to grant it.",
+        )
+        acknowledge(
+            self.api_key.secret,
+            "AwsSolutions-SMG4",
+            "An API key is rotated by issuing a second key to the client and retiring "
+            "the first, not by a rotation function that would cut clients off.",
+        )

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from credit_risk import names
+from infra.components.feature_database import FeatureDatabase
+from infra.components.model_functions import ModelFunctions
+from infra.components.monitoring import FIVE_MINUTES, Monitoring
+from infra.components.scoring_api import ScoringApi
+from infra.config import EnvironmentConfig
+from infra.stacks.base import EnvironmentStack
+
+GIB = 1024**3
+
+
+class MonitoringStack(EnvironmentStack):
+    unit = "Monitoring"
+    summary = "alarms and dashboard"
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: EnvironmentConfig,
+        topic: sns.ITopic,
+        api: ScoringApi,
+        functions: ModelFunctions,
+        database: FeatureDatabase,
+        feature_job: glue.IJob,
+        state_machines: dict[str, sfn.IStateMachine],
+    ) -> None:
+        super().__init__(scope, config=config)
+        limits = config.alarms
+        self.monitoring = monitor = Monitoring(
+            self, "Monitoring", topic=topic, dashboard_name=config.resource_name("overview")
+        )
+        rest_api = api.api
+        server_errors = rest_api.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
+        latency = rest_api.metric_latency(period=FIVE_MINUTES, statistic="p99")
+        monitor.alarm(
+            "Api5xx",
+            name=config.resource_name("api", "5xx"),
+            metric=server_errors,
+            threshold=limits.api_5xx_per_5_minutes,
+            description="The scoring API answers with server errors",
+        )
+        monitor.alarm(
+            "ApiLatency",
+            name=config.resource_name("api", "p99-latency"),
+            metric=latency,
+            threshold=limits.api_p99_latency_ms,
+            evaluation_periods=2,
+            description="p99 latency of the scoring API is above target",
+        )
+        monitor.graph("API 5xx and p99 latency", server_errors, latency)
+
+        # Per alias: the candidate's alarms are the ones the canary release reads
+        # (by the names.candidate_alarm_prefix prefix).
+        for alias in functions.aliases:
+            prefix = config.resource_name("inference", alias.alias_name)
+            errors = alias.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+            throttles = alias.metric_throttles(period=FIVE_MINUTES, statistic="Sum")
+            label = alias.alias_name.capitalize()
+            monitor.alarm(
+                f"{label}Errors",
+                name=f"{prefix}-errors",
+                metric=errors,
+                threshold=limits.lambda_errors_per_5_minutes,
+                description=f"The {alias.alias_name} inference alias fails",
+            )
+            monitor.alarm(
+                f"{label}Throttles",
+                name=f"{prefix}-throttles",
+                metric=throttles,
+                threshold=limits.lambda_throttles_per_5_minutes,
+                description=f"The {alias.alias_name} inference alias is throttled",
+            )
+            monitor.graph(
+                f"Inference ({alias.alias_name})",
+                errors,
+                throttles,
+                alias.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
+            )
+        for label, function in (
+            ("Training", functions.training),
+            ("FeatureLoader", functions.feature_loader),
+        ):
+            errors = function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+            monitor.alarm(
+                f"{label}Errors",
+                name=config.resource_name(label.lower(), "errors"),
+                metric=errors,
+                threshold=1,
+                description=f"The {label} function failed",
+            )
+            monitor.graph(f"{label} errors", errors)
+
+        monitor.alarm(
+            "FeatureJobFailures",
+            name=config.resource_name("features", "failures"),
+            metric=feature_job.metric_failure(period=FIVE_MINUTES),
+            threshold=1,
+            description="A run of the Glue feature job failed",
+        )
+        for label, machine in state_machines.items():
+            failed = machine.metric_failed(period=FIVE_MINUTES, statistic="Sum")
+            timed_out = machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum")
+            monitor.alarm(
+                f"{label}Failed",
+                name=config.resource_name(label.lower(), "failed"),
+                metric=failed,
+                threshold=1,
+                description=f"A {label} run failed",
+            )
+            monitor.alarm(
+                f"{label}TimedOut",
+                name=config.resource_name(label.lower(), "timed-out"),
+                metric=timed_out,
+                threshold=1,
+                description=f"A {label} run timed out",
+            )
+            monitor.graph(f"{label} runs", failed, timed_out)
+
+        instance = database.instance
+        cpu = instance.metric_cpu_utilization(period=FIVE_MINUTES)
+        connections = instance.metric_database_connections(period=FIVE_MINUTES)
+        free_storage = instance.metric_free_storage_space(period=FIVE_MINUTES)
+        monitor.alarm(
+            "DatabaseCpu",
+            name=config.resource_name("database", "cpu"),
+            metric=cpu,
+            threshold=limits.rds_cpu_percent,
+            evaluation_periods=3,
+            description="Feature store CPU is high",
+        )
+        monitor.alarm(
+            "DatabaseConnections",
+            name=config.resource_name("database", "connections"),
+            metric=connections,
+            threshold=limits.rds_connections,
+            evaluation_periods=3,
+            description="Feature store has too many connections",
+        )
+        monitor.alarm(
+            "DatabaseStorage",
+            name=config.resource_name("database", "free-storage"),
+            metric=free_storage,
+            threshold=limits.rds_free_storage_gib * GIB,
+            below=True,
+            description="Feature store is running out of storage",
+        )
+        monitor.graph("Feature store", cpu, connections)
+
+        model_age = cw.Metric(
+            namespace=names.METRIC_NAMESPACE,
+            metric_name=names.METRIC_MODEL_AGE_DAYS,
+            dimensions_map={"service": names.SERVICE_INFERENCE},
+            statistic="Maximum",
+            period=Duration.hours(1),
+        )
+        monitor.alarm(
+            "ModelStaleness",
+            name=config.resource_name("model", "staleness"),
+            metric=model_age,
+            threshold=limits.model_staleness_days,
+            description="The served model is older than the retraining policy allows",
+        )
+        monitor.graph("Served model age (days)", model_age)
+        monitor.finish()

@@ -1,0 +1,345 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import ArnFormat, Aws, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from credit_risk import names
+from infra.components.asl_state_machine import AslStateMachine
+from infra.components.container_function import container_function
+from infra.components.data_lake import DataLake
+from infra.components.model_functions import ModelFunctions
+from infra.components.notifications import Notifications
+from infra.components.pipeline_triggers import PipelineTriggers, WarmUp
+from infra.components.scoring_api import ScoringApi
+from infra.config import EnvironmentConfig, FunctionConfig
+from infra.grants import allow_objects
+from infra.nag import acknowledge
+from infra.stacks.base import EnvironmentStack
+
+TRAINING_PIPELINE = "training_pipeline"
+CANARY_RELEASE = "canary_release"
+# The release function only makes API calls; the publish step waits for a
+# configuration update, which takes seconds to a minute.
+RELEASE_FUNCTION = FunctionConfig(memory_mb=512, timeout_seconds=300)
+
+# Every ``${Name}`` an ASL definition may use. Values from configuration and
+# shared names come from ``configured_substitutions``; the rest are attributes of
+# deployed resources. The tests compare this set with the definitions' placeholders.
+RESOURCE_SUBSTITUTIONS = frozenset(
+    {
+        "FeatureJobName",
+        "RawBucket",
+        "CuratedBucket",
+        "CuratedUri",
+        "ModelsBucket",
+        "RegistryUri",
+        "FeatureLoaderFunctionArn",
+        "TrainingFunctionArn",
+        "ReleaseFunctionArn",
+        "InferenceFunctionName",
+        "InferenceFunctionArn",
+        "RestApiId",
+        "CanaryReleaseStateMachineArn",
+        "NotificationTopicArn",
+    }
+)
+
+
+def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
+    """The substitutions known before any resource exists: shared names, limits,
+    the canary of the environment (defaults of executions started by hand)."""
+    return {
+        "ModelName": names.PROJECT,
+        "LiveAlias": names.LIVE_ALIAS,
+        "CandidateAlias": names.CANDIDATE_ALIAS,
+        "ModelVersionVariable": names.ENV_MODEL_VERSION,
+        "StageName": names.API_STAGE_NAME,
+        "StageVariable": names.STAGE_VARIABLE_LAMBDA_ALIAS,
+        "CandidateAlarmPrefix": names.candidate_alarm_prefix(config.name),
+        "CuratedPrefix": names.CURATED_PREFIX,
+        "QualityReportFile": names.QUALITY_REPORT_FILE,
+        "RawLoansPrefix": names.RAW_LOANS_PREFIX,
+        "GlueArgInput": names.GLUE_ARG_INPUT,
+        "GlueArgOutput": names.GLUE_ARG_OUTPUT,
+        "GlueArgAsOf": names.GLUE_ARG_AS_OF,
+        "GlueArgRunId": names.GLUE_ARG_RUN_ID,
+        "MaxQuarantinedFraction": json.dumps(names.MAX_QUARANTINED_FRACTION),
+        "QualityGateMessage": names.QUALITY_GATE_MESSAGE,
+        "ModelGateMessage": names.MODEL_GATE_MESSAGE,
+        "CanaryStepsPercent": json.dumps([_number(p) for p in config.canary.steps_percent]),
+        "CanaryWaitSeconds": json.dumps(config.canary.wait_minutes * 60),
+        "CanaryMinRequests": json.dumps(config.canary.min_requests),
+    }
+
+
+def _number(value: float) -> int | float:
+    """10.0 -> 10: the percentages read as they are written in cdk.json."""
+    return int(value) if float(value).is_integer() else value
+
+
+class OrchestrationStack(EnvironmentStack):
+    """Notifications, the two state machines and the rules that start them.
+
+    The state machines come from ``<step_functions>/<name>.asl.json``; a
+    definition that is not there yet is simply not deployed (and neither are
+    the rules that would start it), so the rest of the platform ships first.
+    """
+
+    unit = "Orchestration"
+    summary = "state machines, triggers, notifications"
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: EnvironmentConfig,
+        step_functions: Path,
+        lake: DataLake,
+        feature_job: glue.IJob,
+        functions: ModelFunctions,
+        api: ScoringApi,
+    ) -> None:
+        super().__init__(scope, config=config)
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            email=config.notification_email,
+            topic_name=config.resource_name("notifications"),
+        )
+        self.topic = self.notifications.topic
+        self._lake, self._job, self._functions, self._api = lake, feature_job, functions, api
+        self.state_machines: dict[str, sfn.StateMachine] = {}
+        self.release_function = container_function(
+            self,
+            "Release",
+            image="inference",
+            handler=names.HANDLER_RELEASE,
+            settings=RELEASE_FUNCTION,
+            environment={
+                names.ENV_ENVIRONMENT: config.name,
+                names.ENV_MODEL_NAME: names.PROJECT,
+                names.ENV_REGISTRY_URI: lake.models.s3_url_for_object(
+                    names.REGISTRY_PREFIX.rstrip("/")
+                ),
+                names.ENV_INFERENCE_FUNCTION_NAME: functions.inference.function_name,
+                names.ENV_REST_API_ID: api.api.rest_api_id,
+                names.ENV_API_STAGE_NAME: names.API_STAGE_NAME,
+                names.ENV_CANDIDATE_ALARM_PREFIX: names.candidate_alarm_prefix(config.name),
+                names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_RELEASE,
+                names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
+                names.ENV_LOG_LEVEL: "INFO",
+            },
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+            description="Canary release actions: publish, stage canary, checks, aliases, promotion",
+        )
+
+        canary_name = config.resource_name("canary-release")
+        canary_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=canary_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.substitutions = self._substitutions(canary_arn)
+        for key, machine_name in (
+            (CANARY_RELEASE, canary_name),
+            (TRAINING_PIPELINE, config.resource_name("training-pipeline")),
+        ):
+            definition = step_functions / f"{key}.asl.json"
+            if definition.is_file():
+                self.state_machines[key] = AslStateMachine(
+                    self,
+                    "".join(part.capitalize() for part in key.split("_")),
+                    definition=definition,
+                    substitutions=self.substitutions,
+                    state_machine_name=machine_name,
+                    log_retention=self.log_retention,
+                    removal_policy=self.removal_policy,
+                ).state_machine
+        self._grant()
+
+        pipeline = self.state_machines.get(TRAINING_PIPELINE)
+        if pipeline is not None:
+            self.triggers = PipelineTriggers(
+                self,
+                "Triggers",
+                pipeline=pipeline,
+                watched=list(self.state_machines.values()),
+                raw_bucket=lake.raw,
+                schedule=config.retraining_schedule,
+                defaults=self.execution_defaults(config),
+                topic=self.topic,
+            )
+        if config.warmup_rate_minutes:
+            self.warm_up = WarmUp(
+                self,
+                "WarmUp",
+                alias=functions.live,
+                rate_minutes=config.warmup_rate_minutes,
+                stage=names.API_STAGE_NAME,
+            )
+
+    @staticmethod
+    def execution_defaults(config: EnvironmentConfig) -> dict[str, Any]:
+        """The part of a training-pipeline input that comes from configuration."""
+        return {
+            "environment": config.name,
+            "model_name": names.PROJECT,
+            "max_quarantined_fraction": names.MAX_QUARANTINED_FRACTION,
+            "canary": {
+                "steps_percent": list(config.canary.steps_percent),
+                "wait_seconds": config.canary.wait_minutes * 60,
+                "min_requests": config.canary.min_requests,
+            },
+        }
+
+    def _substitutions(self, canary_arn: str) -> dict[str, str]:
+        """Every value an ASL definition may reference as ``${Name}``."""
+        lake, functions, api = self._lake, self._functions, self._api
+        resources = {
+            "FeatureJobName": self._job.job_name,
+            "RawBucket": lake.raw.bucket_name,
+            "CuratedBucket": lake.curated.bucket_name,
+            "CuratedUri": lake.curated.s3_url_for_object(names.CURATED_PREFIX),
+            "ModelsBucket": lake.models.bucket_name,
+            "RegistryUri": lake.models.s3_url_for_object(names.REGISTRY_PREFIX.rstrip("/")),
+            "FeatureLoaderFunctionArn": functions.feature_loader.function_arn,
+            "TrainingFunctionArn": functions.training.function_arn,
+            "ReleaseFunctionArn": self.release_function.function_arn,
+            "InferenceFunctionName": functions.inference.function_name,
+            "InferenceFunctionArn": functions.inference.function_arn,
+            "RestApiId": api.api.rest_api_id,
+            "CanaryReleaseStateMachineArn": canary_arn,
+            "NotificationTopicArn": self.topic.topic_arn,
+        }
+        if resources.keys() != RESOURCE_SUBSTITUTIONS:
+            raise ValueError("RESOURCE_SUBSTITUTIONS does not list the resource substitutions")
+        return {**configured_substitutions(self.config), **resources}
+
+    def _grant(self) -> None:
+        """All permissions of the state machines, in one place, without wildcards
+        except where a resource name is only known at run time."""
+        functions, env = self._functions, self.config.name
+        pipeline = self.state_machines.get(TRAINING_PIPELINE)
+        canary = self.state_machines.get(CANARY_RELEASE)
+        for machine in self.state_machines.values():
+            self.notifications.grant_publish(machine)
+        if pipeline is not None:
+            pipeline.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"],
+                    resources=[self._job.job_arn],
+                )
+            )
+            pipeline.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"],
+                    resources=[
+                        functions.feature_loader.function_arn,
+                        functions.training.function_arn,
+                    ],
+                )
+            )
+            # The data-quality report of the feature run decides the quality gate.
+            allow_objects(
+                pipeline,
+                scope=pipeline.role,
+                environment=env,
+                bucket="curated",
+                prefix=names.CURATED_PREFIX,
+            )
+            if canary is not None:
+                self._allow_starting_canary(pipeline, canary)
+        if canary is not None:
+            self._allow_releasing(canary)
+
+    def _allow_starting_canary(self, pipeline: sfn.StateMachine, canary: sfn.StateMachine) -> None:
+        canary.grant_start_execution(pipeline)
+        executions = (
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:"
+            f"{self.config.resource_name('canary-release')}:*"
+        )
+        pipeline.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:StopExecution"],
+                resources=[executions],
+            )
+        )
+        # startExecution.sync:2 waits through this Step Functions-managed rule.
+        pipeline.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/"
+                    "StepFunctionsGetEventsForStepFunctionsExecutionRule"
+                ],
+            )
+        )
+        acknowledge(
+            pipeline.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:{self.config.resource_name('canary-release')}:*]",
+            "Executions of the canary-release state machine only; their names are "
+            "generated per release.",
+        )
+
+    def _allow_releasing(self, canary: sfn.StateMachine) -> None:
+        """The canary machine invokes the release function, which holds the
+        permissions of the release itself."""
+        release = self.release_function
+        # Not grant_invoke: it adds ``<arn>:*`` too, and only $LATEST is invoked.
+        canary.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[release.function_arn])
+        )
+        inference = self._functions.inference.function_arn
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "lambda:GetFunction",
+                    "lambda:GetFunctionConfiguration",
+                    "lambda:UpdateFunctionConfiguration",
+                    "lambda:PublishVersion",
+                    "lambda:GetAlias",
+                    "lambda:UpdateAlias",
+                ],
+                resources=[
+                    inference,
+                    f"{inference}:{names.LIVE_ALIAS}",
+                    f"{inference}:{names.CANDIDATE_ALIAS}",
+                ],
+            )
+        )
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["apigateway:GET", "apigateway:PATCH"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/restapis/"
+                    f"{self._api.api.rest_api_id}/stages/{names.API_STAGE_NAME}"
+                ],
+            )
+        )
+        # The role of container_function already acknowledges Resource::* (X-Ray);
+        # DescribeAlarms and GetMetricData have no resource-level permissions either.
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"],
+                resources=["*"],
+            )
+        )
+        # Promotion writes champion.json of the model; versions are read to check them.
+        allow_objects(
+            release,
+            scope=release.role,
+            environment=self.config.name,
+            bucket="models",
+            prefix=names.REGISTRY_PREFIX,
+            write=True,
+        )

@@ -1,0 +1,288 @@
+"""The release pipeline: every commit on the branch goes dev → staging → prod.
+
+CDK Pipelines (``pipelines.CodePipeline``): the source is a CodeStar connection,
+the synth step is ``buildspec.yml`` (tests, lint, synth of every environment and
+of this stack), the pipeline updates itself first, publishes the file and Docker
+image assets, then deploys each environment as a ``Stage``. Staging and prod are
+smoke-tested through the real API after their deployment; prod waits for a
+manual approval. A failed action stops the execution, and the team is told on
+failure and when an approval waits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aws_cdk import ArnFormat, Duration, Environment, Stack, Tags, pipelines
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_codestarnotifications as notifications
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from credit_risk.names import PROJECT
+from infra.components.notifications import Notifications
+from infra.config import ConfigurationError, EnvironmentConfig, PipelineConfig
+from infra.environment import REPO_ROOT, Sources
+from infra.nag import acknowledge
+from infra.pipeline_stages import SMOKE_TEST_SECRET_TAG, EnvironmentStage
+
+PIPELINE_STACK_NAME = "CreditRisk-Pipeline"
+BUILDSPEC = REPO_ROOT / "buildspec.yml"
+# Where buildspec.yml synthesizes this app (``-c release_pipeline=true``): the cloud
+# assembly the pipeline deploys from, and updates itself from.
+PIPELINE_ASSEMBLY_DIR = "cdk.out/pipeline"
+SMOKE_TEST_SCRIPT = "infra/smoke_test.py"
+# Environments in release order; only prod waits for a person.
+RELEASE_ORDER = ("dev", "staging", "prod")
+SMOKE_TESTED = frozenset({"staging", "prod"})
+APPROVAL_BEFORE = frozenset({"prod"})
+FAILURE_EVENTS = (
+    "codepipeline-pipeline-pipeline-execution-failed",
+    "codepipeline-pipeline-action-execution-failed",
+)
+APPROVAL_EVENTS = ("codepipeline-pipeline-manual-approval-needed",)
+
+
+def synth_step_spec(path: Path = BUILDSPEC) -> tuple[list[str], dict[str, Any]]:
+    """``buildspec.yml`` split the way ``CodeBuildStep`` takes it.
+
+    The build-phase commands become the step's commands and the rest (install,
+    environment, reports, cache) its partial build spec. The ``artifacts``
+    section is left out: CDK Pipelines declares the cloud assembly itself
+    (``primary_output_directory``) and refuses a second artifacts section.
+    """
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(spec, dict):
+        raise ConfigurationError(f"{path} is not a YAML mapping")
+    partial = {key: value for key, value in spec.items() if key != "artifacts"}
+    phases = dict(partial.get("phases") or {})
+    commands = list((phases.pop("build", None) or {}).get("commands") or [])
+    if not commands:
+        raise ConfigurationError(f"{path} has no build-phase commands")
+    partial["phases"] = phases
+    return commands, partial
+
+
+class PipelineStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: PipelineConfig,
+        environments: dict[str, EnvironmentConfig],
+        sources: Sources,
+    ) -> None:
+        super().__init__(
+            scope,
+            PIPELINE_STACK_NAME,
+            stack_name=PIPELINE_STACK_NAME,
+            description="Credit-risk scoring: release pipeline (dev → staging → prod)",
+            env=Environment(
+                account=config.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
+                region=config.region,
+            ),
+            termination_protection=True,
+        )
+        Tags.of(self).add("project", PROJECT)
+        self.config = config
+        self.source = pipelines.CodePipelineSource.connection(
+            config.repository,
+            config.branch,
+            connection_arn=config.connection_arn,
+            trigger_on_push=True,
+        )
+        commands, partial = synth_step_spec()
+        self.synth = pipelines.CodeBuildStep(
+            "Synth",
+            input=self.source,
+            commands=commands,
+            partial_build_spec=codebuild.BuildSpec.from_object(partial),
+            primary_output_directory=PIPELINE_ASSEMBLY_DIR,
+            # Java (Spark) and PostgreSQL are installed by `make prereqs` as root.
+            build_environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                compute_type=codebuild.ComputeType.LARGE,
+            ),
+            cache=codebuild.Cache.local(codebuild.LocalCacheMode.CUSTOM),
+            timeout=Duration.minutes(60),
+        )
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            pipeline_name=f"{PROJECT}-release",
+            pipeline_type=codepipeline.PipelineType.V2,
+            synth=self.synth,
+            self_mutation=True,
+            # Each environment may live in its own account: artifacts are
+            # encrypted with a key the target accounts can be granted.
+            cross_account_keys=True,
+            enable_key_rotation=True,
+            publish_assets_in_parallel=False,
+        )
+        self.alerts = Notifications(
+            self,
+            "Notifications",
+            email=config.notification_email,
+            topic_name=f"{PROJECT}-release-notifications",
+        )
+        self.stages: dict[str, EnvironmentStage] = {}
+        self.smoke_tests: list[pipelines.CodeBuildStep] = []
+        for name in RELEASE_ORDER:
+            self._add_environment(environments[name], sources)
+        self.pipeline.build_pipeline()
+        self._notify()
+        self._acknowledge()
+
+    def _add_environment(self, config: EnvironmentConfig, sources: Sources) -> None:
+        stage = EnvironmentStage(self, config.name.capitalize(), config=config, sources=sources)
+        self.stages[config.name] = stage
+        pre = []
+        if config.name in APPROVAL_BEFORE:
+            pre.append(
+                pipelines.ManualApprovalStep(
+                    f"Approve-{config.name}",
+                    comment=f"Staging passed its smoke test: release this commit to {config.name}?",
+                )
+            )
+        post = []
+        if config.name in SMOKE_TESTED:
+            post.append(self._smoke_test(stage))
+            self.smoke_tests.append(post[-1])
+        self.pipeline.add_stage(stage, pre=pre, post=post)
+
+    def _smoke_test(self, stage: EnvironmentStage) -> pipelines.CodeBuildStep:
+        """Health and one score through the deployed API, with the client key."""
+        config, api = stage.config, stage.stacks.api
+        tag, value = SMOKE_TEST_SECRET_TAG
+        return pipelines.CodeBuildStep(
+            f"SmokeTest-{config.name}",
+            input=self.source,
+            install_commands=["python3 -m pip install --quiet boto3"],
+            commands=[f"python3 {SMOKE_TEST_SCRIPT}"],
+            env={"SMOKE_CUSTOMER_ID": self.config.smoke_test_customer_id},
+            env_from_cfn_outputs={
+                "API_URL": api.url_output,
+                "API_KEY_SECRET_ARN": api.key_secret_output,
+            },
+            role_policy_statements=[
+                # The secret's ARN ends in a random suffix that only exists after
+                # the deployment: the statement selects it by its tags instead.
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[
+                        self.format_arn(
+                            service="secretsmanager",
+                            account=config.account or self.account,
+                            region=config.region,
+                            resource="secret",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    ],
+                    conditions={
+                        "StringEquals": {
+                            f"secretsmanager:ResourceTag/{tag}": value,
+                            "secretsmanager:ResourceTag/environment": config.name,
+                        }
+                    },
+                )
+            ],
+            timeout=Duration.minutes(10),
+        )
+
+    def _notify(self) -> None:
+        codestar = iam.ServicePrincipal("codestar-notifications.amazonaws.com")
+        self.alerts.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[codestar],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" means this key
+            )
+        )
+        for rule_id, events in (("OnFailure", FAILURE_EVENTS), ("OnApproval", APPROVAL_EVENTS)):
+            notifications.NotificationRule(
+                self,
+                rule_id,
+                source=self.pipeline.pipeline,
+                events=list(events),
+                targets=[self.alerts.topic],
+                detail_type=notifications.DetailType.FULL,
+            )
+
+    def _acknowledge(self) -> None:
+        """cdk-nag findings on the roles CDK Pipelines generates, each with its reason."""
+        pipeline = self.pipeline
+        artifacts = (
+            "CDK Pipelines grants its roles read/write on the objects of the pipeline's own "
+            "artifact bucket and use of its own key; the wildcards do not reach other resources."
+        )
+        for rule in (
+            "Action::s3:Abort*",
+            "Action::s3:DeleteObject*",
+            "Action::s3:GetBucket*",
+            "Action::s3:GetObject*",
+            "Action::s3:List*",
+            "Action::kms:GenerateDataKey*",
+            "Action::kms:ReEncrypt*",
+            f"Resource::<{self._logical_id(pipeline.pipeline.artifact_bucket)}.Arn>/*",
+        ):
+            acknowledge(pipeline, f"AwsSolutions-IAM5[{rule}]", artifacts)
+        acknowledge(
+            pipeline,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Self-mutation and asset publishing read stack descriptions and list buckets, "
+            "whose ARNs are only known in the target accounts; writes go through the "
+            "bootstrap roles.",
+        )
+        acknowledge(
+            pipeline,
+            "AwsSolutions-IAM5[Resource::arn:*:iam::<AWS::AccountId>:role/*]",
+            "Self-mutation assumes the `cdk bootstrap` roles, which the statement limits "
+            "by their aws-cdk:bootstrap-role tag; their names carry a qualifier hash.",
+        )
+        region = self.region
+        for rule in (
+            f"arn:aws:codebuild:{region}:<AWS::AccountId>:report-group/*",
+            f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/*",
+        ):
+            acknowledge(
+                pipeline.node.find_child("Assets"),
+                f"AwsSolutions-IAM5[Resource::{rule}]",
+                "The asset-publishing projects are created per asset by CDK Pipelines; "
+                "their logs and reports are scoped to CodeBuild in this account and region.",
+            )
+        projects = [pipeline.synth_project, pipeline.self_mutation_project]
+        projects += [step.project for step in self.smoke_tests]
+        for project in projects:
+            logical = self._logical_id(project)
+            for rule in (
+                f"arn:aws:codebuild:{region}:<AWS::AccountId>:report-group/<{logical}>-*",
+                f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/<{logical}>:*",
+            ):
+                acknowledge(
+                    project,
+                    f"AwsSolutions-IAM5[Resource::{rule}]",
+                    "CodeBuild names the log streams and report groups of a build at run "
+                    "time; the statement is limited to this project's own prefix.",
+                )
+        for step in self.smoke_tests:
+            acknowledge(
+                step.project,
+                f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{region}:"
+                "<AWS::AccountId>:secret:*]",
+                "The client-key secret's ARN ends in a suffix drawn at deployment; the "
+                "statement only matches secrets tagged as that environment's client key.",
+            )
+        acknowledge(
+            pipeline.pipeline.artifact_bucket,
+            "AwsSolutions-S1",
+            "The artifact bucket holds build outputs that CodePipeline itself writes and "
+            "reads; every action on it is recorded in the pipeline's execution history.",
+        )
+
+    def _logical_id(self, construct: Construct) -> str:
+        return self.resolve(self.get_logical_id(construct.node.default_child))

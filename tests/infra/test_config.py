@@ -1,0 +1,71 @@
+"""The environment settings model: what cdk.json may say, and what it may not."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from credit_risk import names
+from infra.components.asl_state_machine import placeholders
+from infra.config import ConfigurationError, load_config
+
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+
+
+@pytest.fixture(scope="module")
+def context() -> dict:
+    return json.loads(CDK_JSON.read_text())["context"]
+
+
+@pytest.mark.parametrize("environment", names.ENVIRONMENTS)
+def test_every_environment_in_cdk_json_is_valid(context, environment):
+    config = load_config(context, environment)
+
+    assert config.name == environment
+    assert all(zone.startswith(config.region) for zone in config.availability_zones)
+
+
+def test_an_unknown_environment_is_refused_with_the_valid_names(context):
+    with pytest.raises(ConfigurationError, match=r"unknown environment 'qa'.*dev\|staging\|prod"):
+        load_config(context, "qa")
+
+
+def test_a_zone_outside_the_region_is_refused(context):
+    broken = copy.deepcopy(context)
+    broken["dev"]["availability_zones"] = ["eu-west-1a", "us-east-1b"]
+
+    with pytest.raises(ConfigurationError, match="not in region eu-west-1"):
+        load_config(broken, "dev")
+
+
+def test_the_error_names_the_field_at_fault(context):
+    broken = copy.deepcopy(context)
+    broken["prod"]["database"]["backup_retention_days"] = 0
+
+    with pytest.raises(ConfigurationError, match=r"database\.backup_retention_days"):
+        load_config(broken, "prod")
+
+
+def test_canary_steps_must_increase(context):
+    broken = copy.deepcopy(context)
+    broken["staging"]["canary"]["steps_percent"] = [50, 10]
+
+    with pytest.raises(ConfigurationError, match="strictly increasing"):
+        load_config(broken, "staging")
+
+
+def test_unknown_settings_are_refused_rather_than_ignored(context):
+    broken = copy.deepcopy(context)
+    broken["dev"]["multi_az"] = True  # belongs under "database"
+
+    with pytest.raises(ConfigurationError, match="multi_az"):
+        load_config(broken, "dev")
+
+
+def test_placeholders_are_the_dollar_brace_names_of_a_definition():
+    definition = '{"a": "${FeatureJobName}", "b": "${Topic_Arn}", "c": "$.path", "d": "{}"}'
+
+    assert placeholders(definition) == {"FeatureJobName", "Topic_Arn"}

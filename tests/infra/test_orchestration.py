@@ -1,0 +1,186 @@
+"""State machines from the ASL files of step_functions/: substitutions,
+permissions, the release function and the triggers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import App, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
+
+from credit_risk import names
+from infra.components.asl_state_machine import AslStateMachine
+from infra.stacks.orchestration import CANARY_RELEASE, TRAINING_PIPELINE
+from tests.infra.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.infra
+
+
+def _machines(synth):
+    return synth.resources("Orchestration", "AWS::StepFunctions::StateMachine")
+
+
+def _policy_statements(synth, role_fragment):
+    policies = synth.resources("Orchestration", "AWS::IAM::Policy")
+    return [
+        statement
+        for policy in policies.values()
+        if role_fragment in json.dumps(policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_a_placeholder_without_a_value_fails_the_synth(tmp_path):
+    definition = tmp_path / "broken.asl.json"
+    definition.write_text(
+        '{"StartAt": "A", "States": {"A": {"Type": "Pass", '
+        '"Result": "${NoSuchThing}", "End": true}}}'
+    )
+    stack = Stack(App(), "Scratch")
+
+    with pytest.raises(ValueError, match="NoSuchThing"):
+        AslStateMachine(
+            stack,
+            "Machine",
+            definition=definition,
+            substitutions={},
+            state_machine_name="scratch",
+            log_retention=logs.RetentionDays.ONE_WEEK,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+
+def test_both_state_machines_are_inlined_with_their_substitutions(staging):
+    machines = {
+        m["Properties"]["StateMachineName"]: m["Properties"] for m in _machines(staging).values()
+    }
+
+    pipeline = machines["credit-risk-staging-training-pipeline"]
+    canary = machines["credit-risk-staging-canary-release"]
+    # Inlined (not an S3 asset), placeholders left for CloudFormation to fill.
+    assert isinstance(pipeline["DefinitionString"], str)
+    assert '"JobName": "${FeatureJobName}"' in pipeline["DefinitionString"]
+    assert set(pipeline["DefinitionSubstitutions"]) >= {
+        "FeatureJobName",
+        "FeatureLoaderFunctionArn",
+        "TrainingFunctionArn",
+        "CanaryReleaseStateMachineArn",
+        "NotificationTopicArn",
+    }
+    assert "ReleaseFunctionArn" in canary["DefinitionSubstitutions"]
+    assert canary["DefinitionSubstitutions"]["LiveAlias"] == names.LIVE_ALIAS
+    assert canary["DefinitionSubstitutions"]["StageVariable"] == names.STAGE_VARIABLE_LAMBDA_ALIAS
+    assert canary["DefinitionSubstitutions"]["CanaryStepsPercent"] == "[10, 50]"
+    assert pipeline["DefinitionSubstitutions"]["MaxQuarantinedFraction"] == json.dumps(
+        names.MAX_QUARANTINED_FRACTION
+    )
+
+
+def test_state_machines_trace_and_log_everything(staging):
+    for machine in _machines(staging).values():
+        props = machine["Properties"]
+        assert props["TracingConfiguration"] == {"Enabled": True}
+        assert props["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_the_pipeline_may_run_the_glue_job_and_invoke_its_two_functions_only(staging):
+    statements = _policy_statements(staging, "TrainingPipeline")
+    actions = {action for s in statements for action in _as_list(s["Action"])}
+
+    assert {
+        "glue:StartJobRun",
+        "glue:GetJobRun",
+        "lambda:InvokeFunction",
+        "states:StartExecution",
+        "sns:Publish",
+    } <= actions
+    invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
+    assert len(invoke["Resource"]) == 2
+
+
+def test_the_canary_machine_may_only_invoke_the_release_function_and_notify(staging):
+    statements = _policy_statements(staging, "CanaryRelease")
+    actions = {action for s in statements for action in _as_list(s["Action"])}
+
+    assert "lambda:UpdateAlias" not in actions
+    invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
+    assert "Release" in json.dumps(invoke["Resource"])
+    assert not json.dumps(invoke["Resource"]).endswith(':*"]}')
+
+
+def test_the_release_function_may_move_aliases_and_patch_the_stage_only(staging):
+    statements = _policy_statements(staging, "ReleaseRole")
+    lambda_statement = next(s for s in statements if "lambda:UpdateAlias" in s["Action"])
+    stage_statement = next(s for s in statements if "apigateway:PATCH" in s["Action"])
+
+    assert len(lambda_statement["Resource"]) == 3  # the function, live, candidate
+    assert "/stages/api" in json.dumps(stage_statement["Resource"])
+
+
+def test_the_release_function_knows_what_it_releases(staging):
+    functions = staging.resources("Orchestration", "AWS::Lambda::Function")
+    (release,) = [
+        f
+        for f in functions.values()
+        if names.HANDLER_RELEASE in json.dumps(f["Properties"].get("ImageConfig", {}))
+    ]
+    variables = release["Properties"]["Environment"]["Variables"]
+
+    assert variables[names.ENV_CANDIDATE_ALARM_PREFIX] == names.candidate_alarm_prefix("staging")
+    assert variables[names.ENV_API_STAGE_NAME] == names.API_STAGE_NAME
+    assert {
+        names.ENV_INFERENCE_FUNCTION_NAME,
+        names.ENV_REST_API_ID,
+        names.ENV_REGISTRY_URI,
+    } <= set(variables)
+
+
+def test_schedule_and_new_raw_data_start_the_pipeline_with_the_configured_defaults(staging):
+    rules = staging.resources("Orchestration", "AWS::Events::Rule")
+    scheduled = [r for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    pattern_rules = [
+        r["Properties"]["EventPattern"] for r in rules.values() if "EventPattern" in r["Properties"]
+    ]
+
+    schedule = next(
+        r for r in scheduled if r["Properties"]["ScheduleExpression"].startswith("cron")
+    )
+    assert schedule["Properties"]["ScheduleExpression"] == "cron(0 3 1 * ? *)"
+    schedule_input = schedule["Properties"]["Targets"][0]["InputTransformer"]["InputTemplate"]
+    assert '"steps_percent":[10,50]' in schedule_input
+    assert '"wait_seconds":300' in schedule_input
+    raw = next(p for p in pattern_rules if p["source"] == ["aws.s3"])
+    assert raw["detail"]["object"]["key"] == [{"prefix": names.RAW_LOANS_PREFIX}]
+    failures = next(p for p in pattern_rules if p["source"] == ["aws.states"])
+    assert set(failures["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def test_staging_warms_the_live_alias_with_a_health_request(staging):
+    rules = staging.resources("Orchestration", "AWS::Events::Rule")
+    warm_up = next(
+        r for r in rules.values() if r["Properties"].get("ScheduleExpression") == "rate(5 minutes)"
+    )
+
+    target = warm_up["Properties"]["Targets"][0]
+    event = json.loads(target["Input"])
+    assert event["path"] == names.ROUTE_HEALTH
+    assert event["httpMethod"] == "GET"
+    assert "FunctionsLive" in json.dumps(target["Arn"])
+
+
+def test_both_definitions_of_the_repository_are_deployed(dev):
+    present = {
+        key
+        for key in (TRAINING_PIPELINE, CANARY_RELEASE)
+        if (REPO_ROOT / "step_functions" / f"{key}.asl.json").is_file()
+    }
+
+    assert present == {TRAINING_PIPELINE, CANARY_RELEASE}
+    assert set(dev.stacks.orchestration.state_machines) == present
+    assert len(_machines(dev)) == len(present)
+    assert dev.resources("Orchestration", "AWS::SNS::Topic")
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,228 @@
+"""The release pipeline: stage order, approval, smoke tests, source, synth step.
+
+The pipeline app (all three environments as stages) is synthesized once, with
+cdk-nag on: reaching the assertions means the pipeline stack is nag clean.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import ConfigurationError, load_pipeline_config
+from infra.stacks.pipeline import PIPELINE_ASSEMBLY_DIR, PIPELINE_STACK_NAME, synth_step_spec
+
+pytestmark = pytest.mark.infra
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILDSPEC = REPO_ROOT / "buildspec.yml"
+
+
+@pytest.fixture(scope="session")
+def pipeline_template(cdk_context, library_wheel, tmp_path_factory) -> dict[str, Any]:
+    from aws_cdk import App
+
+    from infra.app import build_pipeline
+    from infra.environment import Sources
+    from infra.nag import add_nag_checks
+
+    outdir = tmp_path_factory.mktemp("cdk-pipeline")
+    app = App(context=cdk_context, outdir=str(outdir))
+    build_pipeline(app, Sources.of_repository(REPO_ROOT, wheel=library_wheel))
+    add_nag_checks(app)
+    app.synth()
+    return json.loads((outdir / f"{PIPELINE_STACK_NAME}.template.json").read_text())
+
+
+def _of_type(template: dict, resource_type: str) -> dict[str, dict]:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def _stages(template: dict) -> dict[str, list[dict]]:
+    (pipeline,) = _of_type(template, "AWS::CodePipeline::Pipeline").values()
+    return {stage["Name"]: stage["Actions"] for stage in pipeline["Properties"]["Stages"]}
+
+
+def _project_of(template: dict, action: dict) -> dict:
+    return template["Resources"][action["Configuration"]["ProjectName"]["Ref"]]
+
+
+def _policy_statements_of(template: dict, role_logical_id: str) -> list[dict]:
+    return [
+        statement
+        for policy in _of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_a_commit_goes_through_synth_self_update_assets_then_dev_staging_prod(pipeline_template):
+    assert list(_stages(pipeline_template)) == [
+        "Source",
+        "Build",
+        "UpdatePipeline",
+        "Assets",
+        "Dev",
+        "Staging",
+        "Prod",
+    ]
+
+
+def test_docker_images_and_files_are_published_before_any_deployment(pipeline_template):
+    assets = {action["Name"] for action in _stages(pipeline_template)["Assets"]}
+
+    assert assets == {"DockerAssets", "FileAssets"}
+
+
+def test_the_source_is_the_configured_connection_and_a_push_starts_a_release(
+    pipeline_template, cdk_context
+):
+    (source,) = _stages(pipeline_template)["Source"]
+    settings = cdk_context["pipeline"]
+
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source["Configuration"] == {
+        "ConnectionArn": settings["connection_arn"],
+        "FullRepositoryId": settings["repository"],
+        "BranchName": settings["branch"],
+        "DetectChanges": True,
+    }
+
+
+def test_prod_waits_for_a_manual_approval_before_its_first_deployment(pipeline_template):
+    stages = _stages(pipeline_template)
+    prod = stages["Prod"]
+    approvals = [a for a in prod if a["ActionTypeId"]["Category"] == "Approval"]
+    deployments = [a for a in prod if a["ActionTypeId"]["Category"] == "Deploy"]
+
+    assert len(approvals) == 1
+    assert approvals[0]["RunOrder"] < min(a["RunOrder"] for a in deployments)
+    for automatic in ("Dev", "Staging"):
+        assert all(a["ActionTypeId"]["Category"] != "Approval" for a in stages[automatic])
+
+
+@pytest.mark.parametrize("stage", ["Staging", "Prod"])
+def test_staging_and_prod_are_smoke_tested_after_every_stack_is_deployed(pipeline_template, stage):
+    actions = _stages(pipeline_template)[stage]
+    (smoke,) = [a for a in actions if a["Name"].startswith("SmokeTest-")]
+    last_deploy = max(a["RunOrder"] for a in actions if a["ActionTypeId"]["Category"] == "Deploy")
+    variables = {
+        v["name"]: v["value"] for v in json.loads(smoke["Configuration"]["EnvironmentVariables"])
+    }
+    project = _project_of(pipeline_template, smoke)
+    commands = json.dumps(project["Properties"]["Source"]["BuildSpec"])
+
+    assert smoke["RunOrder"] > last_deploy
+    # Stack outputs of CreditRisk-<env>-Api, resolved when the action runs.
+    assert variables["API_URL"].endswith(".ApiUrl}")
+    assert variables["API_KEY_SECRET_ARN"].endswith(".ApiKeySecretArn}")
+    assert "python3 infra/smoke_test.py" in commands
+    assert "SMOKE_CUSTOMER_ID" in json.dumps(project["Properties"]["Environment"])
+
+
+def test_dev_has_no_smoke_test(pipeline_template):
+    assert all(not a["Name"].startswith("SmokeTest-") for a in _stages(pipeline_template)["Dev"])
+
+
+@pytest.mark.parametrize(("stage", "environment"), [("Staging", "staging"), ("Prod", "prod")])
+def test_a_smoke_test_may_read_only_its_environments_client_key_secret(
+    pipeline_template, stage, environment
+):
+    (smoke,) = [a for a in _stages(pipeline_template)[stage] if a["Name"].startswith("SmokeTest-")]
+    role = _project_of(pipeline_template, smoke)["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    statements = _policy_statements_of(pipeline_template, role)
+    secret_reads = [s for s in statements if "secretsmanager:GetSecretValue" in str(s["Action"])]
+
+    assert len(secret_reads) == 1
+    assert secret_reads[0]["Action"] == "secretsmanager:GetSecretValue"
+    assert secret_reads[0]["Condition"] == {
+        "StringEquals": {
+            "secretsmanager:ResourceTag/credit-risk:purpose": "client-api-key",
+            "secretsmanager:ResourceTag/environment": environment,
+        }
+    }
+    assert not any("secretsmanager:PutSecretValue" in str(s["Action"]) for s in statements)
+
+
+def test_the_synth_step_runs_buildspec_yml_and_outputs_the_pipeline_assembly(pipeline_template):
+    (synth,) = _stages(pipeline_template)["Build"]
+    spec = yaml.safe_load(
+        _project_of(pipeline_template, synth)["Properties"]["Source"]["BuildSpec"]
+    )
+    file_spec = yaml.safe_load(BUILDSPEC.read_text())
+
+    assert spec["phases"]["build"]["commands"] == file_spec["phases"]["build"]["commands"]
+    assert spec["phases"]["install"] == file_spec["phases"]["install"]
+    assert spec["reports"] == file_spec["reports"]
+    assert spec["cache"] == file_spec["cache"]
+    assert spec["artifacts"]["base-directory"] == PIPELINE_ASSEMBLY_DIR
+
+
+def test_failures_and_pending_approvals_are_notified_on_an_encrypted_topic(pipeline_template):
+    rules = _of_type(pipeline_template, "AWS::CodeStarNotifications::NotificationRule")
+    events = {e for rule in rules.values() for e in rule["Properties"]["EventTypeIds"]}
+    (topic,) = _of_type(pipeline_template, "AWS::SNS::Topic").values()
+
+    assert "codepipeline-pipeline-pipeline-execution-failed" in events
+    assert "codepipeline-pipeline-manual-approval-needed" in events
+    assert "KmsMasterKeyId" in topic["Properties"]
+
+
+# --- buildspec.yml and the pipeline settings (no synth) -----------------------
+
+
+def test_buildspec_runs_the_readme_test_command_lint_and_every_synth():
+    spec = yaml.safe_load(BUILDSPEC.read_text())
+    build = spec["phases"]["build"]["commands"]
+    readme = (REPO_ROOT / "README.md").read_text()
+
+    assert "make test" in readme
+    assert any(command.startswith("make test") for command in build)
+    assert "make lint" in spec["phases"]["pre_build"]["commands"]
+    assert "make synth" in build
+    # ...and `make synth` writes the assembly the pipeline deploys from.
+    synth_recipe = (REPO_ROOT / "Makefile").read_text().split("\nsynth:", 1)[1].split("\n\n")[0]
+    assert f"-c release_pipeline=true -o {PIPELINE_ASSEMBLY_DIR}" in synth_recipe
+    assert spec["reports"]["pytest"]["file-format"] == "JUNITXML"
+    assert spec["artifacts"]["base-directory"] == "cdk.out"
+
+
+def test_the_synth_step_takes_the_build_commands_and_leaves_the_artifacts_to_cdk():
+    commands, partial = synth_step_spec(BUILDSPEC)
+
+    assert commands[0] == "mkdir -p reports"
+    assert "build" not in partial["phases"]
+    assert "artifacts" not in partial
+    assert partial["cache"]["paths"]
+
+
+def test_a_buildspec_without_build_commands_is_refused(tmp_path):
+    broken = tmp_path / "buildspec.yml"
+    broken.write_text("version: 0.2\nphases:\n  install:\n    commands: [make install]\n")
+
+    with pytest.raises(ConfigurationError, match="no build-phase commands"):
+        synth_step_spec(broken)
+
+
+def test_the_pipeline_settings_in_cdk_json_are_valid(cdk_context):
+    config = load_pipeline_config(cdk_context)
+
+    assert config.branch == "main"
+
+
+def test_a_malformed_connection_arn_is_refused_with_the_field_named(cdk_context):
+    broken = copy.deepcopy(cdk_context)
+    broken["pipeline"]["connection_arn"] = "github.com/acme"
+
+    with pytest.raises(ConfigurationError, match="connection_arn"):
+        load_pipeline_config(broken)
+
+
+def test_a_missing_pipeline_section_is_refused():
+    with pytest.raises(ConfigurationError, match="pipeline"):
+        load_pipeline_config({})

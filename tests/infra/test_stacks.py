@@ -1,0 +1,266 @@
+"""Key properties of every stack, asserted on the dev synth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from credit_risk import names
+
+pytestmark = pytest.mark.infra
+
+
+def _one(synth, unit, resource_type):
+    (resource,) = synth.resources(unit, resource_type).values()
+    return resource["Properties"]
+
+
+def test_the_vpc_has_public_private_and_isolated_subnets_flow_logs_and_an_s3_endpoint(dev):
+    subnets = dev.resources("Network", "AWS::EC2::Subnet")
+    kinds = {
+        s["Properties"]["Tags"][0]["Value"]
+        for s in subnets.values()
+        if s["Properties"]["Tags"][0]["Key"] == "aws-cdk:subnet-name"
+    }
+
+    assert kinds == {"public", "private", "isolated"}
+    assert len(subnets) == 3 * 2  # three tiers in the two dev zones
+    assert _one(dev, "Network", "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
+    endpoint = _one(dev, "Network", "AWS::EC2::VPCEndpoint")
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert "s3" in json.dumps(endpoint["ServiceName"])
+
+
+def test_every_bucket_is_private_encrypted_and_tls_only(dev):
+    buckets = dev.resources("DataLake", "AWS::S3::Bucket")
+    policies = dev.resources("DataLake", "AWS::S3::BucketPolicy")
+
+    assert len(buckets) == 4  # raw, curated, models, access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert all(props["PublicAccessBlockConfiguration"].values())
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert props["LifecycleConfiguration"]["Rules"]
+    denies_plain_http = [
+        p
+        for p in policies.values()
+        if any(
+            s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        )
+    ]
+    assert len(denies_plain_http) == 4
+
+
+def test_models_are_versioned_and_raw_data_is_announced_on_eventbridge(dev):
+    buckets = dev.resources("DataLake", "AWS::S3::Bucket")
+    models = next(b for k, b in buckets.items() if k.startswith("DataLakeModels"))
+    notifications = _one(dev, "DataLake", "Custom::S3BucketNotifications")
+
+    assert models["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert notifications["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
+    assert "DataLakeRaw" in json.dumps(notifications["BucketName"])
+
+
+def test_the_database_is_encrypted_isolated_iam_enabled_and_forces_tls(dev):
+    instance = _one(dev, "FeatureStore", "AWS::RDS::DBInstance")
+    subnet_group = _one(dev, "FeatureStore", "AWS::RDS::DBSubnetGroup")
+    parameters = _one(dev, "FeatureStore", "AWS::RDS::DBParameterGroup")
+
+    assert instance["Engine"] == "postgres"
+    assert instance["EngineVersion"] == "17.9"
+    assert instance["StorageEncrypted"] is True
+    assert instance["EnableIAMDatabaseAuthentication"] is True
+    assert instance["BackupRetentionPeriod"] == 1
+    assert instance.get("PubliclyAccessible") in (None, False)
+    assert "isolatedSubnet" in json.dumps(subnet_group["SubnetIds"])
+    assert parameters["Parameters"]["rds.force_ssl"] == "1"
+
+
+def test_clients_reach_the_database_through_an_iam_authenticated_tls_proxy(dev):
+    proxy = _one(dev, "FeatureStore", "AWS::RDS::DBProxy")
+    rotation = _one(dev, "FeatureStore", "AWS::SecretsManager::RotationSchedule")
+
+    assert proxy["RequireTLS"] is True
+    assert proxy["Auth"][0]["IAMAuth"] == "REQUIRED"
+    assert rotation["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+
+
+def test_the_glue_job_runs_5_1_with_the_wheel_encrypted_and_without_bookmarks(dev):
+    job = _one(dev, "Features", "AWS::Glue::Job")
+    security = _one(dev, "Features", "AWS::Glue::SecurityConfiguration")
+    arguments = job["DefaultArguments"]
+
+    assert job["GlueVersion"] == "5.1"
+    assert job["Command"]["Name"] == "glueetl"
+    assert job["WorkerType"] == "G.1X"
+    assert job["NumberOfWorkers"] == 2
+    assert json.dumps(arguments["--extra-py-files"]).endswith('.whl"]]}')
+    assert arguments["--job-bookmark-option"] == "job-bookmark-disable"
+    assert arguments["--enable-metrics"] == ""
+    assert arguments["--enable-continuous-cloudwatch-log"] == "true"
+    assert f"--{names.GLUE_ARG_INPUT}" in arguments
+    config = security["EncryptionConfiguration"]
+    assert config["CloudWatchEncryption"]["CloudWatchEncryptionMode"] == "SSE-KMS"
+    assert config["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
+
+
+def test_functions_are_traced_container_images_with_their_own_handlers(dev):
+    functions = dev.resources("Ml", "AWS::Lambda::Function")
+    by_handler = {
+        f["Properties"]["ImageConfig"]["Command"][0]: f["Properties"] for f in functions.values()
+    }
+
+    assert set(by_handler) == {
+        names.HANDLER_INFERENCE,
+        names.HANDLER_FEATURE_LOADER,
+        names.HANDLER_TRAINING,
+    }
+    for props in by_handler.values():
+        assert props["PackageType"] == "Image"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+    assert "VpcConfig" in by_handler[names.HANDLER_INFERENCE]
+    assert "VpcConfig" in by_handler[names.HANDLER_FEATURE_LOADER]
+    assert "VpcConfig" not in by_handler[names.HANDLER_TRAINING]
+
+
+def test_inference_and_feature_loader_share_one_image(dev):
+    functions = dev.resources("Ml", "AWS::Lambda::Function")
+    images = {json.dumps(f["Properties"]["Code"]["ImageUri"]) for f in functions.values()}
+
+    assert len(images) == 2  # the shared inference image and the training image
+
+
+def test_the_database_url_carries_no_password_and_iam_auth_is_on(dev):
+    functions = dev.resources("Ml", "AWS::Lambda::Function")
+    inference = next(
+        f["Properties"]
+        for f in functions.values()
+        if f["Properties"]["ImageConfig"]["Command"] == [names.HANDLER_INFERENCE]
+    )
+    variables = inference["Environment"]["Variables"]
+
+    url = json.dumps(variables[names.ENV_DATABASE_URL])
+    assert f"postgresql://{names.DATABASE_USER}@" in url
+    assert "password" not in url.lower()
+    assert variables[names.ENV_DATABASE_IAM_AUTH] == "true"
+    assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_INFERENCE
+
+
+def test_inference_has_live_and_candidate_aliases_on_the_same_version(dev):
+    aliases = dev.resources("Ml", "AWS::Lambda::Alias")
+    by_name = {a["Properties"]["Name"]: a["Properties"] for a in aliases.values()}
+
+    assert set(by_name) == {names.LIVE_ALIAS, names.CANDIDATE_ALIAS}
+    assert by_name["live"]["FunctionVersion"] == by_name["candidate"]["FunctionVersion"]
+
+
+def test_the_integration_selects_the_alias_through_the_stage_variable(dev):
+    methods = dev.resources("Api", "AWS::ApiGateway::Method")
+    stage = _one(dev, "Api", "AWS::ApiGateway::Stage")
+
+    for method in methods.values():
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert ":${stageVariables.lambdaAlias}/invocations" in json.dumps(integration["Uri"])
+        assert method["Properties"]["ApiKeyRequired"] is True
+    assert stage["StageName"] == names.API_STAGE_NAME
+    assert stage["Variables"] == {names.STAGE_VARIABLE_LAMBDA_ALIAS: names.LIVE_ALIAS}
+    assert stage["TracingEnabled"] is True
+    assert "DestinationArn" in stage["AccessLogSetting"]
+
+
+def test_api_gateway_may_invoke_both_aliases(dev):
+    permissions = dev.resources("Api", "AWS::Lambda::Permission")
+    targets = json.dumps([p["Properties"]["FunctionName"] for p in permissions.values()])
+
+    assert len(permissions) == 2
+    assert "FunctionsLive" in targets
+    assert "FunctionsCandidate" in targets
+
+
+def test_requests_are_validated_and_usage_is_planned(dev):
+    validator = _one(dev, "Api", "AWS::ApiGateway::RequestValidator")
+    plan = _one(dev, "Api", "AWS::ApiGateway::UsagePlan")
+    key = _one(dev, "Api", "AWS::ApiGateway::ApiKey")
+
+    assert validator["ValidateRequestBody"] is True
+    assert plan["Throttle"] == {"RateLimit": 20, "BurstLimit": 40}
+    assert plan["Quota"] == {"Limit": 10000, "Period": "DAY"}
+    assert "{{resolve:secretsmanager:" in json.dumps(key["Value"])
+
+
+def test_gateway_errors_speak_the_api_error_shape(dev):
+    responses = dev.resources("Api", "AWS::ApiGateway::GatewayResponse")
+    by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
+
+    template = by_type["INVALID_API_KEY"]["ResponseTemplates"]["application/json"]
+    assert '"error": "forbidden"' in template
+    assert "$context.requestId" in template
+    assert {"BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_5XX"} <= set(by_type)
+
+
+def test_the_api_url_and_key_secret_are_stack_outputs(dev):
+    outputs = dev.template("Api")["Outputs"]
+
+    assert {"ApiUrl", "ApiKeySecretArn"} <= set(outputs)
+
+
+def test_every_alarm_notifies_the_topic(dev):
+    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
+
+    assert alarms
+    for alarm in alarms.values():
+        actions = json.dumps(alarm["Properties"]["AlarmActions"])
+        assert "NotificationsTopic" in actions
+
+
+def test_alarms_cover_the_api_aliases_glue_database_and_model_staleness(dev):
+    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
+    alarm_names = {a["Properties"]["AlarmName"] for a in alarms.values()}
+
+    assert {
+        "credit-risk-dev-api-5xx",
+        "credit-risk-dev-api-p99-latency",
+        "credit-risk-dev-inference-live-errors",
+        "credit-risk-dev-inference-live-throttles",
+        "credit-risk-dev-features-failures",
+        "credit-risk-dev-database-cpu",
+        "credit-risk-dev-database-connections",
+        "credit-risk-dev-database-free-storage",
+        "credit-risk-dev-model-staleness",
+    } <= alarm_names
+
+
+def test_the_canary_reads_the_candidate_alarms_by_their_shared_prefix(dev):
+    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
+    prefix = names.candidate_alarm_prefix("dev")
+    candidate = [
+        a["Properties"] for a in alarms.values() if a["Properties"]["AlarmName"].startswith(prefix)
+    ]
+
+    assert {a["AlarmName"] for a in candidate} == {f"{prefix}errors", f"{prefix}throttles"}
+    for alarm in candidate:
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert json.dumps(dimensions["Resource"]).count(names.CANDIDATE_ALIAS) == 1
+
+
+def test_the_p99_alarm_uses_the_configured_latency(dev):
+    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
+    latency = next(
+        a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["AlarmName"] == "credit-risk-dev-api-p99-latency"
+    )
+
+    assert latency["ExtendedStatistic"] == "p99"
+    assert latency["Threshold"] == 1000
+
+
+def test_stack_names_carry_the_environment(every_environment):
+    env = every_environment.environment
+
+    assert all(
+        stack.stack_name.startswith(f"CreditRisk-{env}-") for stack in every_environment.stacks.all
+    )

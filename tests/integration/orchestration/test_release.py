@@ -1,0 +1,274 @@
+"""The release actions against moto (Lambda versions and aliases, CloudWatch, the S3
+registry) and, for API Gateway's canary settings, which moto ignores, against
+botocore's Stubber: the exact requests the stage receives are the contract."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from credit_risk import names, release
+from credit_risk.errors import InvalidInputError
+from credit_risk.local_api import LambdaContext
+from credit_risk.registry import ConcurrentUpdateError, ModelNotFoundError, Registry
+from lambdas.release import handler
+from tests.conftest import EVENTS_DIR
+
+REGION = "eu-west-1"
+FUNCTION = "credit-risk-dev-inference"
+MODELS_BUCKET = "credit-risk-dev-models-test"
+REGISTRY = f"s3://{MODELS_BUCKET}/registry"
+OLD_MODEL, NEW_MODEL = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
+STAGE = {"deploymentId": "dep123", "stageName": names.API_STAGE_NAME}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+@pytest.fixture
+def target() -> release.ReleaseTarget:
+    return release.ReleaseTarget(
+        function_name=FUNCTION,
+        rest_api_id="a1b2c3d4e5",
+        stage_name=names.API_STAGE_NAME,
+        alarm_prefix=names.candidate_alarm_prefix("dev"),
+        registry_uri=REGISTRY,
+        model_name=names.PROJECT,
+    )
+
+
+@pytest.fixture
+def clients(aws) -> release.Clients:
+    return release.Clients(
+        lambda_=boto3.client("lambda", region_name=REGION),
+        apigateway=boto3.client("apigateway", region_name=REGION),
+        cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+    )
+
+
+@pytest.fixture
+def deployed(clients) -> str:
+    """The inference function serving OLD_MODEL, both aliases on its version."""
+    role = boto3.client("iam").create_role(RoleName="inference", AssumeRolePolicyDocument="{}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    clients.lambda_.create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.11",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handler",
+        Code={"ZipFile": buffer.getvalue()},
+        Environment={"Variables": {names.ENV_MODEL_VERSION: OLD_MODEL, "KEEP": "me"}},
+    )
+    version = clients.lambda_.publish_version(FunctionName=FUNCTION)["Version"]
+    for alias in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS):
+        clients.lambda_.create_alias(FunctionName=FUNCTION, Name=alias, FunctionVersion=version)
+    return version
+
+
+@pytest.fixture
+def registry(aws) -> Registry:
+    boto3.client("s3").create_bucket(
+        Bucket=MODELS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    models = Registry(REGISTRY, names.PROJECT)
+    for version in (OLD_MODEL, NEW_MODEL):
+        models.publish(version, b"model " + version.encode(), {"gate": {"passed": True}})
+    models.promote(OLD_MODEL)
+    return models
+
+
+def _alias(clients, name: str) -> str:
+    return clients.lambda_.get_alias(FunctionName=FUNCTION, Name=name)["FunctionVersion"]
+
+
+def test_publishing_pins_a_new_version_to_the_model_and_moves_only_the_candidate(
+    clients, target, deployed, registry
+):
+    published = release.publish_candidate(clients, target, NEW_MODEL)
+
+    assert published["live_version"] == deployed
+    assert published["candidate_version"] != deployed
+    assert published["champion"] == OLD_MODEL
+    assert _alias(clients, names.CANDIDATE_ALIAS) == published["candidate_version"]
+    assert _alias(clients, names.LIVE_ALIAS) == deployed
+    pinned = clients.lambda_.get_function_configuration(
+        FunctionName=FUNCTION, Qualifier=published["candidate_version"]
+    )["Environment"]["Variables"]
+    # Merged, not replaced: only the model version changed.
+    assert pinned == {names.ENV_MODEL_VERSION: NEW_MODEL, "KEEP": "me"}
+
+
+def test_publishing_an_unknown_model_changes_nothing(clients, target, deployed, registry):
+    with pytest.raises(ModelNotFoundError):
+        release.publish_candidate(clients, target, "20990101T000000Z-ffffffff")
+
+    assert _alias(clients, names.CANDIDATE_ALIAS) == deployed
+
+
+def test_the_check_reports_candidate_alarms_and_requests_only(clients, target):
+    cloudwatch = clients.cloudwatch
+    for name in (
+        target.alarm_prefix + "errors",
+        target.alarm_prefix + "throttles",
+        "credit-risk-dev-inference-live-errors",
+    ):
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+    for name in (target.alarm_prefix + "errors", "credit-risk-dev-inference-live-errors"):
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+    now = datetime.now(UTC)
+    for alias, count in ((names.CANDIDATE_ALIAS, 12), (names.LIVE_ALIAS, 500)):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {
+                    "MetricName": "Invocations",
+                    "Dimensions": [
+                        {"Name": "FunctionName", "Value": FUNCTION},
+                        {"Name": "Resource", "Value": f"{FUNCTION}:{alias}"},
+                    ],
+                    "Timestamp": now - timedelta(seconds=30),
+                    "Value": count,
+                    "Unit": "Count",
+                }
+            ],
+        )
+
+    found = release.check_candidate(clients, target, window_seconds=300, now=now)
+
+    assert found == {"alarms": [target.alarm_prefix + "errors"], "requests": 12}
+
+
+def test_the_canary_is_created_on_the_stage_deployment_with_the_candidate_override(clients, target):
+    with Stubber(clients.apigateway) as stage:
+        stage.add_response(
+            "get_stage", STAGE, {"restApiId": "a1b2c3d4e5", "stageName": names.API_STAGE_NAME}
+        )
+        stage.add_response(
+            "update_stage",
+            {**STAGE, "canarySettings": {"percentTraffic": 10.0}},
+            {
+                "restApiId": "a1b2c3d4e5",
+                "stageName": names.API_STAGE_NAME,
+                "patchOperations": [
+                    {"op": "replace", "path": "/canarySettings/deploymentId", "value": "dep123"},
+                    {"op": "replace", "path": "/canarySettings/percentTraffic", "value": "10"},
+                    {
+                        "op": "replace",
+                        "path": "/canarySettings/stageVariableOverrides/lambdaAlias",
+                        "value": names.CANDIDATE_ALIAS,
+                    },
+                ],
+            },
+        )
+
+        assert release.set_canary(clients, target, 10) == {"percent": 10.0}
+        stage.assert_no_pending_responses()
+
+
+def test_removing_the_canary_is_idempotent(clients, target):
+    with Stubber(clients.apigateway) as stage:
+        stage.add_response("get_stage", {**STAGE, "canarySettings": {"percentTraffic": 50.0}})
+        stage.add_response(
+            "update_stage",
+            STAGE,
+            {
+                "restApiId": "a1b2c3d4e5",
+                "stageName": names.API_STAGE_NAME,
+                "patchOperations": [{"op": "remove", "path": "/canarySettings"}],
+            },
+        )
+        stage.add_response("get_stage", STAGE)
+
+        assert release.remove_canary(clients, target) == {"removed": True}
+        assert release.remove_canary(clients, target) == {"removed": False}
+        stage.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("percent", [0, 100, -5])
+def test_a_canary_percentage_outside_the_open_interval_is_refused(percent):
+    with pytest.raises(InvalidInputError, match="canary percentage"):
+        release.canary_operations(percent, "dep123")
+
+
+def test_promotion_moves_the_champion_once_and_refuses_a_stale_expectation(target, registry):
+    first = release.promote_model(target, NEW_MODEL, expected_champion=OLD_MODEL)
+    again = release.promote_model(target, NEW_MODEL, expected_champion=OLD_MODEL)
+
+    assert first == {"champion": NEW_MODEL, "previous": OLD_MODEL, "already": False}
+    assert again["already"] is True
+    assert registry.champion_version() == NEW_MODEL
+    with pytest.raises(ConcurrentUpdateError):
+        release.promote_model(target, OLD_MODEL, expected_champion="someone-else")
+
+
+def test_the_aliases_move_back_on_rollback(clients, target, deployed, registry):
+    published = release.publish_candidate(clients, target, NEW_MODEL)
+
+    release.point_aliases(clients, target, live=deployed, candidate=deployed)
+
+    assert published["candidate_version"] != deployed
+    assert _alias(clients, names.CANDIDATE_ALIAS) == deployed
+    assert _alias(clients, names.LIVE_ALIAS) == deployed
+
+
+@pytest.fixture
+def handler_environment(monkeypatch, target):
+    for name, value in {
+        names.ENV_INFERENCE_FUNCTION_NAME: target.function_name,
+        names.ENV_REST_API_ID: target.rest_api_id,
+        names.ENV_API_STAGE_NAME: target.stage_name,
+        names.ENV_CANDIDATE_ALARM_PREFIX: target.alarm_prefix,
+        names.ENV_REGISTRY_URI: target.registry_uri,
+        names.ENV_MODEL_NAME: target.model_name,
+    }.items():
+        monkeypatch.setenv(name, value)
+    handler._target.cache_clear()
+    handler._clients.cache_clear()
+    yield
+    handler._target.cache_clear()
+    handler._clients.cache_clear()
+
+
+def test_the_handler_runs_the_action_of_the_event(handler_environment, deployed, registry):
+    event = json.loads((EVENTS_DIR / "release_publish_candidate.json").read_text())
+
+    result = handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+
+    assert result["model_version"] == event["model_version"] == NEW_MODEL
+    assert result["live_version"] == deployed
+
+
+def test_the_handler_refuses_an_unknown_action(handler_environment):
+    event = json.loads((EVENTS_DIR / "release_invalid.json").read_text())
+
+    with pytest.raises(InvalidInputError, match="invalid release event"):
+        handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))

@@ -1,0 +1,160 @@
+"""The release smoke test against a real HTTP server and Secrets Manager (moto).
+
+The server answers as the deployed API does (API key header, JSON bodies); each
+test sets how it answers and runs the script's ``main`` as the pipeline does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from credit_risk import names
+from infra import smoke_test
+
+API_KEY = "k" * 40
+CUSTOMER = "5008804"
+HEALTHY = {"status": "ok", "model_version": "20260101T000000Z", "store_reachable": True}
+SCORE = {
+    "customer_id": CUSTOMER,
+    "default_probability": 0.0421,
+    "decision": "approve",
+    "threshold": 0.2,
+    "reasons": [],
+    "model_version": "20260101T000000Z",
+    "features_as_of": "2026-01-01",
+}
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, tuple[int, Any]]] = {}
+
+    def _answer(self) -> None:
+        if self.headers.get(names.API_KEY_HEADER) != API_KEY:
+            status, body = 403, {"message": "Forbidden"}
+        else:
+            # API Gateway's URL ends in the stage name, which routing strips.
+            route = self.path.removeprefix(f"/{names.API_STAGE_NAME}")
+            status, body = self.answers.get(route, (404, {"error": "not_found"}))
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        self.rfile.read(length)
+        self._answer()
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    FakeApi.answers = {
+        names.ROUTE_HEALTH: (200, HEALTHY),
+        names.ROUTE_SCORE: (200, SCORE),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/{names.API_STAGE_NAME}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def secret_arn(monkeypatch) -> Iterator[str]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        secret = client.create_secret(
+            Name="client-key",
+            SecretString=json.dumps({"key_name": "x", names.API_KEY_SECRET_FIELD: API_KEY}),
+        )
+        yield secret["ARN"]
+
+
+def _run(url: str, secret: str) -> int:
+    return smoke_test.main(["--api-url", url, "--secret-arn", secret, "--customer-id", CUSTOMER])
+
+
+def test_the_script_uses_the_names_the_api_uses():
+    assert smoke_test.API_KEY_HEADER == names.API_KEY_HEADER
+    assert smoke_test.API_KEY_SECRET_FIELD == names.API_KEY_SECRET_FIELD
+    assert smoke_test.ROUTE_HEALTH == names.ROUTE_HEALTH
+    assert smoke_test.ROUTE_SCORE == names.ROUTE_SCORE
+
+
+def test_a_healthy_api_that_scores_the_known_customer_passes(api, secret_arn, capsys):
+    assert _run(api, secret_arn) == 0
+    assert f"customer {CUSTOMER} scored 0.0421 (approve)" in capsys.readouterr().out
+
+
+def test_a_degraded_api_fails_the_release_with_the_reason(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_HEALTH] = (200, {**HEALTHY, "status": "degraded"})
+
+    assert _run(api, secret_arn) == 1
+    assert "unhealthy" in capsys.readouterr().err
+
+
+def test_an_unknown_customer_fails_the_release(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_SCORE] = (404, {"error": "not_found", "message": "unknown"})
+
+    assert _run(api, secret_arn) == 1
+    assert f"customer {CUSTOMER} answered 404" in capsys.readouterr().err
+
+
+def test_a_probability_outside_zero_one_fails_the_release(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_SCORE] = (200, {**SCORE, "default_probability": 1.7})
+
+    assert _run(api, secret_arn) == 1
+    assert "not in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_wrong_key_in_the_secret_fails_on_the_first_call(api, capsys):
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = client.create_secret(
+            Name="stale", SecretString=json.dumps({names.API_KEY_SECRET_FIELD: "stale"})
+        )["ARN"]
+
+        assert _run(api, arn) == 1
+    assert "answered 403" in capsys.readouterr().err
+
+
+def test_a_secret_without_the_key_field_is_reported(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        arn = client.create_secret(Name="empty", SecretString="{}")["ARN"]
+
+        with pytest.raises(smoke_test.SmokeTestError, match="'api_key'"):
+            smoke_test.read_api_key(arn, client=client)
+
+
+def test_an_unreachable_api_fails_with_one_line(secret_arn, capsys):
+    assert _run("http://127.0.0.1:9", secret_arn) == 1
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_missing_arguments_are_a_usage_error(monkeypatch):
+    for variable in ("API_URL", "API_KEY_SECRET_ARN", "SMOKE_CUSTOMER_ID"):
+        monkeypatch.delenv(variable, raising=False)
+
+    with pytest.raises(SystemExit) as exit_info:
+        smoke_test.main([])
+    assert exit_info.value.code == 2

@@ -1,0 +1,196 @@
+"""Static checks of the state machine definitions in step_functions/.
+
+They parse; every transition names an existing state and every state is reachable;
+every Task retries and catches; every placeholder has a value in the orchestration
+stack; and the training pipeline takes the steps of ``names.PIPELINE_STEPS`` in that
+order, like the local runner, with the same quality limit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from credit_risk import names, pipeline
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFINITIONS = sorted((REPO_ROOT / "step_functions").glob("*.asl.json"))
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_]*)\}")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _transitions(state: dict[str, Any]) -> list[str]:
+    targets = [state.get("Next"), state.get("Default")]
+    targets += [choice["Next"] for choice in state.get("Choices", [])]
+    targets += [catcher["Next"] for catcher in state.get("Catch", [])]
+    return [t for t in targets if t]
+
+
+def _pascal(step: str) -> str:
+    return "".join(part.capitalize() for part in step.split("_"))
+
+
+def test_both_definitions_exist():
+    assert {p.name for p in DEFINITIONS} == {
+        "training_pipeline.asl.json",
+        "canary_release.asl.json",
+    }
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.stem)
+def test_every_transition_names_a_state_and_every_state_is_reachable(path):
+    definition = _load(path)
+    states = definition["States"]
+
+    dangling = {
+        (name, target)
+        for name, state in states.items()
+        for target in _transitions(state)
+        if target not in states
+    }
+    seen, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _transitions(states[name])
+
+    assert not dangling
+    assert seen == set(states)
+    for name, state in states.items():
+        ends = state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+        assert ends or "Next" in state or state["Type"] == "Choice", name
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.stem)
+def test_every_task_retries_transient_errors_and_catches_everything(path):
+    for name, state in _load(path)["States"].items():
+        if state["Type"] != "Task":
+            continue
+        retriers = state.get("Retry", [])
+        assert retriers, f"{name} has no Retry"
+        for retrier in retriers:
+            assert "States.ALL" not in retrier["ErrorEquals"], name
+            assert retrier["MaxAttempts"] >= 1, name
+            assert retrier["BackoffRate"] >= 1, name
+        catchers = state.get("Catch", [])
+        assert any(c["ErrorEquals"] == ["States.ALL"] for c in catchers), f"{name} catches less"
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.stem)
+def test_every_catch_leads_to_the_one_failure_path(path):
+    states = _load(path)["States"]
+    catch_targets = {c["Next"] for s in states.values() for c in s.get("Catch", [])}
+    # The failure notification catches into the terminal description of the failure.
+    allowed = {"NotifyFailure", "DescribeFailure", "ErrorDuringCanary"}
+    assert catch_targets <= allowed
+    assert "NotifyFailure" in catch_targets
+
+
+@pytest.mark.parametrize("path", DEFINITIONS, ids=lambda p: p.stem)
+def test_every_placeholder_has_a_value_in_the_orchestration_stack(path):
+    from infra.config import load_config
+    from infra.stacks.orchestration import RESOURCE_SUBSTITUTIONS, configured_substitutions
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    used = set(PLACEHOLDER.findall(path.read_text(encoding="utf-8")))
+    for environment in names.ENVIRONMENTS:
+        provided = set(configured_substitutions(load_config(context, environment)))
+        assert not used - (provided | RESOURCE_SUBSTITUTIONS), environment
+        assert not provided & RESOURCE_SUBSTITUTIONS
+
+
+def _paths_to_success(states: dict[str, Any], start: str) -> list[list[str]]:
+    """Every path from ``start`` to a Succeed state (or End), ignoring Catch."""
+    paths, todo = [], [[start]]
+    while todo:
+        path = todo.pop()
+        state = states[path[-1]]
+        if state["Type"] == "Succeed" or state.get("End") is True:
+            paths.append(path)
+            continue
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [c["Next"] for c in state.get("Choices", [])]
+        todo += [[*path, t] for t in targets if t and t not in path and t in states]
+    return paths
+
+
+def test_the_training_pipeline_takes_the_shared_steps_in_order():
+    definition = _load(REPO_ROOT / "step_functions" / "training_pipeline.asl.json")
+    expected = [_pascal(step) for step in names.PIPELINE_STEPS]
+
+    paths = _paths_to_success(definition["States"], definition["StartAt"])
+
+    assert paths
+    for path in paths:
+        assert [name for name in path if name in expected] == expected
+    assert pipeline.STEPS == names.PIPELINE_STEPS
+
+
+def test_the_quality_gate_uses_the_shared_limit_and_report():
+    from infra.stacks.orchestration import OrchestrationStack, configured_substitutions
+
+    text = (REPO_ROOT / "step_functions" / "training_pipeline.asl.json").read_text()
+    definition = json.loads(text)
+    gate = definition["States"]["QualityGate"]["Choices"][0]
+    defaults = definition["States"]["Defaults"]["Parameters"]
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    from infra.config import load_config
+
+    config = load_config(context, "dev")
+
+    assert gate["Variable"] == "$.quality.report.quarantined_fraction"
+    assert gate["NumericGreaterThanPath"] == "$.run.max_quarantined_fraction"
+    assert defaults["max_quarantined_fraction.$"] == (
+        "States.StringToJson('${MaxQuarantinedFraction}')"
+    )
+    assert json.loads(configured_substitutions(config)["MaxQuarantinedFraction"]) == (
+        names.MAX_QUARANTINED_FRACTION
+    )
+    assert OrchestrationStack.execution_defaults(config)["max_quarantined_fraction"] == (
+        names.MAX_QUARANTINED_FRACTION
+    )
+    assert pipeline.DEFAULT_MAX_QUARANTINED_FRACTION == names.MAX_QUARANTINED_FRACTION
+    assert "${QualityReportFile}" in text
+
+
+def test_the_report_file_is_the_one_the_feature_job_writes():
+    from credit_risk.features import quality
+
+    assert names.QUALITY_REPORT_FILE == quality.REPORT_FILE
+
+
+def test_gate_messages_can_be_inlined_into_an_intrinsic_function():
+    for message in (names.QUALITY_GATE_MESSAGE, names.MODEL_GATE_MESSAGE):
+        assert not set("'\"\\") & set(message)
+        assert "{}" in message
+
+
+def test_the_feature_task_passes_the_arguments_the_glue_entrypoint_reads():
+    import importlib.util
+
+    from infra.config import load_config
+    from infra.stacks.orchestration import configured_substitutions
+
+    spec = importlib.util.spec_from_file_location(
+        "feature_extraction", REPO_ROOT / "glue_jobs" / "feature_extraction.py"
+    )
+    entrypoint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entrypoint)
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    values = configured_substitutions(load_config(context, "dev"))
+    task = _load(REPO_ROOT / "step_functions" / "training_pipeline.asl.json")["States"]["Features"]
+
+    passed = {
+        PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), key).removesuffix(".$")
+        for key in task["Parameters"]["Arguments"]
+    }
+
+    assert passed == {f"--{name}" for name in (*entrypoint.REQUIRED, *entrypoint.OPTIONAL)}
