@@ -15,7 +15,7 @@ export UV_PYTHON := $(PYTHON)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install prereqs lint format test test-unit run bench clean synth glue-package openapi
+.PHONY: help install prereqs lint format test test-unit run bench clean synth glue-package openapi audit
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -106,6 +106,22 @@ synth: glue-package $(NPM_STAMP) ## Synthesize dev, staging, prod and the releas
 	done
 	@echo "synth pipeline"
 	npx --no-install cdk synth --quiet -c release_pipeline=true -o cdk.out/pipeline
+
+# Needs the vulnerability databases (PyPI's advisory API, npm's registry): run by
+# the weekly dependency check of the release pipeline, or by hand; not by tests.
+PIP_AUDIT_VERSION := 2.9.0
+AUDIT_DIR := .local/audit
+
+audit: $(UV) $(NPM_STAMP) ## Audit the locked dependencies: vulnerable ones fail, outdated ones are listed
+	mkdir -p $(AUDIT_DIR)
+	$(UV) export --frozen --all-extras --all-groups --no-hashes --no-emit-project --quiet \
+	  -o $(AUDIT_DIR)/requirements.txt
+	$(UV) tree --frozen --outdated --depth 1 | grep "(latest:" > $(AUDIT_DIR)/outdated.txt || true
+	npm outdated >> $(AUDIT_DIR)/outdated.txt || true
+	@echo "outdated (locked → latest):"; cat $(AUDIT_DIR)/outdated.txt
+	$(UV) tool run --from "pip-audit==$(PIP_AUDIT_VERSION)" pip-audit --strict --disable-pip \
+	  --no-deps --progress-spinner off -r $(AUDIT_DIR)/requirements.txt
+	npm audit --audit-level=moderate
 
 clean: ## Remove local data and build outputs (keeps the environments)
 	rm -rf .local cdk.out .pytest_cache .ruff_cache .hypothesis

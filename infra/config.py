@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_risk.names import ENVIRONMENTS, resource_name
+from credit_risk.names import ENV_PREFIX, ENVIRONMENTS, resource_name
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # Retention periods CloudWatch Logs accepts (a subset, the useful ones).
@@ -62,6 +62,7 @@ class FunctionsConfig(_Model):
     inference: FunctionConfig
     training: FunctionConfig
     feature_loader: FunctionConfig
+    monitor: FunctionConfig
 
 
 class CanaryConfig(_Model):
@@ -85,6 +86,40 @@ class AlarmConfig(_Model):
     rds_connections: PositiveInt
     rds_free_storage_gib: PositiveInt
     model_staleness_days: PositiveInt
+
+
+class MonitoringConfig(_Model):
+    """The model and data monitor: when it runs and what it tolerates.
+
+    Each field but ``schedule`` reaches the monitor function as the environment
+    variable ``CREDIT_RISK_<FIELD>`` (its ``Settings`` field of the same name).
+    """
+
+    schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
+    monitor_window_days: Annotated[int, Field(ge=1, le=90)]
+    psi_warn: Annotated[float, Field(gt=0)]
+    psi_alert: Annotated[float, Field(gt=0)]
+    max_model_age_days: PositiveInt
+    max_features_age_days: PositiveInt
+    auc_drop_tolerance: Annotated[float, Field(gt=0, lt=1)]
+    min_labelled: PositiveInt
+    skew_sample_size: PositiveInt
+    retrain_on_quality_drop: bool
+
+    @model_validator(mode="after")
+    def _alert_above_warn(self) -> MonitoringConfig:
+        if self.psi_alert <= self.psi_warn:
+            raise ValueError("psi_alert must be above psi_warn")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The monitor function's settings as ``CREDIT_RISK_*`` variables."""
+        return {
+            f"{ENV_PREFIX}{field.upper()}": str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            for field, value in self.model_dump(exclude={"schedule"}).items()
+        }
 
 
 class ApiConfig(_Model):
@@ -112,6 +147,7 @@ class EnvironmentConfig(_Model):
     functions: FunctionsConfig
     canary: CanaryConfig
     alarms: AlarmConfig
+    monitoring: MonitoringConfig
     api: ApiConfig
     retraining_schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
     # Minutes between warm-up calls to the live alias; None: no warm-up rule.
@@ -147,6 +183,8 @@ class PipelineConfig(_Model):
     )
     # A customer every environment's feature store holds: the smoke test scores it.
     smoke_test_customer_id: str = Field(min_length=1)
+    # When the locked dependencies are audited (vulnerabilities, outdated).
+    dependency_audit_schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
     notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 

@@ -1,4 +1,4 @@
-"""Training, feature-loader and inference functions, and the inference aliases."""
+"""Training, feature-loader, monitor and inference functions, and the inference aliases."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from infra.config import FunctionsConfig
 
 
 class ModelFunctions(Construct):
-    """The three container Lambdas of the ML lifecycle.
+    """The container Lambdas of the ML lifecycle.
 
     Inference runs the small image (core dependencies without pyarrow: it reads
-    one row per customer, never a file); the feature loader reads Parquet and
-    shares the training image. Both run in the VPC (they talk to the feature
-    store); training needs only S3.
+    one row per customer, never a file); the feature loader and the monitor read
+    Parquet and share the training image. Those three run in the VPC (they talk
+    to the feature store); training needs only S3.
     Clients call inference through an alias: ``live`` serves, ``candidate``
     takes the canary's share. Both start on the deployed version; the canary
     release moves them afterwards.
@@ -73,6 +73,17 @@ class ModelFunctions(Construct):
             environment=environment["training"],
             description="Trains, evaluates and registers a model version",
             **common,
+        )
+        self.monitor = container_function(
+            self,
+            "Monitor",
+            image="training",
+            handler=names.HANDLER_MONITOR,
+            settings=settings.monitor,
+            environment=environment["monitor"],
+            description="Drift, skew, staleness and live quality of the served model",
+            **common,
+            **in_vpc,
         )
         version = self.inference.current_version
         self.live = lambda_.Alias(

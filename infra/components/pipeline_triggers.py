@@ -41,7 +41,8 @@ def health_check_event(stage: str) -> dict[str, Any]:
 
 
 class PipelineTriggers(Construct):
-    """Starts ``pipeline`` on a schedule and when raw loans land; reports failures.
+    """Starts ``pipeline`` on a schedule, when raw loans land and when the monitor
+    asks for a retraining; reports failures.
 
     Both starts carry ``defaults`` (canary steps, limits) in the execution input
     next to what triggered the run, so a run is reproducible from its input.
@@ -95,6 +96,28 @@ class PipelineTriggers(Construct):
                             "trigger": "new_raw_data",
                             "requested_at": events.EventField.time,
                             "object_key": events.EventField.from_path("$.detail.object.key"),
+                        }
+                    ),
+                )
+            ],
+        )
+        self.retraining_requested = events.Rule(
+            self,
+            "RetrainingRequested",
+            description="Retrains when the monitor finds the live model's quality dropped",
+            event_pattern=events.EventPattern(
+                source=[names.MONITOR_EVENT_SOURCE],
+                detail_type=[names.RETRAINING_REQUESTED],
+            ),
+            targets=[
+                targets.SfnStateMachine(
+                    pipeline,
+                    input=events.RuleTargetInput.from_object(
+                        {
+                            **defaults,
+                            "trigger": "monitor",
+                            "requested_at": events.EventField.time,
+                            "reason": events.EventField.from_path("$.detail.reason"),
                         }
                     ),
                 )

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from credit_risk import names
 from infra.components.data_lake import DataLake
 from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions
+from infra.components.scoring_log import ScoringLog
 from infra.config import EnvironmentConfig
 from infra.grants import allow_objects
+from infra.nag import acknowledge
 from infra.stacks.base import EnvironmentStack
 
 
 class MlStack(EnvironmentStack):
     unit = "Ml"
-    summary = "training, feature-loader and inference functions"
+    summary = "training, feature-loader, monitor and inference functions, scoring log"
 
     def __init__(
         self,
@@ -44,6 +49,24 @@ class MlStack(EnvironmentStack):
         }
         store = {names.ENV_DATABASE_URL: database_url, names.ENV_DATABASE_IAM_AUTH: "true"}
         lake_root = {names.ENV_LAKE_URI: lake.curated.s3_url_for_object().rstrip("/")}
+        self.id_hash_key = secretsmanager.Secret(
+            self,
+            "IdHashKey",
+            description="Key of the keyed hash of customer ids in logs and the scoring log",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=self.removal_policy,
+        )
+        # Rotating it would cut every scoring-log line before the rotation off
+        # from the labels and snapshots the monitor joins them with.
+        acknowledge(
+            self.id_hash_key,
+            "AwsSolutions-SMG4",
+            "The id-hash key must stay stable: hashes written under an old key could no "
+            "longer be joined with outcomes and snapshots after a rotation.",
+        )
+        id_hash = {names.ENV_ID_HASH_SECRET_ID: self.id_hash_key.secret_arn}
         self.functions = ModelFunctions(
             self,
             "Functions",
@@ -54,6 +77,7 @@ class MlStack(EnvironmentStack):
                 "inference": {
                     **common,
                     **store,
+                    **id_hash,
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_INFERENCE,
                 },
                 "feature_loader": {
@@ -67,6 +91,14 @@ class MlStack(EnvironmentStack):
                     **lake_root,
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_TRAINING,
                 },
+                "monitor": {
+                    **common,
+                    **store,
+                    **lake_root,
+                    **id_hash,
+                    **config.monitoring.environment(),
+                    names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_MONITOR,
+                },
             },
             log_retention=self.log_retention,
             removal_policy=self.removal_policy,
@@ -74,8 +106,10 @@ class MlStack(EnvironmentStack):
         functions = self.functions
         # Grants, all of them: each function gets what its step needs.
         env = config.name
-        for function in (functions.inference, functions.feature_loader):
+        for function in (functions.inference, functions.feature_loader, functions.monitor):
             proxy.grant_connect(function, names.DATABASE_USER)
+        for function in (functions.inference, functions.monitor):
+            self.id_hash_key.grant_read(function)
         for function in (functions.feature_loader, functions.training):
             allow_objects(
                 function,
@@ -84,12 +118,44 @@ class MlStack(EnvironmentStack):
                 bucket="curated",
                 prefix=names.CURATED_PREFIX,
             )
-        allow_objects(
-            functions.inference,
-            scope=functions.inference.role,
+        for function in (functions.inference, functions.monitor):
+            allow_objects(
+                function,
+                scope=function.role,
+                environment=env,
+                bucket="models",
+                prefix=names.REGISTRY_PREFIX,
+            )
+        # The monitor reads the snapshots, the scoring log and the labels, and
+        # writes its reports; it may ask for a retraining on the default bus.
+        for prefix, write in (
+            (names.CURATED_PREFIX, False),
+            (names.SCORING_LOG_PREFIX, False),
+            (names.LABELS_PREFIX, False),
+            (names.MONITORING_PREFIX, True),
+        ):
+            allow_objects(
+                functions.monitor,
+                scope=functions.monitor.role,
+                environment=env,
+                bucket="curated",
+                prefix=prefix,
+                write=write,
+            )
+        functions.monitor.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["events:PutEvents"],
+                resources=[
+                    events.EventBus.from_event_bus_name(self, "Bus", "default").event_bus_arn
+                ],
+            )
+        )
+        self.scoring_log = ScoringLog(
+            self,
+            "ScoringLog",
+            log_group=functions.inference.log_group,
             environment=env,
-            bucket="models",
-            prefix=names.REGISTRY_PREFIX,
+            stream_name=config.resource_name("scoring-log"),
         )
         allow_objects(
             functions.training,

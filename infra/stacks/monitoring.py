@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from credit_risk import names
+from credit_risk.schemas import FEATURE_NAMES
 from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions
 from infra.components.monitoring import FIVE_MINUTES, Monitoring
@@ -16,6 +19,14 @@ from infra.config import EnvironmentConfig
 from infra.stacks.base import EnvironmentStack
 
 GIB = 1024**3
+# The monitor's alarms: each watches a count of checks in the alert state.
+MONITOR_ALARMS = (
+    ("Drift", names.METRIC_DRIFT_ALERTS, "A feature or the score drifted past the alert PSI"),
+    ("Skew", names.METRIC_SKEW_MISMATCHES, "Served features differ from the offline snapshot"),
+    ("Invariants", names.METRIC_INVARIANT_VIOLATIONS, "Served inputs break their invariants"),
+    ("Staleness", names.METRIC_STALENESS_ALERTS, "The champion or the snapshot is too old"),
+    ("LiveQuality", names.METRIC_LIVE_QUALITY_ALERTS, "Live AUC or calibration dropped"),
+)
 
 
 class MonitoringStack(EnvironmentStack):
@@ -171,4 +182,71 @@ class MonitoringStack(EnvironmentStack):
             description="The served model is older than the retraining policy allows",
         )
         monitor.graph("Served model age (days)", model_age)
+        self._model_and_data(config, functions)
         monitor.finish()
+
+    def _model_and_data(self, config: EnvironmentConfig, functions: ModelFunctions) -> None:
+        """The monitor's schedule, its alarms (drift, skew, invariants, staleness, live
+        quality) and its dashboard rows. Its metrics come once per run, hence the
+        one-day period and "missing data is fine"."""
+        settings, monitor = config.monitoring, self.monitoring
+        self.monitor_schedule = events.Rule(
+            self,
+            "MonitorSchedule",
+            description="Checks drift, skew, staleness and live quality of the served model",
+            schedule=events.Schedule.expression(settings.schedule),
+            targets=[targets.LambdaFunction(functions.monitor, retry_attempts=2)],
+        )
+
+        def gauge(name: str, **dimensions: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=names.METRIC_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": names.SERVICE_MONITOR, **dimensions},
+                statistic="Maximum",
+                period=Duration.days(1),
+            )
+
+        for construct_id, metric, what in MONITOR_ALARMS:
+            monitor.alarm(
+                f"Monitor{construct_id}",
+                name=config.resource_name("monitor", construct_id.lower()),
+                metric=gauge(metric),
+                threshold=1,
+                description=what,
+            )
+        errors = functions.monitor.metric_errors(period=Duration.hours(1), statistic="Sum")
+        monitor.alarm(
+            "MonitorErrors",
+            name=config.resource_name("monitor", "errors"),
+            metric=errors,
+            threshold=1,
+            description="The monitor failed: drift, skew and quality are not being checked",
+        )
+        psi = [gauge(names.METRIC_PSI, feature=name) for name in (*FEATURE_NAMES, "score")]
+        monitor.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Population stability index (served vs training)",
+                left=psi,
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=settings.psi_warn, label="warn"),
+                    cw.HorizontalAnnotation(value=settings.psi_alert, label="alert"),
+                ],
+                width=12,
+            )
+        )
+        monitor.graph(
+            "Training/serving skew and input invariants",
+            gauge(names.METRIC_SKEW_MISMATCHES),
+            gauge(names.METRIC_INVARIANT_VIOLATIONS),
+        )
+        monitor.graph(
+            "Staleness (days): model and feature snapshot",
+            gauge(names.METRIC_MODEL_AGE_DAYS),
+            gauge(names.METRIC_FEATURES_AGE_DAYS),
+        )
+        monitor.graph(
+            "Live quality on delayed labels",
+            gauge(names.METRIC_LIVE_AUC),
+            gauge(names.METRIC_SCORES_MONITORED),
+        )

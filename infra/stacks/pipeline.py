@@ -6,7 +6,8 @@ of this stack), the pipeline updates itself first, publishes the file and Docker
 image assets, then deploys each environment as a ``Stage``. Staging and prod are
 smoke-tested through the real API after their deployment; prod waits for a
 manual approval. A failed action stops the execution, and the team is told on
-failure and when an approval waits.
+failure and when an approval waits. Once a week the locked dependencies are
+audited (``components/dependency_audit.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from credit_risk.names import PROJECT
+from infra.components.dependency_audit import DependencyAudit
 from infra.components.notifications import Notifications
 from infra.config import ConfigurationError, EnvironmentConfig, PipelineConfig
 from infra.environment import REPO_ROOT, Sources
@@ -134,6 +136,13 @@ class PipelineStack(Stack):
         for name in RELEASE_ORDER:
             self._add_environment(environments[name], sources)
         self.pipeline.build_pipeline()
+        self.dependency_audit = DependencyAudit(
+            self,
+            "DependencyAudit",
+            schedule=config.dependency_audit_schedule,
+            alerts=self.alerts,
+            encryption_key=self.pipeline.pipeline.artifact_bucket.encryption_key,
+        )
         self._notify()
         self._acknowledge()
 
@@ -257,6 +266,7 @@ class PipelineStack(Stack):
             )
         projects = [pipeline.synth_project, pipeline.self_mutation_project]
         projects += [step.project for step in self.smoke_tests]
+        projects.append(self.dependency_audit.project)
         for project in projects:
             logical = self._logical_id(project)
             for rule in (

@@ -9,6 +9,9 @@ The model is loaded and verified on the first invocation (or ahead of traffic un
 provisioned concurrency), outside the router: a missing or corrupt model makes the
 invocation fail, which the alias's Errors alarm sees and the canary release rolls
 back on, instead of a stream of 500 responses.
+
+Every score is also written to the scoring log the monitor reads (one JSON line on
+stdout per score; ``credit_risk.monitoring.records``), once the response is ready.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from credit_risk import names
 from credit_risk.serving import models, openapi
-from credit_risk.serving.service import ScoringService, build_service, score_bucket
+from credit_risk.serving.service import ScoringService, ServedScore, build_service, score_bucket
 from credit_risk.store import StoreUnavailable
 
 logger = Logger(service=names.SERVICE_INFERENCE)
@@ -98,9 +101,8 @@ def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Resp
     )
 
 
-def _record_scores(
-    service: ScoringService, results: list[models.Score], unknown: list[str]
-) -> None:
+def _record_scores(service: ScoringService, served: list[ServedScore], unknown: list[str]) -> None:
+    results = [item.score for item in served]
     metrics.add_metric(name="ScoresServed", unit=MetricUnit.Count, value=len(results))
     metrics.add_metric(name="UnknownCustomers", unit=MetricUnit.Count, value=len(unknown))
     for result in results:
@@ -120,6 +122,13 @@ def _record_scores(
             "unknown_customers": [service.hash_id(cid) for cid in unknown],
         },
     )
+    # A score the client already has must not turn into an error because it could
+    # not be logged (a full disk under a local scoring log): it is counted instead.
+    try:
+        service.log_scores(served, app.current_event.request_context.request_id)
+    except OSError:
+        logger.exception("scores could not be written to the scoring log")
+        metrics.add_metric(name="ScoringLogErrors", unit=MetricUnit.Count, value=len(served))
 
 
 _GATEWAY = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)
@@ -138,11 +147,11 @@ _SCORING = (HTTPStatus.BAD_REQUEST, *_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE)
 )
 def score(request: models.ScoreRequest) -> models.Score:
     service = initialize()
-    result = service.score(request.customer_id)
-    _record_scores(service, [result] if result else [], [] if result else [request.customer_id])
-    if result is None:
+    served, unknown = service.score_customers([request.customer_id])
+    _record_scores(service, served, unknown)
+    if not served:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
-    return result
+    return served[0].score
 
 
 @app.post(
@@ -165,11 +174,14 @@ def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
             f"got {len(request.customer_ids)}",
         )
     service = initialize()
-    results, unknown = service.score_many(request.customer_ids)
-    _record_scores(service, results, unknown)
-    return models.BatchScoreResponse(
-        results=results, unknown_customer_ids=unknown, model_version=service.model_version
+    served, unknown = service.score_customers(request.customer_ids)
+    response = models.BatchScoreResponse(
+        results=[item.score for item in served],
+        unknown_customer_ids=unknown,
+        model_version=service.model_version,
     )
+    _record_scores(service, served, unknown)
+    return response
 
 
 @app.get(

@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "registry",
     "pipeline",
     "serve",
+    "simulate_traffic",
+    "monitor",
     "openapi",
 )
 

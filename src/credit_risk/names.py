@@ -24,6 +24,10 @@ ENV_REGISTRY_URI: Final = f"{ENV_PREFIX}REGISTRY_URI"
 ENV_DATABASE_URL: Final = f"{ENV_PREFIX}DATABASE_URL"
 ENV_DATABASE_IAM_AUTH: Final = f"{ENV_PREFIX}DATABASE_IAM_AUTH"
 ENV_MODEL_NAME: Final = f"{ENV_PREFIX}MODEL_NAME"
+# Secrets Manager secret holding the key of the keyed hash under which customer
+# ids appear in logs and the scoring log: one key per environment, shared by the
+# inference function and the monitor (which joins labels and snapshots on it).
+ENV_ID_HASH_SECRET_ID: Final = f"{ENV_PREFIX}ID_HASH_SECRET_ID"
 # The model version an inference Lambda *version* is pinned to; the canary
 # release publishes a new function version with this variable set.
 ENV_MODEL_VERSION: Final = f"{ENV_PREFIX}MODEL_VERSION"

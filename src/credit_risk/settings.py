@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CREDIT_RISK_"
@@ -74,8 +74,72 @@ class Settings(BaseSettings):
         pattern=r"^[1-9][0-9]*[mMgG]$",
         description="Heap of the local Spark driver, which also runs the tasks in local mode.",
     )
+    scoring_log_uri: str | None = Field(
+        default=None,
+        description="Folder the inference handler appends score records to (local runs; "
+        "credit-risk serve sets <lake>/scoring-log). Unset: one JSON line per score on "
+        "stdout, which in AWS CloudWatch Logs and Firehose deliver to the lake.",
+    )
+    # --- Monitoring (credit-risk monitor, the monitor Lambda) ---
+    monitor_window_days: int = Field(
+        default=7, ge=1, le=90, description="Days of scoring log the monitor compares, up to end."
+    )
+    monitor_min_scores: int = Field(
+        default=200,
+        ge=1,
+        description="Scores a window needs before drift and invariants are judged: PSI on "
+        "fewer is mostly sampling noise.",
+    )
+    psi_warn: float = Field(
+        default=0.1, gt=0, description="PSI (served vs training) at or above which drift warns."
+    )
+    psi_alert: float = Field(
+        default=0.25, gt=0, description="PSI at or above which drift alerts (above psi_warn)."
+    )
+    max_model_age_days: int = Field(
+        default=40, ge=1, description="Age of the champion model beyond which it is stale."
+    )
+    max_features_age_days: int = Field(
+        default=7, ge=1, description="Age of the active feature snapshot beyond which it is stale."
+    )
+    auc_drop_tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Drop of live AUC (on delayed labels) below the offline test AUC that alerts.",
+    )
+    calibration_tolerance: float = Field(
+        default=0.25,
+        gt=0,
+        description="Relative gap between predicted and observed default rates on delayed "
+        "labels that alerts (when it is also beyond 3 standard deviations).",
+    )
+    min_labelled: int = Field(
+        default=200, ge=1, description="Labelled scores needed before live quality is judged."
+    )
+    label_window_days: int = Field(
+        default=180,
+        ge=1,
+        le=730,
+        description="Decision dates (up to the monitor's end) whose outcomes live quality uses.",
+    )
+    skew_sample_size: int = Field(
+        default=500,
+        ge=1,
+        description="Served records per run compared with the offline snapshot (seeded sample).",
+    )
+    retrain_on_quality_drop: bool = Field(
+        default=False,
+        description="Ask for a retraining (EventBridge event) when live quality alerts.",
+    )
 
-    @field_validator("lake_uri", "registry_uri")
+    @model_validator(mode="after")
+    def _psi_alert_above_warn(self) -> Settings:
+        if self.psi_alert <= self.psi_warn:
+            raise ValueError("psi_alert must be above psi_warn")
+        return self
+
+    @field_validator("lake_uri", "registry_uri", "scoring_log_uri")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value

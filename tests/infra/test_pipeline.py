@@ -226,3 +226,40 @@ def test_a_malformed_connection_arn_is_refused_with_the_field_named(cdk_context)
 def test_a_missing_pipeline_section_is_refused():
     with pytest.raises(ConfigurationError, match="pipeline"):
         load_pipeline_config({})
+
+
+def test_the_locked_dependencies_are_audited_weekly_and_failures_notified(
+    pipeline_template, cdk_context
+):
+    projects = _of_type(pipeline_template, "AWS::CodeBuild::Project")
+    (audit_id,) = [k for k in projects if k.startswith("DependencyAuditProject")]
+    audit = projects[audit_id]["Properties"]
+    rules = _of_type(pipeline_template, "AWS::Events::Rule")
+    notifications = _of_type(pipeline_template, "AWS::CodeStarNotifications::NotificationRule")
+
+    spec = yaml.safe_load(audit["Source"]["BuildSpec"])
+    assert spec["phases"]["build"]["commands"] == ["make audit"]
+    assert audit["Source"]["Type"] == "S3"
+    (schedule,) = [
+        r["Properties"]
+        for r in rules.values()
+        if audit_id in json.dumps(r["Properties"].get("Targets", []))
+    ]
+    expected = cdk_context["pipeline"]["dependency_audit_schedule"]
+    assert schedule["ScheduleExpression"] == expected
+    on_failure = [
+        n["Properties"]
+        for n in notifications.values()
+        if audit_id in json.dumps(n["Properties"]["Resource"])
+    ]
+    assert on_failure[0]["EventTypeIds"] == ["codebuild-project-build-state-failed"]
+
+
+def test_make_audit_fails_on_vulnerabilities_and_lists_outdated_packages():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    recipe = makefile.split("\naudit:", 1)[1].split("\n\n")[0]
+
+    assert "pip-audit" in recipe
+    assert "--strict" in recipe
+    assert "--outdated" in recipe
+    assert "npm audit" in recipe

@@ -75,10 +75,16 @@ def test_no_wildcard_actions_on_data_resources(every_environment):
 def test_no_secret_sits_in_a_function_environment(every_environment):
     functions = every_environment.resources("Ml", "AWS::Lambda::Function")
     suspicious = re.compile(r"password|secret|token|api_?key", re.IGNORECASE)
+    # Where a secret lives (its id, a Ref to the secret) is fine to pass; a value is not.
+    reference = re.compile(r"_SECRET_ID$")
 
     for function in functions.values():
         variables = function["Properties"]["Environment"]["Variables"]
-        assert not [name for name in variables if suspicious.search(name)]
+        assert not [
+            name for name in variables if suspicious.search(name) and not reference.search(name)
+        ]
+        for name in filter(reference.search, variables):
+            assert set(variables[name]) == {"Ref"}
         assert "secretsmanager" not in json.dumps(variables)
 
 

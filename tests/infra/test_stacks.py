@@ -116,12 +116,14 @@ def test_functions_are_traced_container_images_with_their_own_handlers(dev):
         names.HANDLER_INFERENCE,
         names.HANDLER_FEATURE_LOADER,
         names.HANDLER_TRAINING,
+        names.HANDLER_MONITOR,
     }
     for props in by_handler.values():
         assert props["PackageType"] == "Image"
         assert props["TracingConfig"] == {"Mode": "Active"}
     assert "VpcConfig" in by_handler[names.HANDLER_INFERENCE]
     assert "VpcConfig" in by_handler[names.HANDLER_FEATURE_LOADER]
+    assert "VpcConfig" in by_handler[names.HANDLER_MONITOR]
     assert "VpcConfig" not in by_handler[names.HANDLER_TRAINING]
 
 

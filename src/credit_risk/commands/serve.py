@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from credit_risk import names
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.local_api import CANDIDATE, LIVE, LocalFunction, LocalGateway, make_server
+from credit_risk.monitoring.records import scoring_log_root
 from credit_risk.registry import ModelNotFoundError, Registry
 from credit_risk.settings import Settings
 
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Serve the scoring API on localhost. Each request becomes an API Gateway REST "
             "proxy event for the same handler that runs in AWS, reading the local feature "
             "store and registry (or those CREDIT_RISK_* variables point at). When "
-            "CREDIT_RISK_API_KEY is set, requests must carry it in x-api-key."
+            "CREDIT_RISK_API_KEY is set, requests must carry it in x-api-key. Every score "
+            "is appended to the scoring log (<lake>/scoring-log/date=YYYY-MM-DD/), which "
+            "`credit-risk monitor` reads."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -44,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="share of requests (0-100) sent to the candidate",
     )
+    serve.add_argument(
+        "--no-scoring-log",
+        dest="scoring_log",
+        action="store_false",
+        default=argparse.SUPPRESS,  # no "(default: True)" on a flag that turns it off
+        help="write no scoring-log files; score records are printed to stdout as in Lambda",
+    )
     serve.set_defaults(handler=run_serve)
 
     score = subparsers.add_parser(
@@ -58,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.set_defaults(handler=run_score)
 
 
-def _pinned_version(settings: Settings, version: str | None) -> str:
+def pinned_version(settings: Settings, version: str | None) -> str:
     """The version a function serves, fixed at start-up like a Lambda version's."""
     registry = Registry(settings.registry, settings.model_name)
     if version is not None:
@@ -85,16 +95,32 @@ def _example_id(settings: Settings) -> str:
     return ids[0] if ids else "CUSTOMER_ID"
 
 
+def scoring_log_uri(settings: Settings, enabled: bool = True) -> str:
+    """Where the local functions append their score records: CREDIT_RISK_SCORING_LOG_URI,
+    else ``<lake>/scoring-log``; empty (stdout) when disabled."""
+    if not enabled:
+        return ""
+    uri = scoring_log_root(settings)
+    if uri.startswith("s3://"):
+        raise ConfigurationError(
+            f"the scoring log {uri} is on S3, where a local server cannot append: set "
+            f"{names.ENV_SCORING_LOG_URI} to a local folder or pass --no-scoring-log"
+        )
+    return uri
+
+
 def run_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.canary_percent and not args.candidate_model:
         raise InvalidInputError("--canary-percent needs --candidate-model")
-    live_version = _pinned_version(settings, args.model_version)
-    live = LocalFunction(LIVE, {names.ENV_MODEL_VERSION: live_version})
+    scoring_log = scoring_log_uri(settings, getattr(args, "scoring_log", True))
+    live_version = pinned_version(settings, args.model_version)
+    common = {names.ENV_SCORING_LOG_URI: scoring_log}
+    live = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: live_version})
     candidate = None
     if args.candidate_model:
-        version = _pinned_version(settings, args.candidate_model)
-        candidate = LocalFunction(CANDIDATE, {names.ENV_MODEL_VERSION: version})
+        version = pinned_version(settings, args.candidate_model)
+        candidate = LocalFunction(CANDIDATE, {**common, names.ENV_MODEL_VERSION: version})
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     gateway = LocalGateway(
         live, candidate=candidate, canary_percent=args.canary_percent, api_key=api_key
@@ -105,6 +131,8 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"serving model {live_version} on http://{host}:{port}", file=sys.stderr)
     if candidate:
         print(f"canary: {args.canary_percent:g}% to {args.candidate_model}", file=sys.stderr)
+    if scoring_log:
+        print(f"scoring log: {scoring_log}", file=sys.stderr)
     print(
         f"try: curl -s http://{host}:{port}{names.ROUTE_SCORE} -H 'content-type: "
         f'application/json\'{key_header} -d \'{{"customer_id": "{_example_id(settings)}"}}\'',
@@ -133,7 +161,7 @@ def run_score(args: argparse.Namespace) -> int:
             "; ".join(f"{err['input']!r}: {err['msg']}" for err in exc.errors())
         ) from None
     settings = InferenceSettings()
-    version = _pinned_version(settings, args.model_version or settings.model_version)
+    version = pinned_version(settings, args.model_version or settings.model_version)
     service = build_service(settings.model_copy(update={"model_version": version}))
     results, unknown = service.score_many(request.customer_ids)
     for result in results:

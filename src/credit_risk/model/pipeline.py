@@ -31,6 +31,7 @@ from credit_risk.model.evaluate import ThresholdPolicy, evaluate, metrics
 from credit_risk.model.gate import GateConfig, GateVerdict, evaluate_gate
 from credit_risk.model.reasons import REASON_TEXTS
 from credit_risk.model.train import Hyperparameters, train_model
+from credit_risk.monitoring.reference import build_reference
 from credit_risk.registry import BASELINE_FILE, CARD_FILE, Registry, new_version, sha256
 
 
@@ -179,6 +180,13 @@ def run_training(
         "champion_comparison": champion,
         "gate": {**verdict.to_dict(), "config": config.gate.to_dict()},
         "reason_codes": REASON_TEXTS,
+        # What the monitor compares served inputs and scores with. It is the test
+        # period's: the latest loans, the population whose metrics the model was
+        # accepted on, and scored out of sample as served loans are (scores on the
+        # training loans are sharper than any the model will serve).
+        "monitoring_reference": build_reference(
+            {name: split.test.column(name) for name in schemas.FEATURE_NAMES}, probabilities
+        ),
     }
     mark = time.perf_counter()
     files = {

@@ -3,7 +3,9 @@
 Built once per process (a Lambda's cold start, or one "function version" of the
 local server) from ``InferenceSettings``; the model is loaded and verified then, so
 a missing or corrupt model fails the start instead of serving something else.
-The store connection opens on the first request and is reused.
+The store connection opens on the first request and is reused. Each score can be
+recorded to the scoring log (``credit_risk.monitoring.records``) with the features
+it was computed from, as read from the store, never recomputed.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from credit_risk import schemas
 from credit_risk.errors import ConfigurationError
 from credit_risk.model.package import ModelPackage
+from credit_risk.monitoring.records import ScoreRecord, ScoreSink, StdoutSink, sink_for
 from credit_risk.registry import Registry
 from credit_risk.serving import models
 from credit_risk.settings import Settings
-from credit_risk.store import FeatureStore, create_store
+from credit_risk.store import CustomerFeatures, FeatureStore, create_store
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,9 @@ class InferenceSettings(Settings):
         description="Secrets Manager secret holding id_hash_key (used when that is unset).",
     )
     reasons_top_k: int = Field(default=3, ge=1, le=5)
+    environment: str = Field(
+        default="local", description="Deployment environment, recorded with every score."
+    )
 
 
 def score_bucket(probability: float) -> str:
@@ -75,15 +84,57 @@ class IdHasher:
         return digest.hexdigest()[:24]
 
 
-def _hash_key(settings: InferenceSettings) -> bytes:
+LOCAL_HASH_KEY_FILE = "id-hash-key"
+
+
+def hash_key(settings: InferenceSettings) -> bytes | None:
+    """The key of the customer-id hash: ``id_hash_key``, else the Secrets Manager
+    secret ``id_hash_secret_id``, else, off Lambda, a key kept in
+    ``<local_dir>/id-hash-key`` (made on first use) so that the local server, the
+    traffic simulator and the monitor hash alike. None in Lambda with neither set."""
     if settings.id_hash_key is not None:
         return settings.id_hash_key.get_secret_value().encode()
     if settings.id_hash_secret_id:
         from aws_lambda_powertools.utilities import parameters
 
         return str(parameters.get_secret(settings.id_hash_secret_id, max_age=3600)).encode()
-    logger.warning("no id hash key configured: customer-id hashes are per process")
-    return secrets.token_bytes(32)
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return None
+    return _local_key(settings.local_dir / LOCAL_HASH_KEY_FILE)
+
+
+def _local_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Exclusive create, owner-only: two processes starting together agree on
+        # whichever key was written first.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+def _key_or_random(settings: InferenceSettings) -> bytes:
+    key = hash_key(settings)
+    if key is None:
+        logger.warning("no id hash key configured: customer-id hashes are per process")
+        return secrets.token_bytes(32)
+    return key
+
+
+@dataclass(frozen=True)
+class ServedScore:
+    """A score and the store row it was computed from."""
+
+    score: models.Score
+    features: CustomerFeatures
 
 
 @dataclass
@@ -92,37 +143,78 @@ class ScoringService:
     store: FeatureStore
     hash_id: IdHasher
     top_k: int = 3
+    environment: str = "local"
+    scoring_log: ScoreSink = field(default_factory=StdoutSink)
 
     @property
     def model_version(self) -> str:
         return self.model.version
 
-    def score_many(self, customer_ids: Sequence[str]) -> tuple[list[models.Score], list[str]]:
-        """Scores in request order (duplicates repeated) and the unknown ids apart;
-        one store round trip and one model call for the whole request."""
+    def score_customers(self, customer_ids: Sequence[str]) -> tuple[list[ServedScore], list[str]]:
+        """Scores in request order (duplicates repeated), with the rows they came
+        from, and the unknown ids apart; one store round trip for the request."""
         found = self.store.get_many(customer_ids)
-        known = [cid for cid in customer_ids if cid in found]
         unknown = [cid for cid in customer_ids if cid not in found]
-        if not known:
-            return [], unknown
-        rows = [found[cid] for cid in known]
+        return self.score_rows([found[cid] for cid in customer_ids if cid in found]), unknown
+
+    def score_rows(self, rows: Sequence[CustomerFeatures]) -> list[ServedScore]:
+        """Scores feature rows already read from the store, in one model call."""
+        if not rows:
+            return []
         matrix = self.model.to_matrix(
             [dict(zip(self.model.feature_names, row.feature_values(), strict=True)) for row in rows]
         )
         scored = self.model.score(matrix, top_k=self.top_k)
-        results = [
-            models.Score(
-                customer_id=cid,
-                default_probability=round(score.default_probability, 6),
-                decision=score.decision,
-                threshold=self.model.threshold,
-                reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
-                model_version=self.model.version,
-                features_as_of=row.as_of,
+        return [
+            ServedScore(
+                score=models.Score(
+                    customer_id=row.customer_id,
+                    default_probability=round(score.default_probability, 6),
+                    decision=score.decision,
+                    threshold=self.model.threshold,
+                    reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
+                    model_version=self.model.version,
+                    features_as_of=row.as_of,
+                ),
+                features=row,
             )
-            for cid, row, score in zip(known, rows, scored, strict=True)
+            for row, score in zip(rows, scored, strict=True)
         ]
-        return results, unknown
+
+    def score_many(self, customer_ids: Sequence[str]) -> tuple[list[models.Score], list[str]]:
+        """Scores in request order (duplicates repeated) and the unknown ids apart."""
+        served, unknown = self.score_customers(customer_ids)
+        return [item.score for item in served], unknown
+
+    def score_records(
+        self, served: Sequence[ServedScore], request_id: str, scored_at: datetime | None = None
+    ) -> list[ScoreRecord]:
+        """The scoring-log records of one request's scores (customer ids hashed)."""
+        scored_at = scored_at or datetime.now(UTC)
+        return [
+            ScoreRecord(
+                request_id=request_id,
+                customer_hash=self.hash_id(item.score.customer_id),
+                model_version=item.score.model_version,
+                snapshot_id=item.features.snapshot_id,
+                features_as_of=item.features.as_of,
+                features=dict(
+                    zip(schemas.FEATURE_NAMES, item.features.feature_values(), strict=True)
+                ),
+                default_probability=item.score.default_probability,
+                decision=item.score.decision,
+                scored_at=scored_at,
+                environment=self.environment,
+            )
+            for item in served
+        ]
+
+    def log_scores(
+        self, served: Sequence[ServedScore], request_id: str, scored_at: datetime | None = None
+    ) -> None:
+        """Writes one request's scores to the scoring log."""
+        if served:
+            self.scoring_log.write(self.score_records(served, request_id, scored_at))
 
     def score(self, customer_id: str) -> models.Score | None:
         results, _ = self.score_many([customer_id])
@@ -156,11 +248,14 @@ def build_service(settings: InferenceSettings | None = None) -> ScoringService:
             "CREDIT_RISK_MODEL_VERSION is not set and falling back to the champion is not "
             "enabled (CREDIT_RISK_MODEL_FALLBACK_TO_CHAMPION=true)"
         )
+    scoring_log = sink_for(settings.scoring_log_uri)
     registry = Registry(settings.registry, settings.model_name)
     model = registry.load(settings.model_version)  # None → the champion
     return ScoringService(
         model=model,
         store=create_store(settings),
-        hash_id=IdHasher(_hash_key(settings)),
+        hash_id=IdHasher(_key_or_random(settings)),
         top_k=settings.reasons_top_k,
+        environment=settings.environment,
+        scoring_log=scoring_log,
     )

@@ -1,0 +1,1 @@
+"""Scheduled model and data monitor."""
