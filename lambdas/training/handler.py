@@ -1,6 +1,7 @@
 """Training step of the training pipeline (Step Functions task, container Lambda).
 
-Event: ``{"features_uri": "s3://…/training/", "registry_uri": "s3://…", "run_id": "…"}``,
+Event: ``{"features_uri": "s3://…/training/", "registry_uri": "s3://…", "run_id": "…",
+"snapshot_uri": "s3://…/snapshot/"}``,
 optionally ``truth_uri`` and ``gate`` (overrides of ``credit_risk.model.gate.GateConfig``
 that the state machine sets per environment). Trains, evaluates, gates and registers a
 version; returns ``{model_version, metrics, gate: {passed, reasons}}`` for the Choice
@@ -32,6 +33,8 @@ class TrainingEvent(BaseModel):
     registry_uri: str = Field(min_length=1)
     run_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:=-]{0,127}$")
     truth_uri: str | None = None
+    # The serving snapshot of the same feature run: the monitor's reference.
+    snapshot_uri: str | None = None
     gate: dict[str, float] = Field(default_factory=dict)
 
 
@@ -55,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         truth_uri=request.truth_uri,
         run_id=request.run_id,
         code_version=settings.code_version,
+        serving_snapshot_uri=request.snapshot_uri,
     )
     summary = result.summary()
     logger.info(

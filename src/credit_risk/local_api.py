@@ -59,7 +59,8 @@ class LambdaContext:
 
 
 @contextmanager
-def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
+def patched_environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``overrides`` for the duration of the block."""
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
     try:
@@ -95,7 +96,7 @@ class LocalFunction:
         self, alias: str, environment: Mapping[str, str], handler_path: Path = HANDLER_PATH
     ) -> None:
         self.alias = alias
-        with _environment(environment):
+        with patched_environment(environment):
             self.module = load_handler_module(f"credit_risk_inference_{alias}", handler_path)
             # Cold start now, not on the first request: a broken model fails here.
             self.module.initialize()

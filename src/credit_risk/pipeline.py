@@ -4,8 +4,9 @@ The steps run in ``STEPS`` order and stop at the same two gates as
 ``step_functions/training_pipeline.asl.json``: the data-quality gate (too many
 quarantined rows: touch neither the store nor the model) and the model gate (the
 candidate does not beat the baseline or regresses against the champion: keep the
-champion). A run that passes both promotes the new version, which is what the
-canary release ends with in AWS.
+champion). A run that passes both goes through the canary release's decisions
+against the local gateway (``credit_risk.local_canary``) and is promoted at the end,
+or rolled back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ STEPS = names.PIPELINE_STEPS
 # Above this share of quarantined rows an extract is too broken to learn from or
 # serve; the state machine's quality gate reads the same number.
 DEFAULT_MAX_QUARANTINED_FRACTION = names.MAX_QUARANTINED_FRACTION
+# Customers of the new snapshot the local canary draws its requests from.
+CANARY_CUSTOMERS = 1000
 
 
 class PipelineStopped(CreditRiskError):  # noqa: N818 - the name callers catch
@@ -116,8 +119,8 @@ class PipelineRun:
         self.summary["store"] = loaded.as_dict()
 
         self.say(f"[4/{len(STEPS)}] train, evaluate and register")
+        from credit_risk.local_canary import run_canary
         from credit_risk.model.pipeline import run_training
-        from credit_risk.registry import Registry
 
         result = run_training(
             io.join(self.output_uri, "training"),
@@ -125,6 +128,7 @@ class PipelineRun:
             self.settings.model_name,
             truth_uri=self.truth_uri(),
             run_id=self.run_id,
+            serving_snapshot_uri=io.join(self.output_uri, "snapshot"),
         )
         self.summary["model"] = result.summary()
 
@@ -137,9 +141,15 @@ class PipelineRun:
             )
             raise PipelineStopped("model_gate", message, self.summary)
 
-        # Locally the release promotes at once; in AWS the canary release does it.
-        self.say(f"[6/{len(STEPS)}] release: promote {result.version}")
-        registry = Registry(self.settings.registry, self.settings.model_name)
-        registry.promote(result.version, expected_champion=registry.champion_version())
+        # The canary release's decisions, against the local gateway's canary.
+        self.say(f"[6/{len(STEPS)}] release: canary of {result.version}")
+        with create_store(self.settings) as store:
+            customers = store.customer_ids(CANARY_CUSTOMERS)
+        outcome = run_canary(self.settings, result.version, customers, say=self.say)
+        self.summary["release"] = outcome.as_dict()
+        if not outcome.promoted:
+            raise PipelineStopped(
+                "release", f"{result.version} rolled back: {outcome.reason}", self.summary
+            )
         self.summary["champion"] = result.version
         return self.summary

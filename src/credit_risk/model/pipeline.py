@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import xgboost as xgb
 
-from credit_risk import __version__, schemas
+from credit_risk import __version__, io, schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.model import baseline as baseline_model
 from credit_risk.model import card
@@ -85,6 +85,35 @@ def _predict(booster: xgb.Booster, data: Dataset) -> np.ndarray:
     return booster.inplace_predict(data.features, missing=np.nan)
 
 
+def _monitoring_reference(
+    booster: xgb.Booster,
+    test: Dataset,
+    test_probabilities: np.ndarray,
+    serving_snapshot_uri: str | None,
+) -> dict:
+    """What the monitor compares served inputs and scores with.
+
+    The serving snapshot of the same feature run when there is one: it is the
+    population the model serves first, with features as of the run date, which is
+    what every later scoring-log record carries (loan-time training features are
+    younger: their ages and job tenures would read as drift on day one). Without
+    it, the test period's loans, the latest ones, scored out of sample.
+    """
+    if serving_snapshot_uri is None:
+        reference = build_reference(
+            {name: test.column(name) for name in schemas.FEATURE_NAMES}, test_probabilities
+        )
+        return {**reference, "source": "test split"}
+    snapshot = io.read_parquet(serving_snapshot_uri, columns=list(schemas.FEATURE_NAMES))
+    columns = {
+        name: snapshot.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        for name in schemas.FEATURE_NAMES
+    }
+    matrix = np.column_stack([columns[name] for name in schemas.FEATURE_NAMES])
+    scores = booster.inplace_predict(matrix, missing=np.nan)
+    return {**build_reference(columns, scores), "source": serving_snapshot_uri}
+
+
 def _champion_metrics(registry: Registry, test: Dataset) -> dict | None:
     """The champion, measured on the candidate's test loans (a fair comparison:
     its own recorded metrics come from another period)."""
@@ -112,6 +141,7 @@ def run_training(
     run_id: str | None = None,
     version: str | None = None,
     code_version: str | None = None,
+    serving_snapshot_uri: str | None = None,
 ) -> TrainingResult:
     config = config or TrainingConfig()
     registry = Registry(registry_uri, model_name)
@@ -180,12 +210,8 @@ def run_training(
         "champion_comparison": champion,
         "gate": {**verdict.to_dict(), "config": config.gate.to_dict()},
         "reason_codes": REASON_TEXTS,
-        # What the monitor compares served inputs and scores with. It is the test
-        # period's: the latest loans, the population whose metrics the model was
-        # accepted on, and scored out of sample as served loans are (scores on the
-        # training loans are sharper than any the model will serve).
-        "monitoring_reference": build_reference(
-            {name: split.test.column(name) for name in schemas.FEATURE_NAMES}, probabilities
+        "monitoring_reference": _monitoring_reference(
+            trained.booster, split.test, probabilities, serving_snapshot_uri
         ),
     }
     mark = time.perf_counter()

@@ -205,3 +205,36 @@ def test_lambda_refuses_an_invalid_event(aws):
     event = json.loads((EVENTS_DIR / "training_invalid.json").read_text())
     with pytest.raises(InvalidInputError, match="invalid training event"):
         lambda_handler(event, _Context())
+
+
+def test_the_monitoring_reference_is_the_serving_snapshot_when_there_is_one(tmp_path, features):
+    # given the serving snapshot of the same feature run (one row per customer)
+    from datetime import date
+
+    from tests.integration.api.conftest import snapshot_of
+
+    folder, _ = features
+    snapshot = snapshot_of(pq.read_table(folder), date(2024, 6, 30))
+    (tmp_path / "snapshot").mkdir()
+    pq.write_table(snapshot, tmp_path / "snapshot" / "part-00000.parquet")
+
+    # when training with it, and without it
+    with_snapshot = run_training(
+        str(folder),
+        str(tmp_path / "a"),
+        MODEL,
+        config=TrainingConfig(gate=GATE),
+        serving_snapshot_uri=str(tmp_path / "snapshot"),
+    )
+    without = run_training(
+        str(folder), str(tmp_path / "b"), MODEL, config=TrainingConfig(gate=GATE)
+    )
+
+    # then the reference describes the served population, scored by the model
+    reference = with_snapshot.metadata["monitoring_reference"]
+    assert reference["source"] == str(tmp_path / "snapshot")
+    assert reference["rows"] == snapshot.num_rows
+    assert set(reference["features"]) == set(schemas.FEATURE_NAMES)
+    assert sum(reference["score"]["proportions"]) == pytest.approx(1.0)
+    assert without.metadata["monitoring_reference"]["source"] == "test split"
+    assert without.metadata["monitoring_reference"]["rows"] < pq.read_table(folder).num_rows
