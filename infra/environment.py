@@ -75,8 +75,14 @@ class EnvironmentStacks:
 
 
 def build_environment(
-    scope: Construct, config: EnvironmentConfig, sources: Sources
+    scope: Construct,
+    config: EnvironmentConfig,
+    sources: Sources,
+    *,
+    reader_account: str | None = None,
 ) -> EnvironmentStacks:
+    """``reader_account``: the account that reads the client-key secret from outside
+    the environment (the release pipeline's, for its smoke test), if any."""
     sources.check()
     network = NetworkStack(scope, config=config)
     data_lake = DataLakeStack(scope, config=config)
@@ -91,7 +97,7 @@ def build_environment(
         library_wheel=sources.library_wheel,
     )
     ml = MlStack(scope, config=config, vpc=network.vpc, lake=lake, database=database)
-    api = ApiStack(scope, config=config, functions=ml.functions)
+    api = ApiStack(scope, config=config, functions=ml.functions, reader_account=reader_account)
     orchestration = OrchestrationStack(
         scope,
         config=config,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stage, Validations
+from aws_cdk import Acknowledgment, Stack, Stage, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -18,6 +18,13 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     if len(reason) < 30:
         raise ValueError(f"acknowledging {rule} needs a specific reason, not {reason!r}")
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def rendered_account(scope: IConstruct) -> str:
+    """The account of ``scope``'s stack as cdk-nag prints it in a finding id: the
+    number when ``cdk.json`` names one, else the ``AWS::AccountId`` reference."""
+    account = Stack.of(scope).account
+    return "<AWS::AccountId>" if Token.is_unresolved(account) else account
 
 
 # Constructs that CDK adds once per stack (fixed ids) for features used here.

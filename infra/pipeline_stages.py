@@ -8,16 +8,28 @@ from constructs import Construct
 from infra.config import EnvironmentConfig
 from infra.environment import EnvironmentStacks, Sources, build_environment
 
-# Tag that marks the client-key secret, so that the smoke test may read that
-# secret (and no other, such as the database's) in the environment it checks.
+# Tag that marks the client-key secret (and its key, when shared with another
+# account), so that the smoke test may read that secret (and no other, such as
+# the database's) in the environment it checks.
 SMOKE_TEST_SECRET_TAG = ("credit-risk:purpose", "client-api-key")
 
 
 class EnvironmentStage(Stage):
-    """Every stack of one environment, built exactly as ``cdk deploy -c env=...`` does."""
+    """Every stack of one environment, built exactly as ``cdk deploy -c env=...`` does.
+
+    ``reader_account`` is the pipeline's account when its smoke test reads the
+    environment's client key: an environment in another account shares the secret
+    with it (``ApiKey``).
+    """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, sources: Sources
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        sources: Sources,
+        reader_account: str | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -25,5 +37,11 @@ class EnvironmentStage(Stage):
             env=Environment(account=config.account, region=config.region),
         )
         self.config = config
-        self.stacks: EnvironmentStacks = build_environment(self, config, sources)
-        Tags.of(self.stacks.api.api_key.secret).add(*SMOKE_TEST_SECRET_TAG)
+        self.stacks: EnvironmentStacks = build_environment(
+            self, config, sources, reader_account=reader_account
+        )
+        api_key = self.stacks.api.api_key
+        Tags.of(api_key.secret).add(*SMOKE_TEST_SECRET_TAG)
+        if api_key.encryption_key is not None:
+            # The smoke test's kms:Decrypt selects the key by the same tag.
+            Tags.of(api_key.encryption_key).add(*SMOKE_TEST_SECRET_TAG)

@@ -40,14 +40,19 @@ class PostgresServer:
     """One server in a temporary directory; ``url`` reaches it over loopback TCP."""
 
     def __init__(self) -> None:
-        self.bindir = _find_bindir()
+        # Nothing here can fail: what can (no binaries, no postgres user) raises
+        # RuntimeError from init() for the caller to report.
+        self._bindir: Path | None = None
         self.root = Path(tempfile.mkdtemp(prefix="credit-risk-pg-"))
         self.datadir = self.root / "data"
         self.port = _free_port()
         self._as_root = os.geteuid() == 0
-        if self._as_root:
-            shutil.chown(self.root, user="postgres", group="postgres")
-            self.root.chmod(0o700)
+
+    @property
+    def bindir(self) -> Path:
+        if self._bindir is None:
+            self._bindir = _find_bindir()
+        return self._bindir
 
     @property
     def url(self) -> str:
@@ -62,6 +67,15 @@ class PostgresServer:
             raise RuntimeError(f"{args[0]} failed: {result.stdout}\n{result.stderr}")
 
     def init(self) -> None:
+        if self._as_root:
+            try:
+                shutil.chown(self.root, user="postgres", group="postgres")
+            except LookupError:
+                raise RuntimeError(
+                    "running as root needs a `postgres` system user to own the server "
+                    "(the postgresql package creates it)"
+                ) from None
+            self.root.chmod(0o700)
         self._run(
             "initdb",
             "-D",

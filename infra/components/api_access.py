@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
@@ -17,16 +19,37 @@ class ApiKey(Construct):
 
     Clients and the release smoke test read the key from the secret; the
     template carries only a dynamic reference to it.
+
+    ``reader_account``: another account that may read the secret (the release
+    pipeline's, whose smoke test calls the API). The default aws/secretsmanager
+    key cannot be shared across accounts, so the secret is then encrypted with a
+    key of its own, and both the key policy and the secret's resource policy
+    let that account decrypt and read it through Secrets Manager.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, usage_plan: apigw.UsagePlan, key_name: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        usage_plan: apigw.UsagePlan,
+        key_name: str,
+        reader_account: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.encryption_key: kms.Key | None = None
+        if reader_account is not None:
+            self.encryption_key = kms.Key(
+                self,
+                "EncryptionKey",
+                enable_key_rotation=True,
+                description=f"Encrypts the value of the API key {key_name}",
+            )
         self.secret = secretsmanager.Secret(
             self,
             "Secret",
             description=f"Value of the API key {key_name}",
+            encryption_key=self.encryption_key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=json.dumps({"key_name": key_name}),
                 generate_string_key=names.API_KEY_SECRET_FIELD,
@@ -41,6 +64,10 @@ class ApiKey(Construct):
             value=self.secret.secret_value_from_json(names.API_KEY_SECRET_FIELD).unsafe_unwrap(),
         )
         usage_plan.add_api_key(self.key)
+        if reader_account is not None:
+            # Resource policy (GetSecretValue, DescribeSecret) plus kms:Decrypt in
+            # the key policy, limited to calls made through Secrets Manager.
+            self.secret.grant_read(iam.AccountPrincipal(reader_account))
 
 
 class RateLimitedWebAcl(Construct):

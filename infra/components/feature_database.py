@@ -72,8 +72,12 @@ class FeatureDatabase(Construct):
             ),
         )
         self.secret = self.instance.secret
+        # The rotation function calls the Secrets Manager API, which the isolated
+        # subnets cannot reach (no NAT, no interface endpoint); it runs in the
+        # private subnets and reaches the database through its security group.
         self.rotation = self.instance.add_rotation_single_user(
-            automatically_after=Duration.days(settings.secret_rotation_days)
+            automatically_after=Duration.days(settings.secret_rotation_days),
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
         )
         self.proxy = self.instance.add_proxy(
             "Proxy",

@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import GlueConfig
-from infra.nag import acknowledge
+from infra.nag import acknowledge, rendered_account
 
 
 class FeatureJob(Construct):
@@ -89,7 +89,7 @@ class FeatureJob(Construct):
                 resources=[self.key.key_arn],
             )
         )
-        stage_bucket = f"cdk-hnb659fds-assets-<AWS::AccountId>-{region}"
+        stage_bucket = f"cdk-hnb659fds-assets-{rendered_account(self)}-{region}"
         reasons = {
             "AwsSolutions-IAM5[Resource::*]": "cloudwatch:PutMetricData has no resource-level "
             "permissions; the statement is limited to the Glue namespace.",

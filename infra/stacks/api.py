@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, Token
 from constructs import Construct
 
 from infra.components.api_access import ApiKey, RateLimitedWebAcl
@@ -16,9 +16,20 @@ class ApiStack(EnvironmentStack):
     summary = "REST API, API keys, usage plan, WAF"
 
     def __init__(
-        self, scope: Construct, *, config: EnvironmentConfig, functions: ModelFunctions
+        self,
+        scope: Construct,
+        *,
+        config: EnvironmentConfig,
+        functions: ModelFunctions,
+        reader_account: str | None = None,
     ) -> None:
+        """``reader_account``: an account, besides this one, that reads the client
+        key (the release pipeline's). Shared only when it is known to differ."""
         super().__init__(scope, config=config)
+        # An account left to the default is not known at synth; in the pipeline it
+        # is the pipeline's own, which needs no sharing.
+        differs = not Token.is_unresolved(self.account) and self.account != reader_account
+        self.shared_with_account = reader_account if reader_account and differs else None
         name = config.resource_name("api")
         self.scoring = ScoringApi(
             self,
@@ -31,7 +42,11 @@ class ApiStack(EnvironmentStack):
             removal_policy=self.removal_policy,
         )
         self.api_key = ApiKey(
-            self, "ClientKey", usage_plan=self.scoring.usage_plan, key_name=f"{name}-client"
+            self,
+            "ClientKey",
+            usage_plan=self.scoring.usage_plan,
+            key_name=f"{name}-client",
+            reader_account=self.shared_with_account,
         )
         if config.api.waf_rate_limit:
             self.web_acl = RateLimitedWebAcl(

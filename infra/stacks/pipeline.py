@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aws_cdk import ArnFormat, Duration, Environment, Stack, Tags, pipelines
+from aws_cdk import ArnFormat, Duration, Environment, Stack, Tags, Token, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codestarnotifications as notifications
@@ -29,7 +29,7 @@ from infra.components.dependency_audit import DependencyAudit
 from infra.components.notifications import Notifications
 from infra.config import ConfigurationError, EnvironmentConfig, PipelineConfig
 from infra.environment import REPO_ROOT, Sources
-from infra.nag import acknowledge
+from infra.nag import acknowledge, rendered_account
 from infra.pipeline_stages import SMOKE_TEST_SECRET_TAG, EnvironmentStage
 
 PIPELINE_STACK_NAME = "CreditRisk-Pipeline"
@@ -147,7 +147,16 @@ class PipelineStack(Stack):
         self._acknowledge()
 
     def _add_environment(self, config: EnvironmentConfig, sources: Sources) -> None:
-        stage = EnvironmentStage(self, config.name.capitalize(), config=config, sources=sources)
+        # The smoke test reads the client key from this account: an environment
+        # deployed elsewhere must share its secret with it.
+        reader = None if Token.is_unresolved(self.account) else self.account
+        stage = EnvironmentStage(
+            self,
+            config.name.capitalize(),
+            config=config,
+            sources=sources,
+            reader_account=reader if config.name in SMOKE_TESTED else None,
+        )
         self.stages[config.name] = stage
         pre = []
         if config.name in APPROVAL_BEFORE:
@@ -167,6 +176,46 @@ class PipelineStack(Stack):
         """Health and one score through the deployed API, with the client key."""
         config, api = stage.config, stage.stacks.api
         tag, value = SMOKE_TEST_SECRET_TAG
+        selected_by_tags = {
+            f"aws:ResourceTag/{tag}": value,
+            "aws:ResourceTag/environment": config.name,
+        }
+        statements = [
+            # The secret's ARN ends in a random suffix that only exists after
+            # the deployment: the statement selects it by its tags instead.
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[
+                    self._environment_arn(
+                        config, "secretsmanager", "secret", ArnFormat.COLON_RESOURCE_NAME
+                    )
+                ],
+                conditions={
+                    "StringEquals": {
+                        f"secretsmanager:ResourceTag/{tag}": value,
+                        "secretsmanager:ResourceTag/environment": config.name,
+                    }
+                },
+            )
+        ]
+        if api.api_key.encryption_key is not None:
+            # In another account the secret is encrypted with its own key, whose
+            # id is drawn at deployment: selected by its tags, usable only by
+            # Secrets Manager on the smoke test's behalf.
+            statements.append(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[
+                        self._environment_arn(config, "kms", "key", ArnFormat.SLASH_RESOURCE_NAME)
+                    ],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{config.region}.amazonaws.com",
+                            **selected_by_tags,
+                        }
+                    },
+                )
+            )
         return pipelines.CodeBuildStep(
             f"SmokeTest-{config.name}",
             input=self.source,
@@ -177,30 +226,25 @@ class PipelineStack(Stack):
                 "API_URL": api.url_output,
                 "API_KEY_SECRET_ARN": api.key_secret_output,
             },
-            role_policy_statements=[
-                # The secret's ARN ends in a random suffix that only exists after
-                # the deployment: the statement selects it by its tags instead.
-                iam.PolicyStatement(
-                    actions=["secretsmanager:GetSecretValue"],
-                    resources=[
-                        self.format_arn(
-                            service="secretsmanager",
-                            account=config.account or self.account,
-                            region=config.region,
-                            resource="secret",
-                            resource_name="*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    ],
-                    conditions={
-                        "StringEquals": {
-                            f"secretsmanager:ResourceTag/{tag}": value,
-                            "secretsmanager:ResourceTag/environment": config.name,
-                        }
-                    },
-                )
-            ],
+            role_policy_statements=statements,
             timeout=Duration.minutes(10),
+        )
+
+    def _environment_account(self, config: EnvironmentConfig) -> str:
+        return config.account or self.account
+
+    def _environment_arn(
+        self, config: EnvironmentConfig, service: str, resource: str, arn_format: ArnFormat
+    ) -> str:
+        """Every ``resource`` of ``service`` in ``config``'s account (this one when
+        it names none) and region."""
+        return self.format_arn(
+            service=service,
+            account=self._environment_account(config),
+            region=config.region,
+            resource=resource,
+            resource_name="*",
+            arn_format=arn_format,
         )
 
     def _notify(self) -> None:
@@ -240,6 +284,7 @@ class PipelineStack(Stack):
             f"Resource::<{self._logical_id(pipeline.pipeline.artifact_bucket)}.Arn>/*",
         ):
             acknowledge(pipeline, f"AwsSolutions-IAM5[{rule}]", artifacts)
+        account = rendered_account(self)
         acknowledge(
             pipeline,
             "AwsSolutions-IAM5[Resource::*]",
@@ -249,14 +294,14 @@ class PipelineStack(Stack):
         )
         acknowledge(
             pipeline,
-            "AwsSolutions-IAM5[Resource::arn:*:iam::<AWS::AccountId>:role/*]",
+            f"AwsSolutions-IAM5[Resource::arn:*:iam::{account}:role/*]",
             "Self-mutation assumes the `cdk bootstrap` roles, which the statement limits "
             "by their aws-cdk:bootstrap-role tag; their names carry a qualifier hash.",
         )
         region = self.region
         for rule in (
-            f"arn:aws:codebuild:{region}:<AWS::AccountId>:report-group/*",
-            f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/*",
+            f"arn:aws:codebuild:{region}:{account}:report-group/*",
+            f"arn:aws:logs:{region}:{account}:log-group:/aws/codebuild/*",
         ):
             acknowledge(
                 pipeline.node.find_child("Assets"),
@@ -270,8 +315,8 @@ class PipelineStack(Stack):
         for project in projects:
             logical = self._logical_id(project)
             for rule in (
-                f"arn:aws:codebuild:{region}:<AWS::AccountId>:report-group/<{logical}>-*",
-                f"arn:aws:logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/<{logical}>:*",
+                f"arn:aws:codebuild:{region}:{account}:report-group/<{logical}>-*",
+                f"arn:aws:logs:{region}:{account}:log-group:/aws/codebuild/<{logical}>:*",
             ):
                 acknowledge(
                     project,
@@ -279,14 +324,30 @@ class PipelineStack(Stack):
                     "CodeBuild names the log streams and report groups of a build at run "
                     "time; the statement is limited to this project's own prefix.",
                 )
-        for step in self.smoke_tests:
+        for stage, step in zip(
+            (s for s in self.stages.values() if s.config.name in SMOKE_TESTED),
+            self.smoke_tests,
+            strict=True,
+        ):
+            # How cdk-nag prints the environment's region and account in a finding id.
+            target = self._environment_account(stage.config)
+            where = f"{stage.config.region}:" + (
+                "<AWS::AccountId>" if Token.is_unresolved(target) else target
+            )
             acknowledge(
                 step.project,
-                f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{region}:"
-                "<AWS::AccountId>:secret:*]",
+                f"AwsSolutions-IAM5[Resource::arn:aws:secretsmanager:{where}:secret:*]",
                 "The client-key secret's ARN ends in a suffix drawn at deployment; the "
                 "statement only matches secrets tagged as that environment's client key.",
             )
+            if stage.stacks.api.api_key.encryption_key is not None:
+                acknowledge(
+                    step.project,
+                    f"AwsSolutions-IAM5[Resource::arn:aws:kms:{where}:key/*]",
+                    "The client-key secret's own key gets its id at deployment in the "
+                    "environment's account; the statement only matches the key tagged as "
+                    "that environment's, and only for decryption through Secrets Manager.",
+                )
         acknowledge(
             pipeline.pipeline.artifact_bucket,
             "AwsSolutions-S1",

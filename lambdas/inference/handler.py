@@ -27,6 +27,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
     RequestValidationError,
     ResponseValidationError,
 )
@@ -43,7 +44,9 @@ tracer = Tracer(service=names.SERVICE_INFERENCE)
 metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_INFERENCE)
 # A response that fails its own model is our bug: a 500, not the default 422/400.
 app = APIGatewayRestResolver(
-    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    enable_validation=True,
+    response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+    json_body_deserializer=models.parse_json,
 )
 
 RETRY_AFTER_SECONDS = 5
@@ -228,6 +231,15 @@ def _invalid_request(exc: RequestValidationError) -> Response:
     )
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _not_json(exc: RequestUnsupportedContentType) -> Response:
+    return _error(
+        HTTPStatus.BAD_REQUEST,
+        "invalid_request",
+        f"the request body must be JSON, sent as content-type {content_types.APPLICATION_JSON}",
+    )
+
+
 @app.exception_handler(ResponseValidationError)
 def _invalid_response(exc: ResponseValidationError) -> Response:
     logger.error("response failed its schema", extra={"errors": str(exc.errors())[:1000]})
@@ -292,12 +304,13 @@ def _observe(handler):
     return wrapper
 
 
-# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event holds customer ids.
+# log_event=False whatever POWERTOOLS_LOGGER_LOG_EVENT says, and no response in the
+# traces: the event and the response hold customer ids.
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
 )
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @_observe
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

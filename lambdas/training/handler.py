@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from credit_risk import names
 from credit_risk.errors import InvalidInputError
 from credit_risk.model.gate import GateConfig
 from credit_risk.model.pipeline import TrainingConfig, run_training
@@ -31,7 +32,7 @@ class TrainingEvent(BaseModel):
 
     features_uri: str = Field(min_length=1)
     registry_uri: str = Field(min_length=1)
-    run_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:=-]{0,127}$")
+    run_id: str = Field(pattern=names.RUN_ID_PATTERN)
     truth_uri: str | None = None
     # The serving snapshot of the same feature run: the monitor's reference.
     snapshot_uri: str | None = None

@@ -13,8 +13,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
 from credit_risk import __version__
 from credit_risk.errors import CreditRiskError
+from credit_risk.settings import ENV_PREFIX
 
 # Order of appearance in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -59,9 +63,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Unreadable input, unwritable output, a full disk: the user can fix these.
         print(f"credit-risk {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except ValidationError as exc:
+        # Only settings read from the environment get here: commands turn their
+        # own arguments' validation errors into InvalidInputError.
+        print(f"credit-risk {args.command}: error: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (BotoCoreError, ClientError) as exc:
+        # No credentials, access denied, no such bucket: AWS says what is wrong.
+        print(f"credit-risk {args.command}: error: AWS: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"credit-risk {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """``invalid configuration: CREDIT_RISK_X: <why>; …`` for a settings model's errors."""
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else exc.title
+        problems.append(f"{name}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ REFERENCE_DATE = date(2024, 1, 1)
 FIRST_LOAN_DATE = date(2018, 1, 1)
 LAST_LOAN_DATE = date(2023, 12, 31)
 _EPOCH = date(1970, 1, 1)
+# Borrowers are adults: 18 on the earliest loan date, six years before REFERENCE_DATE.
+ADULT_AGE = 18
+MIN_AGE_AT_REFERENCE = ADULT_AGE + (REFERENCE_DATE.year - FIRST_LOAN_DATE.year)
 
 # Columns whose null makes a row unusable; the null dirt picks one of these.
 NULL_DIRT_COLUMNS = (
@@ -200,7 +203,7 @@ class _ChunkGenerator:
         age_at_ref = np.where(
             not_employed,
             rng.uniform(52, 70, n_cust),
-            np.clip(rng.normal(40, 11, n_cust), 21, 67),
+            np.clip(rng.normal(40, 11, n_cust), MIN_AGE_AT_REFERENCE, 67),
         )
         birthday = ref - np.round(age_at_ref * 365.25).astype(np.int64)
         tenure_at_ref = np.minimum(rng.exponential(6.0, n_cust), age_at_ref - 18.0)

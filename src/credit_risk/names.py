@@ -137,6 +137,10 @@ PIPELINE_STEPS: Final = (
     "model_gate",
     "release",
 )
+# A run id names the run's output folder, its feature-store snapshot (at most 63
+# characters, a PostgreSQL identifier's limit) and the canary release's Step
+# Functions execution (no ``:``), so it must suit all three.
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,62}$"
 # Above this share of quarantined rows an extract is too broken to learn from or
 # to serve: the quality gate stops the run before the store or the model change.
 # The state machine gets it as its default ``max_quarantined_fraction``.

@@ -83,10 +83,14 @@ class PipelineRun:
 
     def run(self) -> dict[str, Any]:
         from credit_risk.features.job import run_feature_job
-        from credit_risk.features.spark import build_local_session
+        from credit_risk.features.spark import build_local_session, check_raw_files, list_raw_files
 
+        # A missing, empty or wrongly shaped input fails before the JVM start-up.
+        check_raw_files(list_raw_files(self.input_uri))
         self.say(f"[1/{len(STEPS)}] features: {self.input_uri} as of {self.as_of}")
-        spark = build_local_session()
+        spark = build_local_session(
+            master=self.settings.spark_master, driver_memory=self.settings.spark_driver_memory
+        )
         report = run_feature_job(
             spark,
             self.input_uri,

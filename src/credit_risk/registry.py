@@ -43,6 +43,9 @@ BASELINE_FILE = "baseline.joblib"
 CARD_FILE = "model_card.md"
 CHAMPION_FILE = "champion.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# S3's bucket naming rules, checked here so that a typo reads as one clear line
+# rather than botocore's parameter validation error.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class VersionExistsError(CreditRiskError):
@@ -134,8 +137,8 @@ class _LocalStore:
 class _S3Store:
     def __init__(self, uri: str) -> None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise InvalidInputError(f"not an S3 URI: {uri!r}")
+        if not _BUCKET.match(bucket):
+            raise InvalidInputError(f"not an S3 URI with a valid bucket name: {uri!r}")
         self.bucket, self.prefix = bucket, prefix.strip("/")
         import boto3  # only when the registry is on S3
 
@@ -212,7 +215,8 @@ class Registry:
     def __init__(self, root: str, model_name: str) -> None:
         self.root = root.rstrip("/")
         self.model_name = _check_name("model name", model_name)
-        self._store: _Store = _S3Store(self.root) if root.startswith("s3://") else _LocalStore(root)
+        # The URI as given: stripping "s3://" of its slashes would leave no bucket.
+        self._store: _Store = _S3Store(root) if root.startswith("s3://") else _LocalStore(root)
 
     def uri(self, version: str | None = None, name: str | None = None) -> str:
         parts = [self.root, self.model_name, *(p for p in (version, name) if p)]
@@ -222,6 +226,14 @@ class Registry:
         return f"{self.model_name}/{_check_name('version', version)}/{name}"
 
     # --- writing ---------------------------------------------------------------
+    def check_new_version(self, version: str) -> None:
+        """Fails unless ``version`` is a valid name never written before: a training
+        run checks this before it trains, not after."""
+        if self._store.read(self._key(version, MODEL_FILE)) is not None:
+            raise VersionExistsError(
+                f"version {version} of {self.model_name} already exists in {self.root}"
+            )
+
     def publish(
         self,
         version: str,
@@ -266,7 +278,10 @@ class Registry:
         found = self._store.read(self._key(version, METADATA_FILE))
         if found is None:
             raise ModelNotFoundError(f"no version {version!r} of {self.model_name} in {self.root}")
-        return json.loads(found[0])
+        try:
+            return json.loads(found[0])
+        except ValueError:
+            raise IntegrityError(f"{self.uri(version, METADATA_FILE)} is not valid JSON") from None
 
     def read_file(self, version: str, name: str) -> bytes:
         """One file of a version, checked against the checksum in its metadata."""

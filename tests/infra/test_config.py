@@ -28,6 +28,17 @@ def test_every_environment_in_cdk_json_is_valid(context, environment):
     assert all(zone.startswith(config.region) for zone in config.availability_zones)
 
 
+@pytest.mark.parametrize("environment", names.ENVIRONMENTS)
+def test_the_database_engine_is_a_postgresql_release_the_cdk_library_lists(context, environment):
+    # aws-cdk-lib lists the engine versions RDS offers; a typo or a version
+    # RDS never shipped would otherwise only fail the deployment.
+    from aws_cdk import aws_rds as rds
+
+    version = load_config(context, environment).database.engine_version
+
+    assert hasattr(rds.PostgresEngineVersion, f"VER_{version.replace('.', '_')}")
+
+
 def test_an_unknown_environment_is_refused_with_the_valid_names(context):
     with pytest.raises(ConfigurationError, match=r"unknown environment 'qa'.*dev\|staging\|prod"):
         load_config(context, "qa")

@@ -16,6 +16,7 @@ import yaml
 
 from infra.config import ConfigurationError, load_pipeline_config
 from infra.stacks.pipeline import PIPELINE_ASSEMBLY_DIR, PIPELINE_STACK_NAME, synth_step_spec
+from tests.infra.conftest import TRIAGED_WARNINGS, cfn_lint
 
 pytestmark = pytest.mark.infra
 
@@ -24,7 +25,8 @@ BUILDSPEC = REPO_ROOT / "buildspec.yml"
 
 
 @pytest.fixture(scope="session")
-def pipeline_template(cdk_context, library_wheel, tmp_path_factory) -> dict[str, Any]:
+def pipeline_template_file(cdk_context, library_wheel, tmp_path_factory) -> Path:
+    """The synthesized template of the pipeline stack."""
     from aws_cdk import App
 
     from infra.app import build_pipeline
@@ -32,11 +34,18 @@ def pipeline_template(cdk_context, library_wheel, tmp_path_factory) -> dict[str,
     from infra.nag import add_nag_checks
 
     outdir = tmp_path_factory.mktemp("cdk-pipeline")
-    app = App(context=cdk_context, outdir=str(outdir))
+    # With the CDK metadata resource, as `cdk synth` writes it (cfn-lint reads
+    # it to recognise CDK output).
+    app = App(context=cdk_context, outdir=str(outdir), analytics_reporting=True)
     build_pipeline(app, Sources.of_repository(REPO_ROOT, wheel=library_wheel))
     add_nag_checks(app)
     app.synth()
-    return json.loads((outdir / f"{PIPELINE_STACK_NAME}.template.json").read_text())
+    return outdir / f"{PIPELINE_STACK_NAME}.template.json"
+
+
+@pytest.fixture(scope="session")
+def pipeline_template(pipeline_template_file) -> dict[str, Any]:
+    return json.loads(pipeline_template_file.read_text())
 
 
 def _of_type(template: dict, resource_type: str) -> dict[str, dict]:
@@ -161,6 +170,13 @@ def test_the_synth_step_runs_buildspec_yml_and_outputs_the_pipeline_assembly(pip
     assert spec["reports"] == file_spec["reports"]
     assert spec["cache"] == file_spec["cache"]
     assert spec["artifacts"]["base-directory"] == PIPELINE_ASSEMBLY_DIR
+
+
+def test_cfn_lint_finds_no_errors_in_the_pipeline_template(pipeline_template_file, cdk_context):
+    findings = cfn_lint([pipeline_template_file], cdk_context["pipeline"]["region"])
+
+    assert not [f for f in findings if f[0].startswith("E")], findings
+    assert {f[0] for f in findings} <= TRIAGED_WARNINGS, findings
 
 
 def test_failures_and_pending_approvals_are_notified_on_an_encrypted_topic(pipeline_template):

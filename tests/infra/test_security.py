@@ -8,38 +8,35 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
+from tests.infra.conftest import TRIAGED_WARNINGS, cfn_lint
+
 pytestmark = pytest.mark.infra
 
-# cfn-lint warnings looked at and accepted, with the reason.
-TRIAGED_WARNINGS = {
-    # Zones are pinned on purpose (cdk.json): synth must not ask AWS.
-    "W3010",
-    # CDK adds an explicit DependsOn on a role next to the GetAtt that already
-    # implies it; redundant, harmless.
-    "W3005",
-}
 # CDK adds these wildcard actions when a construct reads its code assets from the
 # CDK bootstrap bucket (the Glue job's script and wheel); no data bucket is named.
 ASSET_BUCKET_ACTIONS = {"s3:GetObject*", "s3:GetBucket*", "s3:List*"}
 
 
 def test_cfn_lint_finds_no_errors(every_environment):
-    templates = sorted(str(p) for p in every_environment.outdir.glob("*.template.json"))
-    result = subprocess.run(
-        [sys.executable, "-m", "cfnlint", "--format", "json", *templates],
-        capture_output=True,
-        text=True,
-    )
-    findings = json.loads(result.stdout or "[]")
-    rules = {f["Rule"]["Id"] for f in findings}
+    templates = sorted(every_environment.outdir.glob("*.template.json"))
+    findings = cfn_lint(templates, every_environment.stacks.network.region)
 
-    assert not [r for r in rules if r.startswith("E")], findings
-    assert rules <= TRIAGED_WARNINGS, findings
+    assert len(templates) == len(every_environment.stacks.all)
+    assert not [f for f in findings if f[0].startswith("E")], findings
+    assert {f[0] for f in findings} <= TRIAGED_WARNINGS, findings
+
+
+def test_cfn_lint_reports_an_invalid_template(tmp_path):
+    # The check above is only worth something if the linter really runs.
+    template = tmp_path / "broken.template.json"
+    template.write_text(
+        json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"Nope": 1}}}})
+    )
+
+    assert [rule for rule, _, _ in cfn_lint([template], "eu-west-1")] == ["E3002"]
 
 
 def _statements(synth):

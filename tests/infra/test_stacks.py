@@ -87,6 +87,14 @@ def test_clients_reach_the_database_through_an_iam_authenticated_tls_proxy(dev):
     assert rotation["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
 
 
+def test_the_secret_rotates_from_subnets_that_reach_the_secrets_manager_api(dev):
+    (rotation,) = dev.resources("FeatureStore", "AWS::Serverless::Application").values()
+    subnets = json.dumps(rotation["Properties"]["Parameters"]["vpcSubnetIds"])
+
+    assert "privateSubnet" in subnets
+    assert "isolatedSubnet" not in subnets
+
+
 def test_the_glue_job_runs_5_1_with_the_wheel_encrypted_and_without_bookmarks(dev):
     job = _one(dev, "Features", "AWS::Glue::Job")
     security = _one(dev, "Features", "AWS::Glue::SecurityConfiguration")

@@ -106,6 +106,16 @@ def test_writes_exactly_the_requested_number_of_loans(tmp_path, loans):
     assert raw.num_rows == truth.num_rows == loans
 
 
+def test_loans_are_generated_and_written_a_chunk_at_a_time(tmp_path):
+    # given more loans than one chunk holds
+    path, written = tmp_path / "loans.parquet", []
+    loans = datagen.CHUNK_LOANS + 3
+    datagen.generate(str(path), datagen.GeneratorConfig(loans=loans), on_chunk=written.append)
+    # then they are drawn and written in bounded chunks, never held all at once
+    assert written == [datagen.CHUNK_LOANS, 3]
+    assert pq.ParquetFile(path).metadata.num_row_groups == 2
+
+
 # --- determinism --------------------------------------------------------------
 
 
@@ -233,6 +243,16 @@ def test_day_counts_agree_with_the_dates(clean):
     start = frame.job_start_date[employed].astype("datetime64[s]").to_numpy()
     days = (start.astype("datetime64[D]") - ref).astype(int)
     assert (days == frame.days_employed[employed]).all()
+
+
+def test_borrowers_are_adults_at_every_loan(clean):
+    raw, _ = clean
+    frame = raw.select(["birthday", "loan_date"]).to_pandas()
+    born, lent = (frame[c].astype("datetime64[s]") for c in ("birthday", "loan_date"))
+    not_reached = (lent.dt.month * 100 + lent.dt.day) < (born.dt.month * 100 + born.dt.day)
+    age = lent.dt.year - born.dt.year - not_reached
+    assert age.min() >= datagen.ADULT_AGE
+    assert age.min() <= datagen.ADULT_AGE + 2  # and the young are there, not cut off
 
 
 def test_customer_attributes_are_stable_except_buying_a_car(clean):

@@ -84,8 +84,10 @@ def test_probabilities_are_calibrated_on_the_test_period(split_and_truth, packag
     # when scoring it
     predicted = package.predict(split.test.features)
 
-    # then the mean prediction is within 5% of the true mean default probability
-    # (the generator's truth: free of the sampling noise of the observed rate)
+    # then the mean prediction is within 5% of the observed default rate
+    assert predicted.mean() == pytest.approx(split.test.default_rate, rel=0.05)
+    # and of the true mean default probability (the generator's truth, free of the
+    # sampling noise of the observed rate)
     assert predicted.mean() == pytest.approx(true_pd.mean(), rel=0.05)
     # and nowhere near what class reweighting would give
     assert predicted.mean() < 2 * split.test.default_rate
@@ -97,7 +99,7 @@ def test_model_ranks_nearly_as_well_as_the_truth(split_and_truth, package):
     split, true_pd = split_and_truth
     model_auc = roc_auc_score(split.test.labels, package.predict(split.test.features))
     oracle_auc = roc_auc_score(split.test.labels, true_pd)
-    assert model_auc >= 0.95 * oracle_auc
+    assert model_auc >= 0.97 * oracle_auc
 
 
 @pytest.mark.parametrize(

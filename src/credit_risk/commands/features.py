@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: ``credit-risk --help`` and the other commands do not load Spark.
     from credit_risk.features import job
-    from credit_risk.features.spark import build_local_session, list_raw_files
+    from credit_risk.features.spark import build_local_session, check_raw_files, list_raw_files
 
     settings = Settings()
     as_of = job.parse_as_of(args.as_of)
@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{uri}: the local command reads and writes local paths; S3 runs go "
                 "through the Glue job (glue_jobs/feature_extraction.py)"
             )
-    # Fail on a missing or unreadable input before paying for the JVM start-up.
+    # Fail on a missing, empty or wrongly shaped input before paying for the JVM start-up.
     files = list_raw_files(input_uri)
+    check_raw_files(files)
 
     started = time.perf_counter()
     _say(f"starting Spark ({settings.spark_master}) for {len(files)} raw file(s)")

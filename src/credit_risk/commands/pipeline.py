@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import date
 
@@ -16,6 +17,17 @@ from credit_risk.pipeline import (
 from credit_risk.settings import Settings
 
 EXIT_STOPPED_BY_GATE = 3
+
+
+def _fraction(text: str) -> float:
+    """A share of rows, 0 to 1: anything else (NaN included) would never stop the gate."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction from 0 to 1, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--run-id", default=None, help="run id; default: one made from the date")
     run.add_argument(
         "--max-quarantined-fraction",
-        type=float,
+        type=_fraction,
         default=DEFAULT_MAX_QUARANTINED_FRACTION,
         help="the data-quality gate: stop above this share of quarantined rows",
     )

@@ -13,6 +13,8 @@ import gzip
 from collections.abc import Iterable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql import types as T  # noqa: N812
@@ -98,6 +100,21 @@ def list_raw_files(uri: str) -> list[str]:
     return files
 
 
+def check_raw_files(files: list[str]) -> None:
+    """What can be checked without Spark, so before its start-up: every CSV file starts
+    with the raw header, every local Parquet file has a readable footer naming the raw
+    columns. (Parquet column types, and Parquet on S3, are checked when Spark reads.)
+
+    A corrupt Parquet file must not reach Spark's footer reader, which logs a JVM stack
+    trace before it fails.
+    """
+    for file in files:
+        if file.endswith(CSV_SUFFIXES):
+            _check_csv_header(file)
+        elif not io.is_s3(file):
+            _check_parquet_footer(file)
+
+
 def read_raw_loans(spark: SparkSession, uri: str) -> DataFrame:
     """Raw loans under ``uri`` with the 24 contract columns, typed as declared, plus
     ``_corrupt_record`` (the raw line of CSV rows that did not fit the schema)."""
@@ -108,10 +125,9 @@ def read_raw_files(spark: SparkSession, files: list[str]) -> DataFrame:
     """``read_raw_loans`` for files already listed by ``list_raw_files``."""
     csv_files = [f for f in files if f.endswith(CSV_SUFFIXES)]
     parquet_files = [f for f in files if f.endswith(PARQUET_SUFFIXES)]
+    check_raw_files(files)
     frames = []
     if csv_files:
-        for file in csv_files:
-            _check_csv_header(file)
         frames.append(
             spark.read.schema(READ_SCHEMA)
             .option("header", "true")
@@ -156,6 +172,18 @@ def _check_csv_header(uri: str) -> None:
     if tuple(header) != schemas.RAW_LOAN_COLUMN_NAMES:
         raise InvalidInputError(
             f"{uri} does not have the raw loan columns: {_describe_difference(header)}"
+        )
+
+
+def _check_parquet_footer(uri: str) -> None:
+    try:
+        names = pq.read_schema(uri).names
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidInputError(f"{uri} is not a readable Parquet file") from exc
+    names = [name.lower() for name in names]
+    if sorted(names) != sorted(schemas.RAW_LOAN_COLUMN_NAMES):
+        raise InvalidInputError(
+            f"{uri} does not have the raw loan columns: {_describe_difference(names)}"
         )
 
 

@@ -145,6 +145,8 @@ def run_training(
 ) -> TrainingResult:
     config = config or TrainingConfig()
     registry = Registry(registry_uri, model_name)
+    if version is not None:
+        registry.check_new_version(version)
     clock: dict[str, float] = {}
     started = time.perf_counter()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from credit_risk.errors import ConfigurationError
@@ -19,6 +20,8 @@ from credit_risk.settings import Settings
 from credit_risk.store.base import DEFAULT_RETAINED_SNAPSHOTS
 
 SECRET_MAX_AGE_SECONDS = 300
+_URL_SCHEMES = ("postgresql", "postgres")
+_URL_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
 # Secret keys (RDS's form) → libpq keywords.
 _SECRET_KEYS = {
     "host": "host",
@@ -63,12 +66,30 @@ class PostgresConfig:
         return where if self.url else f"secret {self.secret_id}"
 
 
+def _url_params(url: str | None) -> dict[str, Any]:
+    """The URL's libpq parameters, or a ConfigurationError that never echoes the URL
+    (it may carry a password)."""
+    if not url:
+        return {}
+    scheme, separator, _ = url.partition("://")
+    if separator and scheme.lower() not in _URL_SCHEMES:
+        raise ConfigurationError(
+            f"the database URL must be {_URL_FORM} (the store is PostgreSQL), not {scheme}://…"
+        )
+    try:
+        params: dict[str, Any] = dict(conninfo_to_dict(url))
+    except (psycopg.Error, UnicodeError) as exc:  # malformed, or not encodable
+        reason = str(exc).replace(url, "<url>").strip()
+        raise ConfigurationError(f"invalid database URL, expected {_URL_FORM}: {reason}") from None
+    ports = str(params.get("port", "")).split(",")
+    if any(port and not port.isdigit() for port in ports):
+        raise ConfigurationError(f"invalid database URL: port {params['port']!r} is not a number")
+    return params
+
+
 def connect_kwargs(config: PostgresConfig, *, refresh_secret: bool = False) -> dict[str, Any]:
     """``psycopg.connect`` keyword arguments; URL values win over the secret's."""
-    try:
-        params: dict[str, Any] = dict(conninfo_to_dict(config.url or ""))
-    except Exception as exc:  # psycopg.ProgrammingError: a malformed URL
-        raise ConfigurationError(f"invalid database URL: {exc}") from None
+    params = _url_params(config.url)
     if config.secret_id:
         for key, value in _secret(config.secret_id, refresh=refresh_secret).items():
             if key in _SECRET_KEYS and value not in (None, ""):

@@ -11,9 +11,10 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import BotoCoreError, ClientError
 
 from credit_risk import io
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.store.base import (
     FeatureStore,
     LoadResult,
@@ -22,10 +23,22 @@ from credit_risk.store.base import (
 )
 from credit_risk.store.snapshot_data import check_columns
 
+_S3_NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404"}
+
 
 def read_snapshot(uri: str) -> pa.Table:
     """The snapshot's rows, with its columns checked against ``schemas.SNAPSHOT_COLUMNS``."""
-    table = io.read_parquet(uri)
+    try:
+        table = io.read_parquet(uri)
+    except pa.ArrowException as exc:  # not Parquet, or part files that disagree
+        raise InvalidInputError(f"cannot read the snapshot at {uri}: {exc}") from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in _S3_NOT_FOUND:
+            raise InvalidInputError(f"no snapshot at {uri}: {code}") from None
+        raise ConfigurationError(f"cannot read the snapshot at {uri}: {exc}") from None
+    except BotoCoreError as exc:  # no credentials, no route to S3
+        raise ConfigurationError(f"cannot read the snapshot at {uri}: {exc}") from None
     check_columns(table.column_names)
     return table
 

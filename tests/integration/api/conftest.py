@@ -203,8 +203,9 @@ Serve = Callable[..., str]
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch, local_dir: Path, serving: Serving) -> Iterator[Serve]:
-    """Starts the local API on a free port; returns its base URL."""
+def local_deployment(monkeypatch: pytest.MonkeyPatch, local_dir: Path, serving: Serving) -> None:
+    """The environment of a local deployment: the SQLite store under ``local_dir``, the
+    tests' registry, the champion (no pinned version)."""
     for name, value in {
         ENV_LOCAL_DIR: str(local_dir),
         names.ENV_REGISTRY_URI: serving.registry_uri,
@@ -212,7 +213,13 @@ def serve(monkeypatch: pytest.MonkeyPatch, local_dir: Path, serving: Serving) ->
         ENV_HASH_KEY: HASH_KEY,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv(names.ENV_DATABASE_URL, raising=False)
+    for name in (names.ENV_DATABASE_URL, names.ENV_MODEL_VERSION):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def serve(local_deployment: None, serving: Serving) -> Iterator[Serve]:
+    """Starts the local API on a free port; returns its base URL."""
     servers = []
 
     def start(

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from credit_risk import names
 from credit_risk.errors import ConfigurationError
+from credit_risk.local_api import load_handler_module
 from credit_risk.registry import IntegrityError, ModelNotFoundError
+from tests.conftest import EVENTS_DIR
 from tests.integration.api.conftest import (
     AS_OF,
     ENV_FALLBACK,
@@ -150,6 +154,7 @@ def test_health_reports_model_version_and_store(handler, serving: Serving):
     ("event_name", "status", "error", "message_part"),
     [
         ("inference_invalid_json", 400, "invalid_request", "not valid JSON"),
+        ("inference_not_json", 400, "invalid_request", "must be JSON"),
         ("inference_wrong_type", 400, "invalid_request", "customer_id"),
         ("inference_unknown_field", 400, "invalid_request", "include_features"),
         ("inference_empty_id", 400, "invalid_request", "customer_id"),
@@ -182,6 +187,9 @@ def test_error_events_get_json_errors(handler, event_name, status, error, messag
         '{"customer_id": null}',
         '{"customer_id": true}',
         '{"customer_id": "5008804", "customer_id": 7}',
+        '{"customer_id": ' + "[" * 5_000 + "]" * 5_000 + "}",
+        '{"customer_id": 1' + "0" * 5_000 + "}",
+        '{"customer_id": NaN}',
     ],
     ids=[
         "empty",
@@ -194,6 +202,9 @@ def test_error_events_get_json_errors(handler, event_name, status, error, messag
         "null-id",
         "bool-id",
         "duplicate-key",
+        "nested-too-deep",
+        "integer-too-long",
+        "nan",
     ],
 )
 def test_malformed_bodies_are_400(handler, body):
@@ -287,6 +298,27 @@ def test_corrupt_model_refuses_to_initialise(configure: Configure, serving: Serv
     assert handler._service is None
 
 
+def test_invalid_environment_refuses_at_cold_start(configure: Configure):
+    handler = configure(**{f"{names.ENV_PREFIX}REASONS_TOP_K": "0"})
+    with pytest.raises(ValidationError, match="reasons_top_k"):
+        handler.initialize()
+    assert handler._service is None
+
+
+def test_importing_the_handler_loads_no_model_and_opens_no_store(configure: Configure):
+    # Given an environment where neither the model nor the store could be reached
+    configure(
+        **{
+            names.ENV_MODEL_VERSION: "20990101T000000Z-deadbeef",
+            names.ENV_DATABASE_URL: UNREACHABLE_STORE,
+        }
+    )
+    # When a fresh copy of the module is imported, as a new execution environment does
+    module = load_handler_module("credit_risk_inference_import_test")
+    # Then nothing was loaded or opened yet: that waits for the first invocation
+    assert module._service is None
+
+
 def test_missing_model_version_without_fallback_refuses(configure: Configure):
     handler = configure(**{names.ENV_MODEL_VERSION: None})
     with pytest.raises(ConfigurationError, match="MODEL_VERSION"):
@@ -320,6 +352,47 @@ def test_pinned_version_is_served_even_when_it_is_not_the_champion(
     )
     answer = invoke(handler, load_event("inference_score"))
     assert answer.body["model_version"] == serving.candidate_version
+
+
+# --- the image's dependency set ----------------------------------------------------
+# What containers/inference/Dockerfile leaves out: pyarrow, the spark, train and infra
+# extras, and the dev tools.
+NOT_IN_THE_IMAGE = ("pyarrow", "pandas", "pyspark", "sklearn", "matplotlib", "aws_cdk", "flask")
+IMAGE_RUN = """
+import importlib.abc, json, sys
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in {absent!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+sys.path.insert(0, {root!r})
+from credit_risk.local_api import LambdaContext
+from lambdas.inference import handler
+
+statuses = []
+for name in ("inference_score", "inference_batch", "inference_health"):
+    event = json.loads(open(f"{events}/{{name}}.json").read())
+    response = handler.lambda_handler(event, LambdaContext(function_name="image"))
+    statuses.append(response["statusCode"])
+print(json.dumps(statuses), file=sys.stderr)
+"""
+
+
+def test_the_handler_serves_with_the_image_dependencies_only(handler):
+    # Given a fresh interpreter where what the image does not install cannot be imported
+    script = IMAGE_RUN.format(
+        absent=NOT_IN_THE_IMAGE, root=str(EVENTS_DIR.parents[1]), events=str(EVENTS_DIR)
+    )
+    # When it serves the sample events against the PostgreSQL store
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    # Then every request is answered
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == [200, 200, 200]
 
 
 # --- logs and metrics ------------------------------------------------------------

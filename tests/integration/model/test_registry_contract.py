@@ -167,3 +167,28 @@ def test_unknown_versions_and_bad_names_are_clear_errors(registry):
         registry.metadata("v404")
     with pytest.raises(InvalidInputError, match="invalid version"):
         registry.metadata("../escape")
+    with pytest.raises(InvalidInputError, match="invalid version"):
+        registry.check_new_version("../escape")
+
+
+def test_a_written_version_cannot_be_chosen_for_a_new_run(registry, model_bytes):
+    # given a free version name, then a published one
+    registry.check_new_version("v1")
+    registry.publish("v1", model_bytes, _metadata())
+
+    # then a run naming it is refused before it trains
+    with pytest.raises(VersionExistsError, match="v1 of credit-risk already exists"):
+        registry.check_new_version("v1")
+
+
+def test_unreadable_metadata_is_an_integrity_error(registry, model_bytes):
+    registry.publish("v1", model_bytes, _metadata())
+    _overwrite(registry, "v1", "metadata.json", b"{truncated")
+    with pytest.raises(IntegrityError, match="not valid JSON"):
+        registry.metadata("v1")
+
+
+@pytest.mark.parametrize("uri", ["s3://", "s3:///models", "s3://Bad_Bucket/models"])
+def test_an_s3_root_without_a_valid_bucket_is_refused(uri):
+    with pytest.raises(InvalidInputError, match="valid bucket name"):
+        Registry(uri, MODEL)

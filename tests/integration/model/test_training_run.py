@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import boto3
+import joblib
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -76,8 +78,15 @@ def test_a_run_registers_a_complete_gated_version(tmp_path, features):
     assert meta["oracle"]["ratio"] > 0.95
     assert meta["gate"]["passed"] is True
     assert result.gate.passed
-    assert (version_dir / "roc.png").read_bytes().startswith(b"\x89PNG")
-    assert f"# Model card: {MODEL} {result.version}" in (version_dir / "model_card.md").read_text()
+    # and the card shows both plots, stored beside it
+    card = (version_dir / "model_card.md").read_text()
+    assert f"# Model card: {MODEL} {result.version}" in card
+    for plot in ("roc.png", "calibration.png"):
+        assert f"]({plot})" in card
+        assert (version_dir / plot).read_bytes().startswith(b"\x89PNG")
+    # and the baseline kept for audit is scikit-learn's, in joblib's format
+    baseline = joblib.load(version_dir / "baseline.joblib")
+    assert baseline.predict_proba(np.zeros((1, len(schemas.FEATURE_NAMES)))).shape == (1, 2)
     # and the summary is what the CLI and the Lambda return
     summary = result.summary()
     assert summary["model_version"] == result.version
@@ -142,6 +151,11 @@ def test_cli_trains_lists_shows_and_promotes(tmp_path, features, capsys):
     assert f"champion is now {version}" in capsys.readouterr().out
     assert main(["registry", "--registry", registry, "show"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == version
+
+    # and a second run naming that version is refused before it trains
+    again = ["train", "--features", str(folder), "--registry", registry, "--version", version]
+    assert main(again) == 2
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -18,6 +18,7 @@ from credit_risk import names
 from credit_risk.errors import InvalidInputError
 from credit_risk.settings import Settings
 from credit_risk.store import create_store
+from infra.stacks.monitoring import MONITOR_ALARMS
 from lambdas.monitor import handler
 from tests.conftest import EVENTS_DIR
 from tests.integration.api.conftest import (  # noqa: F401 - the serving fixture
@@ -186,8 +187,19 @@ def test_a_quality_drop_publishes_metrics_stores_the_report_and_requests_retrain
     assert report["checks"]["skew"]["mismatches"] == 0
     page = s3.get_object(Bucket=BUCKET, Key=key.replace("report.json", "report.html"))
     assert page["Body"].read().startswith(b"<!doctype html>")
-    # and every metric the alarms watch was published, PSI per feature
-    metrics = _metric_values(_emf(capsys.readouterr().out))
+    # and every metric the alarms watch was published, PSI per feature, under exactly
+    # the dimensions the alarms and the dashboard name (another set is another metric)
+    documents = _emf(capsys.readouterr().out)
+    metrics = _metric_values(documents)
+    dimensions = {
+        metric["Name"]: directive["Dimensions"]
+        for document in documents
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]
+    }
+    for _, name, _ in MONITOR_ALARMS:
+        assert dimensions[name] == [["service"]], name
+    assert dimensions[names.METRIC_PSI] == [["service", "feature"]]
     assert metrics[(names.METRIC_LIVE_QUALITY_ALERTS, None)] == 1.0
     assert metrics[(names.METRIC_SCORES_MONITORED, None)] == 3 * PER_DAY
     for name in (

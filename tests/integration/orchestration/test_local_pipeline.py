@@ -3,7 +3,8 @@
 The run takes the steps of ``names.PIPELINE_STEPS`` in order and stops at the same
 gates with the same messages as the state machine. Whether the model gate accepts a
 model trained on 50,000 loans depends on the data (calibration on a small test
-window), so the first test accepts either verdict and checks each one fully.
+window), so the first test accepts either verdict and checks each one fully. Then
+``simulate-traffic`` and ``credit-risk monitor`` run on what the pipeline left behind.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -66,9 +69,18 @@ def _steps_announced(stderr: str) -> list[str]:
     return [match.group(3) for match in STEP_LINE.finditer(stderr)]
 
 
-def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(raw_loans, tmp_path):
-    run_id = "local-2024-01-01-e2e"
+@dataclass(frozen=True)
+class CleanRun:
+    run_id: str
+    local_dir: Path
+    result: subprocess.CompletedProcess[str]
 
+
+@pytest.fixture(scope="module")
+def clean_run(raw_loans, tmp_path_factory) -> CleanRun:
+    """One run with the default limits, shared: tests that change its output copy it."""
+    run_id = "local-2024-01-01-e2e"
+    local_dir = tmp_path_factory.mktemp("local")
     result = _cli(
         "pipeline",
         "run",
@@ -78,8 +90,13 @@ def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(raw_loans, tm
         AS_OF,
         "--run-id",
         run_id,
-        local_dir=tmp_path,
+        local_dir=local_dir,
     )
+    return CleanRun(run_id, local_dir, result)
+
+
+def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(clean_run):
+    run_id, tmp_path, result = clean_run.run_id, clean_run.local_dir, clean_run.result
 
     assert result.returncode in (0, EXIT_STOPPED_BY_GATE), result.stderr
     announced = _steps_announced(result.stderr)
@@ -143,3 +160,40 @@ def test_the_quality_gate_stops_the_run_before_the_store_and_the_model(raw_loans
     assert len(_steps_announced(result.stderr)) == 2  # features, quality gate
     assert not (tmp_path / "feature_store.sqlite3").exists()
     assert not (tmp_path / "registry").exists()
+
+
+def test_the_monitor_runs_on_the_pipeline_output_and_writes_its_report(clean_run, tmp_path):
+    # given the run's local deployment, copied: a model the gate kept out is made the
+    # champion by hand (``--force``), as one does to look at it
+    local_dir = tmp_path / "local"
+    shutil.copytree(clean_run.local_dir, local_dir)
+    registry = Registry(str(local_dir / "registry"), names.PROJECT)
+    if registry.champion_version() is None:
+        version = json.loads(clean_run.result.stdout)["model"]["model_version"]
+        promoted = _cli("registry", "promote", version, "--force", local_dir=local_dir)
+        assert promoted.returncode == 0, promoted.stderr
+    simulated = _cli("simulate-traffic", "--customers", "500", "--days", "3", local_dir=local_dir)
+    assert simulated.returncode == 0, simulated.stderr
+    page = tmp_path / "monitor.html"
+
+    monitored = _cli("monitor", "--days", "3", "--html", str(page), local_dir=local_dir)
+
+    # then the report judges the pipeline's own snapshot and model; only staleness
+    # alerts, the snapshot being as of AS_OF
+    assert monitored.returncode == 1, monitored.stderr
+    (path,) = (local_dir / "lake" / "monitoring").glob("date=*/report.json")
+    report = json.loads(path.read_text())
+    checks = report["checks"]
+    assert report["model"]["version"] == registry.champion_version()
+    assert report["counts"]["scores"] == json.loads(simulated.stdout)["scores"] > 0
+    assert checks["staleness"]["features"]["snapshot_id"] == clean_run.run_id
+    assert checks["staleness"]["features"]["status"] == "alert"
+    assert checks["skew"]["compared"] > 0
+    assert checks["skew"]["mismatches"] == 0
+    assert checks["drift"]["alerts"] == 0
+    assert checks["quality"]["labelled"] > 0
+    assert json.loads(monitored.stderr.splitlines()[-1].removeprefix("alerts: ")) == ["staleness"]
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    assert "src='http" not in html
+    assert 'src="http' not in html

@@ -97,6 +97,7 @@ def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline)
     }
     assert training == {
         "features_uri": report["outputs"]["training"],
+        "snapshot_uri": report["outputs"]["snapshot"],
         "registry_uri": world.values["RegistryUri"],
         "run_id": RUN_ID,
         "gate": {},

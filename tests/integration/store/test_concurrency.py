@@ -72,10 +72,20 @@ def test_readers_see_one_whole_snapshot_at_a_time_during_loads_and_swaps(store, 
     readers = [Reader(target, seed) for seed in range(READERS)]
     for reader in readers:
         reader.start()
+    seen_mid_load: list[str] = []
+
+    def batches_read_between(table):
+        """Yields the load's batches, letting the readers read after each one: they
+        read while the load's transaction is open, part of the new rows written."""
+        for batch in table.to_batches(max_chunksize=CUSTOMERS // 4):
+            yield batch
+            wait_for_reads(readers, 5)
+            seen_mid_load.extend(reader.seen[-1] for reader in readers)
+
     try:
         wait_for_reads(readers, 20)
         # when: two more snapshots load and swap in under their feet
-        store.load_snapshot(snapshot_table(CUSTOMERS, version=2), "s2", AS_OF)
+        store.load_snapshot(batches_read_between(snapshot_table(CUSTOMERS, version=2)), "s2", AS_OF)
         wait_for_reads(readers, 20)
         store.load_snapshot(snapshot_table(CUSTOMERS, version=3), "s3", AS_OF)
         wait_for_reads(readers, 20)
@@ -88,3 +98,4 @@ def test_readers_see_one_whole_snapshot_at_a_time_during_loads_and_swaps(store, 
     assert [problem for reader in readers for problem in reader.problems] == []
     assert all(reader.seen[-1] == "s3" for reader in readers)
     assert all(reader.seen[0] == "s1" for reader in readers)
+    assert seen_mid_load == ["s1"] * READERS * 4  # the old snapshot, until the switch

@@ -191,6 +191,16 @@ def test_the_loader_lambda_refuses_a_snapshot_of_another_date(handler):
 
 
 @pytest.mark.postgres
+def test_the_loader_lambda_reports_a_missing_snapshot_as_bad_input(handler):
+    # given: the event names a bucket that does not exist
+    event = load_event("feature_loader_load.json")
+    # when / then
+    with pytest.raises(InvalidInputError, match=r"no snapshot at s3://.*NoSuchBucket"):
+        handler.lambda_handler(event, FakeLambdaContext())
+    assert handler._store().active_snapshot() is None
+
+
+@pytest.mark.postgres
 def test_the_loader_lambda_needs_a_postgresql_store(handler, monkeypatch):
     monkeypatch.delenv("CREDIT_RISK_DATABASE_URL")
     handler._store.cache_clear()
@@ -261,3 +271,43 @@ def test_the_cli_reports_bad_input_in_one_line(store_args, tmp_path, capsys):
         f"credit-risk load: error: no such file or folder: {tmp_path / 'nothing-here'}",
         "credit-risk store: error: no retained snapshot never-loaded",
     ]
+
+
+def test_the_cli_refuses_a_file_that_is_not_parquet(tmp_path, monkeypatch, capsys):
+    # given
+    monkeypatch.setenv("CREDIT_RISK_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.delenv("CREDIT_RISK_DATABASE_URL", raising=False)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "part-00000.parquet").write_text("customer_id,age\n1,30\n")
+    # when
+    code = main(["load", "--snapshot", str(folder)])
+    # then
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert line.startswith(f"credit-risk load: error: cannot read the snapshot at {folder}: ")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://app:hunter2@db/features", "must be postgresql://"),
+        ("not a url", "invalid database URL"),
+        ("postgresql://app:hunter2@[db/features", "invalid database URL"),
+        ("postgresql://app:hunter2@db:port/features", "port 'port' is not a number"),
+    ],
+)
+def test_the_cli_refuses_a_bad_database_url_without_echoing_it(tmp_path, capsys, url, message):
+    # given
+    snapshot = write_snapshot(tmp_path / "snapshot", snapshot_table(5))
+    # when
+    codes = [
+        main(["load", "--snapshot", snapshot, "--database-url", url]),
+        main(["store", "migrate", "--database-url", url]),
+    ]
+    # then
+    err = capsys.readouterr().err
+    assert codes == [2, 2]
+    assert len(err.splitlines()) == 2
+    assert message in err
+    assert "hunter2" not in err

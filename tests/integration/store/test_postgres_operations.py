@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import boto3
 import pytest
@@ -93,6 +94,19 @@ def test_an_unreachable_address_fails_within_the_connect_timeout():
     with pytest.raises(StoreUnavailable, match="unreachable"):
         store.get("00000001")
     assert not store.health().ok
+
+
+def test_a_server_that_never_answers_is_given_up_on_after_the_connect_timeout():
+    # given: a port that accepts connections and then says nothing, as a hung server
+    # or a black-holing network path would
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:
+        port = silent.getsockname()[1]
+        store = PostgresFeatureStore(
+            PostgresConfig(url=f"postgresql://app@127.0.0.1:{port}/features", connect_timeout=1)
+        )
+        # when / then: the call ends with the store's own error rather than waiting on
+        with pytest.raises(StoreUnavailable, match="timeout"):
+            store.get("00000001")
 
 
 def test_credentials_come_from_a_secrets_manager_secret(aws, database_url):

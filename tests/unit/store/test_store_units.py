@@ -116,3 +116,8 @@ def test_migrations_are_numbered_and_split_into_statements():
     statements = list(_statements(migrations("sqlite")[0].sql))
     assert any(s.startswith("CREATE VIEW customer_features") for s in statements)
     assert all(not s.startswith("--") for s in statements)
+
+
+def test_a_libpq_keyword_string_is_a_valid_database_url():
+    kwargs = connect_kwargs(PostgresConfig(url="host=db port=6432 dbname=features user=app"))
+    assert (kwargs["host"], kwargs["port"], kwargs["dbname"]) == ("db", "6432", "features")
