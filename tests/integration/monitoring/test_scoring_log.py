@@ -31,6 +31,7 @@ from tests.integration.api.conftest import (  # noqa: F401 - fixtures shared wit
     features_url,
     invoke,
     load_event,
+    local_deployment,
     local_dir,
     serve,
     serving,
