@@ -113,7 +113,8 @@ def run_feature_job(
     # A stale report would tell the quality gate that a half-written run is complete.
     _remove(outputs.report)
 
-    # One shuffle by customer, kept for every output; the conflicts are a few rows.
+    # One shuffle by customer, of the columns the features need, kept for every
+    # output; the conflicts are a few rows.
     with _cache_settings(spark):
         prepared = validate.prepare(raw).persist(StorageLevel.MEMORY_AND_DISK)
         conflicts = validate.conflicting_loan_ids(prepared).persist(StorageLevel.MEMORY_AND_DISK)
@@ -127,7 +128,9 @@ def run_feature_job(
             f"{summary['quarantined_rows']:,} quarantined "
             f"({summary['quarantined_fraction']:.2%})"
         )
-        validate.quarantine(validated).write.mode("overwrite").parquet(outputs.quarantine)
+        few_rejected = summary["quarantined_rows"] <= validate.BROADCAST_REJECTED_ROWS
+        rejected = validate.quarantine(raw, validated, broadcast=few_rejected)
+        rejected.write.mode("overwrite").parquet(outputs.quarantine)
         valid = validated.where(validate.is_valid())
         transform.training_features(valid).write.mode("overwrite").parquet(outputs.training)
         say(f"wrote training features to {outputs.training}")

@@ -11,17 +11,22 @@ Duplicated ``loan_id`` — the rule: a loan delivered twice with identical conte
 ambiguous (which version is true cannot be known), so *every* row of it is
 quarantined as ``duplicate_loan_id``.
 
-Cost: exact copies share their customer id, so they are found in the same shuffle
-by customer that the features need anyway (``lag`` over customer, loan_id, row
-hash). Conflicting versions may carry different customer ids; they are found by an
-aggregate of (loan_id, row hash) only — a narrow shuffle — whose few results are
-broadcast back.
+Cost: most rules read one row and are decided while the file is read. Only the
+columns the features need, the parsed dates, a content hash and the violations
+bitmask then cross the one full shuffle, by customer, that the features need
+anyway. Exact copies share their customer id, so they are found in that shuffle
+(``lag`` over customer, loan date, loan_id, row hash). Conflicting versions may
+carry different customer ids; they are found by an aggregate of (loan_id, row hash)
+only, whose few results are broadcast back. The quarantine wants every raw column
+of the few rejected rows: it reads the input again, keeps the rows of rejected
+loan_ids and validates those again with all their columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
@@ -43,6 +48,20 @@ VIOLATIONS = "_violations"
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _PARSED_DATES = {"loan_date": LOAN_DATE, "birthday": BIRTHDAY, "job_start_date": JOB_START}
+# The raw columns the features and the snapshot read: all that crosses the shuffle.
+FEATURE_INPUT_COLUMNS = ("id", "loan_id", "loan_amount", "flag_own_car", "status")
+# Above this many rejected rows the quarantine joins the input by shuffling it
+# rather than broadcasting the rejected loan_ids to every task.
+BROADCAST_REJECTED_ROWS = 1_000_000
+
+
+class Scope(Enum):
+    """What a rule has to see to decide: the row, the row's copies, or every row of
+    its loan_id."""
+
+    ROW = "row"
+    COPIES = "copies"
+    LOAN_ID = "loan_id"
 
 
 @dataclass(frozen=True)
@@ -50,8 +69,7 @@ class Rule:
     name: str
     description: str
     broken: Callable[[], Column]  # built on demand: a Column needs an active session
-    # False for the one rule that looks beyond the row (conflicting loan_id versions).
-    row_local: bool = True
+    scope: Scope = Scope.ROW
 
     def condition(self) -> Column:
         """True when the row breaks the rule, never null."""
@@ -100,12 +118,13 @@ RULES: tuple[Rule, ...] = (
         "duplicate_loan_id",
         "the loan_id is carried by rows that differ: every version is quarantined",
         lambda: F.col(CONFLICTING),
-        row_local=False,
+        Scope.LOAN_ID,
     ),
     Rule(
         "duplicate_record",
         "an exact copy of another row (re-delivered): one copy is kept",
         lambda: F.col(REPEAT),
+        Scope.COPIES,
     ),
     _missing("loan_date"),
     _unparseable("loan_date"),
@@ -159,17 +178,27 @@ def row_hash() -> Column:
     return F.xxhash64(*[F.col(n) for n in names], *[F.isnull(n) for n in names])
 
 
-def prepare(raw: DataFrame) -> DataFrame:
-    """Raw rows plus parsed dates, a content hash and the violations bitmask of every
-    rule that the row alone decides.
+def prepare(raw: DataFrame, keep: tuple[str, ...] = FEATURE_INPUT_COLUMNS) -> DataFrame:
+    """The ``keep`` columns of the raw rows plus parsed dates, a content hash and the
+    violations bitmask of every rule but the ``LOAN_ID`` ones.
 
     The result is partitioned by customer id (the one full shuffle of the job),
-    which the features and the snapshot reuse.
+    which the features and the snapshot reuse; only ``keep`` and the helper columns
+    cross it.
     """
     parsed = raw.select(
         "*",
         *[parse_date(column).alias(alias) for column, alias in _PARSED_DATES.items()],
         row_hash().alias(ROW_HASH),
+    )
+    # Row rules are decided before the shuffle, while every raw column is at hand.
+    narrowed = parsed.select(
+        *dict.fromkeys((*keep, "id", "loan_id")),
+        LOAN_DATE,
+        BIRTHDAY,
+        JOB_START,
+        ROW_HASH,
+        _bitmask(Scope.ROW).alias(VIOLATIONS),
     )
     # Exact copies agree on every key, so they are neighbours in any order that ends
     # with the hash; leading with the features' own order (loan date, loan_id) lets
@@ -178,16 +207,19 @@ def prepare(raw: DataFrame) -> DataFrame:
     previous_same = (F.lag("loan_id").over(by_copy) == F.col("loan_id")) & (
         F.lag(ROW_HASH).over(by_copy) == F.col(ROW_HASH)
     )
-    with_repeat = parsed.withColumn(
+    with_repeat = narrowed.withColumn(
         REPEAT, F.coalesce(previous_same & F.col("loan_id").isNotNull(), F.lit(False))
     )
-    return with_repeat.withColumn(VIOLATIONS, _bitmask(r for r in RULES if r.row_local))
+    mask = F.col(VIOLATIONS).bitwiseOR(_bitmask(Scope.COPIES))
+    return with_repeat.withColumn(VIOLATIONS, mask).drop(REPEAT)
 
 
-def _bitmask(rules) -> Column:
+def _bitmask(scope: Scope) -> Column:
     mask = F.lit(0).cast("long")
-    for rule in rules:
-        mask = mask.bitwiseOR(F.when(rule.condition(), F.lit(RULE_BITS[rule.name])).otherwise(0))
+    for rule in RULES:
+        if rule.scope is scope:
+            bit = F.when(rule.condition(), F.lit(RULE_BITS[rule.name])).otherwise(0)
+            mask = mask.bitwiseOR(bit)
     return mask
 
 
@@ -210,8 +242,8 @@ def apply_rules(prepared: DataFrame, conflicts: DataFrame) -> DataFrame:
     flagged = prepared.join(F.broadcast(conflicts), on="loan_id", how="left").withColumn(
         CONFLICTING, F.coalesce(F.col(CONFLICTING), F.lit(False))
     )
-    mask = F.col(VIOLATIONS).bitwiseOR(_bitmask(r for r in RULES if not r.row_local))
-    return flagged.withColumn(VIOLATIONS, mask)
+    mask = F.col(VIOLATIONS).bitwiseOR(_bitmask(Scope.LOAN_ID))
+    return flagged.withColumn(VIOLATIONS, mask).drop(CONFLICTING)
 
 
 def broke(rule_name: str) -> Column:
@@ -231,10 +263,31 @@ def reason() -> Column:
     return F.when(~is_valid(), names)
 
 
-def quarantine(validated: DataFrame) -> DataFrame:
-    """The rejected rows: raw columns as read, plus ``reason``."""
-    return validated.where(~is_valid()).select(
-        *schemas.RAW_LOAN_COLUMN_NAMES, reason().alias(REASON_COLUMN)
+def validate_all_columns(raw: DataFrame) -> DataFrame:
+    """Every raw column plus the helper columns, with every rule applied."""
+    prepared = prepare(raw, keep=(*schemas.RAW_LOAN_COLUMN_NAMES, CORRUPT_RECORD_COLUMN))
+    return apply_rules(prepared, conflicting_loan_ids(prepared))
+
+
+def quarantine(raw: DataFrame, validated: DataFrame, *, broadcast: bool = True) -> DataFrame:
+    """The rejected rows: raw columns as read, plus ``reason``.
+
+    ``validated`` (from ``prepare`` and ``apply_rules``) says which loan_ids have a
+    rejected row; ``raw`` is read again for those loan_ids only (every row of them, so
+    that copies and conflicting versions are judged as before) and validated with all
+    its columns. ``broadcast`` ships the rejected loan_ids to the readers instead of
+    shuffling ``raw``: right unless they are many.
+    """
+    rejected = validated.where(~is_valid()).select(F.col("loan_id").alias("_rejected_id"))
+    rejected = rejected.distinct()
+    if broadcast:
+        rejected = F.broadcast(rejected)
+    # Null-safe: rows without a loan_id are rejected, and must be found again.
+    suspects = raw.join(rejected, raw["loan_id"].eqNullSafe(rejected["_rejected_id"]), "left_semi")
+    return (
+        validate_all_columns(suspects)
+        .where(~is_valid())
+        .select(*schemas.RAW_LOAN_COLUMN_NAMES, reason().alias(REASON_COLUMN))
     )
 
 

@@ -62,15 +62,15 @@ as_of_dates = st.dates(date(2020, 2, 27), date(2021, 3, 3))
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(rows=raw_batches(), as_of=as_of_dates)
-def test_spark_agrees_with_the_reference(spark, rows, as_of):
+@given(rows=raw_batches(), as_of=as_of_dates, broadcast=st.booleans())
+def test_spark_agrees_with_the_reference(spark, rows, as_of, broadcast):
     # given raw rows as a DataFrame typed like a CSV read
     raw = spark.createDataFrame([{**row, CORRUPT_RECORD_COLUMN: None} for row in rows], READ_SCHEMA)
     # when the library validates and computes the features
     prepared = prepare(raw).persist()
     try:
         validated = apply_rules(prepared, conflicting_loan_ids(prepared))
-        rejected = [r.asDict() for r in quarantine(validated).collect()]
+        rejected = [r.asDict() for r in quarantine(raw, validated, broadcast=broadcast).collect()]
         valid = validated.where("_violations = 0")
         trained = {r.loan_id: r.asDict() for r in training_features(valid).collect()}
         served = {r.customer_id: r.asDict() for r in serving_snapshot(valid, as_of).collect()}
