@@ -275,13 +275,13 @@ def quarantine(raw: DataFrame, validated: DataFrame, *, broadcast: bool = True) 
     ``validated`` (from ``prepare`` and ``apply_rules``) says which loan_ids have a
     rejected row; ``raw`` is read again for those loan_ids only (every row of them, so
     that copies and conflicting versions are judged as before) and validated with all
-    its columns. ``broadcast`` ships the rejected loan_ids to the readers instead of
-    shuffling ``raw``: right unless they are many.
+    its columns. ``broadcast`` ships the rejected loan_ids to the readers; without it
+    both sides are shuffled and merged, which many rejected loan_ids need.
     """
     rejected = validated.where(~is_valid()).select(F.col("loan_id").alias("_rejected_id"))
-    rejected = rejected.distinct()
-    if broadcast:
-        rejected = F.broadcast(rejected)
+    # Hinted both ways: left to itself, adaptive execution broadcasts whatever it
+    # finds small, and a large rejected set is what the merge is for.
+    rejected = rejected.distinct().hint("broadcast" if broadcast else "merge")
     # Null-safe: rows without a loan_id are rejected, and must be found again.
     suspects = raw.join(rejected, raw["loan_id"].eqNullSafe(rejected["_rejected_id"]), "left_semi")
     return (

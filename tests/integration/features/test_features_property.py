@@ -123,3 +123,26 @@ def test_the_reference_counts_leap_day_anniversaries_like_the_contract():
     assert reference.whole_years(date(1990, 3, 1), date(2020, 3, 1)) == 30
     assert reference.whole_years(date(1990, 3, 2), date(2020, 3, 1)) == 29
     assert reference.whole_years(date(2020, 1, 1), date(2020, 1, 1) + timedelta(days=364)) == 0
+
+
+@pytest.mark.parametrize(
+    ("broadcast", "join"), [(True, "BroadcastHashJoin"), (False, "SortMergeJoin")]
+)
+def test_the_quarantine_joins_the_input_the_way_it_is_told(spark, broadcast, join):
+    # given a small input, which adaptive execution would broadcast on its own
+    rows = [raw_loan(1, "0001", "2020-01-01"), raw_loan(2, "0001", "2020-01-02", loan_amount=-1.0)]
+    raw = spark.createDataFrame([{**row, CORRUPT_RECORD_COLUMN: None} for row in rows], READ_SCHEMA)
+    prepared = prepare(raw).persist()
+    try:
+        # when the quarantine is computed with or without the broadcast
+        rejected = quarantine(
+            raw, apply_rules(prepared, conflicting_loan_ids(prepared)), broadcast=broadcast
+        )
+        assert [r.reason for r in rejected.collect()] == ["negative_loan_amount"]
+        plan = rejected._jdf.queryExecution().executedPlan().toString()
+    finally:
+        prepared.unpersist()
+    # then the rejected loan_ids are joined back as asked, so both paths are exercised
+    semi_joins = [line for line in plan.splitlines() if "LeftSemi" in line]
+    assert semi_joins, plan
+    assert all(join in line for line in semi_joins), plan
