@@ -65,7 +65,26 @@ class FunctionsConfig(_Model):
     monitor: FunctionConfig
 
 
+# The release alarms judge one-minute periods, and CloudWatch has a minute's
+# metrics about two minutes after the minute ends: a canary step shorter than
+# their sum ends before an alarm could have seen it.
+ALARM_PERIOD_MINUTES = 1
+METRIC_LAG_MINUTES = 2
+MIN_STEP_MINUTES = ALARM_PERIOD_MINUTES + METRIC_LAG_MINUTES
+
+
+def _long_enough(field: str, minutes: int) -> None:
+    if minutes < MIN_STEP_MINUTES:
+        raise ValueError(
+            f"{field} is {minutes}: a canary step must last at least {MIN_STEP_MINUTES} "
+            f"minutes (alarm period {ALARM_PERIOD_MINUTES} + metric delay "
+            f"{METRIC_LAG_MINUTES}), or its alarms cannot see it"
+        )
+
+
 class CanaryConfig(_Model):
+    """The model release: the stage canary's share of traffic, step by step."""
+
     steps_percent: tuple[Annotated[float, Field(gt=0, lt=100)], ...] = Field(min_length=1)
     wait_minutes: PositiveInt
     min_requests: PositiveInt
@@ -74,6 +93,20 @@ class CanaryConfig(_Model):
     def _steps_increase(self) -> CanaryConfig:
         if list(self.steps_percent) != sorted(set(self.steps_percent)):
             raise ValueError("steps_percent must be strictly increasing")
+        _long_enough("wait_minutes", self.wait_minutes)
+        return self
+
+
+class CodeReleaseConfig(_Model):
+    """The code release: CodeDeploy sends ``canary_percent`` of the live alias's
+    traffic to the new function version for ``canary_minutes``, then all of it."""
+
+    canary_percent: Annotated[int, Field(gt=0, lt=100)]
+    canary_minutes: PositiveInt
+
+    @model_validator(mode="after")
+    def _observable(self) -> CodeReleaseConfig:
+        _long_enough("canary_minutes", self.canary_minutes)
         return self
 
 
@@ -146,6 +179,7 @@ class EnvironmentConfig(_Model):
     glue: GlueConfig
     functions: FunctionsConfig
     canary: CanaryConfig
+    code_release: CodeReleaseConfig
     alarms: AlarmConfig
     monitoring: MonitoringConfig
     api: ApiConfig

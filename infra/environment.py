@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from constructs import Construct
 
+import credit_risk
 from infra.config import ConfigurationError, EnvironmentConfig
 from infra.stacks.api import ApiStack
 from infra.stacks.base import EnvironmentStack
@@ -24,6 +27,8 @@ from infra.stacks.network import NetworkStack
 from infra.stacks.orchestration import OrchestrationStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Set by CodeBuild (the release pipeline's synth) to the commit it builds.
+COMMIT_VARIABLE = "CODEBUILD_RESOLVED_SOURCE_VERSION"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,26 @@ def library_wheel(root: Path) -> Path:
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     name = project["name"].replace("-", "_")
     return root / "dist" / f"{name}-{project['version']}-py3-none-any.whl"
+
+
+def code_version(root: Path = REPO_ROOT) -> str:
+    """The commit the functions are built from: CodeBuild's, else the checkout's
+    short HEAD, else the library's version (a source tree outside git)."""
+    commit = os.environ.get(COMMIT_VARIABLE, "").strip()
+    if commit:
+        return commit
+    try:
+        # A fixed git command on our own checkout; git is looked up on PATH.
+        head = subprocess.run(  # noqa: S603
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        head = ""
+    return head or credit_risk.__version__
 
 
 @dataclass(frozen=True)
@@ -96,7 +121,14 @@ def build_environment(
         script=sources.glue_script,
         library_wheel=sources.library_wheel,
     )
-    ml = MlStack(scope, config=config, vpc=network.vpc, lake=lake, database=database)
+    ml = MlStack(
+        scope,
+        config=config,
+        vpc=network.vpc,
+        lake=lake,
+        database=database,
+        code_version=code_version(),
+    )
     api = ApiStack(scope, config=config, functions=ml.functions, reader_account=reader_account)
     orchestration = OrchestrationStack(
         scope,

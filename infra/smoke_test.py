@@ -4,9 +4,13 @@ The release pipeline runs it after deploying staging and prod, with the API URL
 and the ARN of the client-key secret taken from the ``CreditRisk-<env>-Api``
 outputs. It needs only the standard library and boto3 (the CodeBuild image has
 no project environment), and exits non-zero with one line saying what failed,
-which stops the release.
+which stops the release. A freshly deployed environment fails it with what to do
+next (no model yet, no feature snapshot yet, a customer the store does not hold).
 
-    python infra/smoke_test.py --api-url URL --secret-arn ARN --customer-id 5008804
+    python infra/smoke_test.py --api-url URL --secret-arn ARN --customer-id 1234567
+
+The customer defaults to 1234567, the first customer the synthetic data generator
+always creates, so an environment bootstrapped with synthetic data passes as is.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ API_KEY_SECRET_FIELD = "api_key"  # noqa: S105 - a JSON field name, not a secret
 ROUTE_HEALTH = "/v1/health"
 ROUTE_SCORE = "/v1/scores"
 SCORE_FIELDS = ("customer_id", "default_probability", "decision", "model_version")
+# The first customer of every synthetic extract (credit_risk.datagen): customer 0.
+DEFAULT_CUSTOMER_ID = "1234567"
+BOOTSTRAP_COMMAND = "credit-risk env bootstrap --env <env>"
 
 
 class SmokeTestError(RuntimeError):
@@ -86,16 +93,36 @@ def call(
 
 
 def check_health(base_url: str, api_key: str) -> dict[str, Any]:
+    """The health answer of a service with a model and a feature snapshot."""
     reply = call(base_url, ROUTE_HEALTH, api_key)
+    if reply.status == 503 and reply.body.get("error") == "no_model":
+        # The script does not know the environment's name, only its API.
+        raise SmokeTestError(
+            "no model is in service in this environment yet: run "
+            f"`{BOOTSTRAP_COMMAND}` for the environment whose API this is"
+        )
     if reply.status != 200:
         raise SmokeTestError(f"GET {ROUTE_HEALTH} answered {reply.status}: {reply.body}")
+    if reply.body.get("store_reachable") is not False and reply.body.get("snapshot_id") is None:
+        raise SmokeTestError(
+            f"the feature store holds no snapshot: run the bootstrap, `{BOOTSTRAP_COMMAND}`"
+        )
     if reply.body.get("status") != "ok":
         raise SmokeTestError(f"GET {ROUTE_HEALTH} reports the service unhealthy: {reply.body}")
     return reply.body
 
 
-def check_score(base_url: str, api_key: str, customer_id: str) -> dict[str, Any]:
+def check_score(
+    base_url: str, api_key: str, customer_id: str, snapshot_id: str | None = None
+) -> dict[str, Any]:
+    """One score of ``customer_id``; ``snapshot_id`` (from the health answer) names
+    the store's active snapshot when the customer is not in it."""
     reply = call(base_url, ROUTE_SCORE, api_key, payload={"customer_id": customer_id})
+    if reply.status == 404 and reply.body.get("error") == "unknown_customer":
+        raise SmokeTestError(
+            f"customer {customer_id} is not in the active snapshot {snapshot_id}: set "
+            "pipeline.smoke_test_customer_id in cdk.json to a customer the store holds"
+        )
     if reply.status != 200:
         raise SmokeTestError(
             f"POST {ROUTE_SCORE} for customer {customer_id} answered {reply.status}: {reply.body}"
@@ -122,7 +149,7 @@ def run(base_url: str, api_key: str, customer_id: str) -> str:
     """All checks; returns a one-line summary."""
     health = check_health(base_url, api_key)
     check_rejects_missing_key(base_url)
-    score = check_score(base_url, api_key, customer_id)
+    score = check_score(base_url, api_key, customer_id, health.get("snapshot_id"))
     return (
         f"smoke test passed: model {health.get('model_version')}, customer {customer_id} "
         f"scored {score['default_probability']:.4f} ({score['decision']})"
@@ -141,8 +168,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--customer-id",
-        default=os.environ.get("SMOKE_CUSTOMER_ID"),
-        help="a customer the feature store knows (default: $SMOKE_CUSTOMER_ID)",
+        default=os.environ.get("SMOKE_CUSTOMER_ID") or DEFAULT_CUSTOMER_ID,
+        help="a customer the feature store holds (default: $SMOKE_CUSTOMER_ID, else "
+        f"{DEFAULT_CUSTOMER_ID}, the first customer of the synthetic data)",
     )
     arguments = parser.parse_args(argv)
     for name in ("api_url", "secret_arn", "customer_id"):

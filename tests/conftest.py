@@ -12,6 +12,19 @@ from tests.postgres_server import PostgresServer
 EVENTS_DIR = Path(__file__).parent / "events"
 
 
+def use_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """moto's stand-in credentials and ``region`` for one test: no profile of the
+    machine, and so no real account, can be reached from it."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the run; fails loudly when it cannot start."""

@@ -1,10 +1,13 @@
-"""Training, feature-loader, monitor and inference functions, and the inference aliases."""
+"""Training, feature-loader, monitor and inference functions, the inference
+aliases and the code release of the ``live`` alias."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -12,7 +15,20 @@ from constructs import Construct
 
 from credit_risk import names
 from infra.components.container_function import container_function
-from infra.config import FunctionsConfig
+from infra.config import ALARM_PERIOD_MINUTES, CodeReleaseConfig, FunctionsConfig
+from infra.nag import acknowledge
+
+
+def alias_server_errors(alias: str) -> cw.Metric:
+    """5xx answers of the inference handler through ``alias``, summed per minute
+    (the period of the release alarms)."""
+    return cw.Metric(
+        namespace=names.METRIC_NAMESPACE,
+        metric_name=names.METRIC_SERVER_ERRORS,
+        dimensions_map={"service": names.SERVICE_INFERENCE, names.METRIC_DIMENSION_ALIAS: alias},
+        statistic="Sum",
+        period=Duration.minutes(ALARM_PERIOD_MINUTES),
+    )
 
 
 class ModelFunctions(Construct):
@@ -23,8 +39,16 @@ class ModelFunctions(Construct):
     Parquet and share the training image. Those three run in the VPC (they talk
     to the feature store); training needs only S3.
     Clients call inference through an alias: ``live`` serves, ``candidate``
-    takes the canary's share. Both start on the deployed version; the canary
-    release moves them afterwards.
+    takes the stage canary's share. Two releases move them, each its own way:
+
+    - a code release (``cdk deploy`` of a new commit) publishes a version that
+      pins no model (it serves the registry's champion) and points both aliases
+      at it: CloudFormation moves ``candidate`` at once, CodeDeploy shifts
+      ``live`` in a canary (``code_release``) and rolls it back, failing the
+      deployment, when the ``live`` alarms below fire;
+    - a model release (the canary-release state machine) publishes a version
+      pinned to the new model, points ``candidate`` at it, and once the stage
+      canary passed moves ``live`` to it, then promotes the model.
     """
 
     def __init__(
@@ -33,12 +57,15 @@ class ModelFunctions(Construct):
         construct_id: str,
         *,
         settings: FunctionsConfig,
+        code_release: CodeReleaseConfig,
+        alarm_prefix: str,
         vpc: ec2.IVpc,
         database_security_group: ec2.ISecurityGroup,
         environment: Mapping[str, Mapping[str, str]],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
+        """``alarm_prefix``: name prefix of the ``live`` alias's release alarms."""
         super().__init__(scope, construct_id)
         common = {"log_retention": log_retention, "removal_policy": removal_policy}
         in_vpc = {"vpc": vpc, "security_groups": [database_security_group]}
@@ -97,3 +124,71 @@ class ModelFunctions(Construct):
             self, "Candidate", alias_name=names.CANDIDATE_ALIAS, version=version
         )
         self.aliases = (self.live, self.candidate)
+        self.release_alarms = self._live_alarms(alarm_prefix)
+        self.code_release = self._code_release(code_release)
+
+    def _live_alarms(self, prefix: str) -> tuple[cw.Alarm, ...]:
+        """Failed invocations and 5xx answers of the ``live`` alias, per minute.
+
+        The handler answers 500 without raising, so Errors alone would miss a
+        version that cannot score; ServerErrors is its own count per alias.
+        """
+        period = Duration.minutes(ALARM_PERIOD_MINUTES)
+        return tuple(
+            cw.Alarm(
+                self,
+                construct_id,
+                alarm_name=f"{prefix}{what}",
+                alarm_description=f"{description}; rolls a code release back",
+                metric=metric,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            for construct_id, what, metric, description in (
+                (
+                    "LiveReleaseErrors",
+                    "errors",
+                    self.live.metric_errors(period=period, statistic="Sum"),
+                    "An invocation of the live inference alias failed",
+                ),
+                (
+                    "LiveReleaseServerErrors",
+                    "server-errors",
+                    alias_server_errors(names.LIVE_ALIAS),
+                    "The live inference alias answered a 5xx",
+                ),
+            )
+        )
+
+    def _code_release(self, settings: CodeReleaseConfig) -> codedeploy.LambdaDeploymentGroup:
+        """CodeDeploy shifts ``live`` to a newly deployed version: a canary share
+        first, all of it after ``canary_minutes`` unless an alarm fired."""
+        config = codedeploy.LambdaDeploymentConfig(
+            self,
+            "CodeReleaseConfig",
+            traffic_routing=codedeploy.TimeBasedCanaryTrafficRouting(
+                percentage=settings.canary_percent,
+                interval=Duration.minutes(settings.canary_minutes),
+            ),
+        )
+        group = codedeploy.LambdaDeploymentGroup(
+            self,
+            "CodeRelease",
+            alias=self.live,
+            deployment_config=config,
+            alarms=list(self.release_alarms),
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        acknowledge(
+            group.role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSCodeDeployRoleForLambdaLimited]",
+            "The AWS-managed service policy of CodeDeploy for Lambda: it describes alarms "
+            "and gets/updates aliases, reads only S3 objects meant for CodeDeploy, and may "
+            "invoke only functions named CodeDeployHook_*, of which there are none.",
+        )
+        return group

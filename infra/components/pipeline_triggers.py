@@ -41,8 +41,8 @@ def health_check_event(stage: str) -> dict[str, Any]:
 
 
 class PipelineTriggers(Construct):
-    """Starts ``pipeline`` on a schedule, when raw loans land and when the monitor
-    asks for a retraining; reports failures.
+    """Starts ``pipeline`` on a schedule, when a delivery of raw loans is complete
+    and when the monitor asks for a retraining; reports failures.
 
     Both starts carry ``defaults`` (canary steps, limits) in the execution input
     next to what triggered the run, so a run is reproducible from its input.
@@ -78,13 +78,15 @@ class PipelineTriggers(Construct):
         self.new_raw_data = events.Rule(
             self,
             "NewRawData",
-            description="Retrains when a raw loan extract lands in the lake",
+            description="Retrains when a delivery of raw loans is complete (its marker lands)",
+            # Only the marker a delivery writes last: one run per delivery, never
+            # one per data file, and never on a half-written delivery.
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [raw_bucket.bucket_name]},
-                    "object": {"key": [{"prefix": names.RAW_LOANS_PREFIX}]},
+                    "object": {"key": [{"wildcard": names.RAW_DELIVERY_MARKER_PATTERN}]},
                 },
             ),
             targets=[

@@ -3,6 +3,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Token
 from constructs import Construct
 
+from credit_risk import names
 from infra.components.api_access import ApiKey, RateLimitedWebAcl
 from infra.components.model_functions import ModelFunctions
 from infra.components.scoring_api import ScoringApi
@@ -65,9 +66,9 @@ class ApiStack(EnvironmentStack):
             )
         self._acknowledge()
         # The release smoke test and clients find the API and its key here.
-        self.url_output = CfnOutput(self, "ApiUrl", value=self.scoring.api.url)
+        self.url_output = CfnOutput(self, names.OUTPUT_API_URL, value=self.scoring.api.url)
         self.key_secret_output = CfnOutput(
-            self, "ApiKeySecretArn", value=self.api_key.secret.secret_arn
+            self, names.OUTPUT_API_KEY_SECRET_ARN, value=self.api_key.secret.secret_arn
         )
 
     def _acknowledge(self) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from aws_cdk import CfnOutput
 from constructs import Construct
 
+from credit_risk import names
 from infra.components.data_lake import DataLake
 from infra.config import EnvironmentConfig
 from infra.nag import BASIC_EXECUTION_POLICY, BUCKET_NOTIFICATIONS_HANDLER, acknowledge_singleton
@@ -28,4 +30,8 @@ class DataLakeStack(EnvironmentStack):
                 BASIC_EXECUTION_POLICY: "CDK's handler that turns on EventBridge delivery "
                 "for the raw bucket once, at deployment; it only writes its own logs."
             },
+        )
+        # Where a delivery of raw loans goes (read by `credit-risk env bootstrap`).
+        self.raw_bucket_output = CfnOutput(
+            self, names.OUTPUT_RAW_BUCKET, value=self.lake.raw.bucket_name
         )

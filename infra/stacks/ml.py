@@ -29,7 +29,10 @@ class MlStack(EnvironmentStack):
         vpc: ec2.IVpc,
         lake: DataLake,
         database: FeatureDatabase,
+        code_version: str,
     ) -> None:
+        """``code_version``: the commit being deployed, recorded by every function
+        (training writes it into model metadata)."""
         super().__init__(scope, config=config)
         proxy = database.proxy
         # No password anywhere: the URL names the proxy and the user, and the
@@ -46,6 +49,7 @@ class MlStack(EnvironmentStack):
             ),
             names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
             names.ENV_LOG_LEVEL: "INFO",
+            names.ENV_CODE_VERSION: code_version,
         }
         store = {names.ENV_DATABASE_URL: database_url, names.ENV_DATABASE_IAM_AUTH: "true"}
         lake_root = {names.ENV_LAKE_URI: lake.curated.s3_url_for_object().rstrip("/")}
@@ -71,6 +75,8 @@ class MlStack(EnvironmentStack):
             self,
             "Functions",
             settings=config.functions,
+            code_release=config.code_release,
+            alarm_prefix=config.resource_name("inference", names.LIVE_ALIAS, "release") + "-",
             vpc=vpc,
             database_security_group=database.client_security_group,
             environment={
@@ -78,6 +84,9 @@ class MlStack(EnvironmentStack):
                     **common,
                     **store,
                     **id_hash,
+                    # No model pin here: a version CloudFormation publishes serves
+                    # the registry's champion; only a model release pins one.
+                    names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_INFERENCE,
                 },
                 "feature_loader": {

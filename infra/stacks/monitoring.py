@@ -12,7 +12,7 @@ from constructs import Construct
 from credit_risk import names
 from credit_risk.schemas import FEATURE_NAMES
 from infra.components.feature_database import FeatureDatabase
-from infra.components.model_functions import ModelFunctions
+from infra.components.model_functions import ModelFunctions, alias_server_errors
 from infra.components.monitoring import FIVE_MINUTES, Monitoring
 from infra.components.scoring_api import ScoringApi
 from infra.config import EnvironmentConfig
@@ -97,6 +97,38 @@ class MonitoringStack(EnvironmentStack):
                 throttles,
                 alias.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
             )
+        # The candidate's 5xx, per minute like the canary's steps: a candidate that
+        # answers 500 without failing the invocation shows only here. (The live
+        # alias's alarms belong to its code release, in the Ml stack.)
+        candidate_server_errors = alias_server_errors(names.CANDIDATE_ALIAS)
+        monitor.alarm(
+            "CandidateServerErrors",
+            name=names.candidate_alarm_prefix(config.name) + "server-errors",
+            metric=candidate_server_errors,
+            threshold=1,
+            description="The candidate inference alias answered a 5xx",
+        )
+        monitor.graph(
+            "Inference 5xx per alias",
+            alias_server_errors(names.LIVE_ALIAS),
+            candidate_server_errors,
+        )
+        # A promoted champion that the serving functions cannot load: they keep
+        # serving the previous model, so nothing else would show it.
+        refresh_errors = cw.Metric(
+            namespace=names.METRIC_NAMESPACE,
+            metric_name=names.METRIC_MODEL_REFRESH_ERRORS,
+            dimensions_map={"service": names.SERVICE_INFERENCE},
+            statistic="Sum",
+            period=FIVE_MINUTES,
+        )
+        monitor.alarm(
+            "ModelRefreshErrors",
+            name=config.resource_name("inference", "model-refresh-errors"),
+            metric=refresh_errors,
+            threshold=1,
+            description="The inference function cannot load the registry's champion",
+        )
         for label, function in (
             ("Training", functions.training),
             ("FeatureLoader", functions.feature_loader),

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, Aws, Stack
+from aws_cdk import ArnFormat, Aws, CfnOutput, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
@@ -20,14 +20,23 @@ from infra.components.pipeline_triggers import PipelineTriggers, WarmUp
 from infra.components.scoring_api import ScoringApi
 from infra.config import EnvironmentConfig, FunctionConfig
 from infra.grants import allow_objects
-from infra.nag import acknowledge
+from infra.nag import acknowledge, rendered_account
 from infra.stacks.base import EnvironmentStack
 
 TRAINING_PIPELINE = "training_pipeline"
 CANARY_RELEASE = "canary_release"
-# The release function only makes API calls; the publish step waits for a
-# configuration update, which takes seconds to a minute.
-RELEASE_FUNCTION = FunctionConfig(memory_mb=512, timeout_seconds=300)
+# The release function makes API calls; its longest action is the publish,
+# which waits up to RELEASE_UPDATE_WAITS times RELEASE_UPDATE_WAIT_SECONDS for
+# configuration updates of $LATEST and then probes the new version (a cold
+# start). The function outlives those waits by a margin,
+# so a slow update fails in the action (clear error, retried by the state
+# machine) instead of timing the Lambda out mid-release.
+RELEASE_TIMEOUT_MARGIN_SECONDS = 120
+RELEASE_FUNCTION = FunctionConfig(
+    memory_mb=512,
+    timeout_seconds=names.RELEASE_UPDATE_WAITS * names.RELEASE_UPDATE_WAIT_SECONDS
+    + RELEASE_TIMEOUT_MARGIN_SECONDS,
+)
 
 # Every ``${Name}`` an ASL definition may use. Values from configuration and
 # shared names come from ``configured_substitutions``; the rest are attributes of
@@ -76,6 +85,7 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "CanaryStepsPercent": json.dumps([_number(p) for p in config.canary.steps_percent]),
         "CanaryWaitSeconds": json.dumps(config.canary.wait_minutes * 60),
         "CanaryMinRequests": json.dumps(config.canary.min_requests),
+        "AdmissionWaitSeconds": json.dumps(names.ADMISSION_WAIT_SECONDS),
     }
 
 
@@ -132,6 +142,7 @@ class OrchestrationStack(EnvironmentStack):
                 names.ENV_REST_API_ID: api.api.rest_api_id,
                 names.ENV_API_STAGE_NAME: names.API_STAGE_NAME,
                 names.ENV_CANDIDATE_ALARM_PREFIX: names.candidate_alarm_prefix(config.name),
+                names.ENV_DEPLOY_STACK_NAME: names.stack_name(config.name, "Ml"),
                 names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_RELEASE,
                 names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
                 names.ENV_LOG_LEVEL: "INFO",
@@ -141,18 +152,24 @@ class OrchestrationStack(EnvironmentStack):
             description="Canary release actions: publish, stage canary, checks, aliases, promotion",
         )
 
-        canary_name = config.resource_name("canary-release")
-        canary_arn = Stack.of(self).format_arn(
-            service="states",
-            resource="stateMachine",
-            resource_name=canary_name,
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.substitutions = self._substitutions(canary_arn)
-        for key, machine_name in (
-            (CANARY_RELEASE, canary_name),
-            (TRAINING_PIPELINE, config.resource_name("training-pipeline")),
-        ):
+        # Formatted from the names rather than read from the machines: the
+        # machines' definitions reference the release function, whose policy
+        # names the machines.
+        self.machine_names = {
+            CANARY_RELEASE: config.resource_name("canary-release"),
+            TRAINING_PIPELINE: config.resource_name("training-pipeline"),
+        }
+        self.machine_arns = {
+            key: Stack.of(self).format_arn(
+                service="states",
+                resource="stateMachine",
+                resource_name=name,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for key, name in self.machine_names.items()
+        }
+        self.substitutions = self._substitutions(self.machine_arns[CANARY_RELEASE])
+        for key, machine_name in self.machine_names.items():
             definition = step_functions / f"{key}.asl.json"
             if definition.is_file():
                 self.state_machines[key] = AslStateMachine(
@@ -165,6 +182,12 @@ class OrchestrationStack(EnvironmentStack):
                     removal_policy=self.removal_policy,
                 ).state_machine
         self._grant()
+        for key, output in (
+            (TRAINING_PIPELINE, names.OUTPUT_TRAINING_PIPELINE_ARN),
+            (CANARY_RELEASE, names.OUTPUT_CANARY_RELEASE_ARN),
+        ):
+            if key in self.state_machines:
+                CfnOutput(self, output, value=self.state_machines[key].state_machine_arn)
 
         pipeline = self.state_machines.get(TRAINING_PIPELINE)
         if pipeline is not None:
@@ -239,12 +262,15 @@ class OrchestrationStack(EnvironmentStack):
                     resources=[self._job.job_arn],
                 )
             )
+            # The release function answers the pipeline's admission check
+            # (one training run at a time).
             pipeline.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["lambda:InvokeFunction"],
                     resources=[
                         functions.feature_loader.function_arn,
                         functions.training.function_arn,
+                        self.release_function.function_arn,
                     ],
                 )
             )
@@ -325,6 +351,41 @@ class OrchestrationStack(EnvironmentStack):
                     f"{self._api.api.rest_api_id}/stages/{names.API_STAGE_NAME}"
                 ],
             )
+        )
+        # The warm-up probe of a newly published version, before it takes traffic.
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"],
+                resources=[f"{inference}:{names.CANDIDATE_ALIAS}"],
+            )
+        )
+        # One release at a time, one training run at a time, and no release
+        # while a code deploy updates the inference function's stack.
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:ListExecutions"], resources=list(self.machine_arns.values())
+            )
+        )
+        deploy_stack = names.stack_name(self.config.name, "Ml")
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudformation:DescribeStacks"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="cloudformation",
+                        resource="stack",
+                        resource_name=f"{deploy_stack}/*",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        acknowledge(
+            release.role,
+            f"AwsSolutions-IAM5[Resource::arn:aws:cloudformation:{self.region}:"
+            f"{rendered_account(self)}:stack/{deploy_stack}/*]",
+            "The Ml stack of this environment only; a stack ARN ends in an id that "
+            "CloudFormation draws when the stack is created.",
         )
         # The role of container_function already acknowledges Resource::* (X-Ray);
         # DescribeAlarms and GetMetricData have no resource-level permissions either.

@@ -3,7 +3,9 @@
 CDK Pipelines (``pipelines.CodePipeline``): the source is a CodeStar connection,
 the synth step is ``buildspec.yml`` (tests, lint, synth of every environment and
 of this stack), the pipeline updates itself first, publishes the file and Docker
-image assets, then deploys each environment as a ``Stage``. Staging and prod are
+image assets, then deploys each environment as a ``Stage``. Before its stacks,
+each environment's release guard refuses the deployment while a model release
+runs there (``release_guard.py``): the two would move the same aliases. Staging and prod are
 smoke-tested through the real API after their deployment; prod waits for a
 manual approval. A failed action stops the execution, and the team is told on
 failure and when an approval waits. Once a week the locked dependencies are
@@ -17,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aws_cdk import ArnFormat, Duration, Environment, Stack, Tags, Token, pipelines
+from aws_cdk import (
+    ArnFormat,
+    DefaultStackSynthesizer,
+    Duration,
+    Environment,
+    Stack,
+    Tags,
+    Token,
+    pipelines,
+)
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codestarnotifications as notifications
@@ -38,6 +49,7 @@ BUILDSPEC = REPO_ROOT / "buildspec.yml"
 # assembly the pipeline deploys from, and updates itself from.
 PIPELINE_ASSEMBLY_DIR = "cdk.out/pipeline"
 SMOKE_TEST_SCRIPT = "infra/smoke_test.py"
+RELEASE_GUARD_SCRIPT = "infra/release_guard.py"
 # Environments in release order; only prod waits for a person.
 RELEASE_ORDER = ("dev", "staging", "prod")
 SMOKE_TESTED = frozenset({"staging", "prod"})
@@ -133,6 +145,7 @@ class PipelineStack(Stack):
         )
         self.stages: dict[str, EnvironmentStage] = {}
         self.smoke_tests: list[pipelines.CodeBuildStep] = []
+        self.release_guards: dict[str, pipelines.CodeBuildStep] = {}
         for name in RELEASE_ORDER:
             self._add_environment(environments[name], sources)
         self.pipeline.build_pipeline()
@@ -158,19 +171,65 @@ class PipelineStack(Stack):
             reader_account=reader if config.name in SMOKE_TESTED else None,
         )
         self.stages[config.name] = stage
-        pre = []
+        guard = self.release_guards[config.name] = self._release_guard(config)
+        pre: list[pipelines.Step] = []
         if config.name in APPROVAL_BEFORE:
-            pre.append(
-                pipelines.ManualApprovalStep(
-                    f"Approve-{config.name}",
-                    comment=f"Staging passed its smoke test: release this commit to {config.name}?",
-                )
+            approval = pipelines.ManualApprovalStep(
+                f"Approve-{config.name}",
+                comment=f"Staging passed its smoke test: release this commit to {config.name}?",
             )
+            # Checked after the approval, which may wait for hours, right before
+            # the stacks.
+            guard.add_step_dependency(approval)
+            pre.append(approval)
+        pre.append(guard)
         post = []
         if config.name in SMOKE_TESTED:
             post.append(self._smoke_test(stage))
             self.smoke_tests.append(post[-1])
         self.pipeline.add_stage(stage, pre=pre, post=post)
+
+    def _release_guard(self, config: EnvironmentConfig) -> pipelines.CodeBuildStep:
+        """Fails while the environment's canary-release state machine has a running
+        execution: a model release and a deployment must not move the aliases at once."""
+        account = self._environment_account(config)
+        machine = self.format_arn(
+            service="states",
+            account=account,
+            region=config.region,
+            resource="stateMachine",
+            resource_name=config.resource_name("canary-release"),
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        command = f'python3 {RELEASE_GUARD_SCRIPT} --state-machine-arn "$CANARY_RELEASE_ARN"'
+        env = {"CANARY_RELEASE_ARN": machine}
+        statement = iam.PolicyStatement(actions=["states:ListExecutions"], resources=[machine])
+        if config.account is not None and config.account != self.account:
+            # Step Functions has no resource policies: in another account the guard
+            # reads through the read-only lookup role of `cdk bootstrap --trust`.
+            reader = self.format_arn(
+                service="iam",
+                region="",
+                account=account,
+                resource="role",
+                resource_name=(
+                    f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-lookup-role-"
+                    f"{account}-{config.region}"
+                ),
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            command += ' --role-arn "$READER_ROLE_ARN"'
+            env["READER_ROLE_ARN"] = reader
+            statement = iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[reader])
+        return pipelines.CodeBuildStep(
+            f"ReleaseGuard-{config.name}",
+            input=self.source,
+            install_commands=["python3 -m pip install --quiet boto3"],
+            commands=[command],
+            env=env,
+            role_policy_statements=[statement],
+            timeout=Duration.minutes(5),
+        )
 
     def _smoke_test(self, stage: EnvironmentStage) -> pipelines.CodeBuildStep:
         """Health and one score through the deployed API, with the client key."""
@@ -311,6 +370,7 @@ class PipelineStack(Stack):
             )
         projects = [pipeline.synth_project, pipeline.self_mutation_project]
         projects += [step.project for step in self.smoke_tests]
+        projects += [step.project for step in self.release_guards.values()]
         projects.append(self.dependency_audit.project)
         for project in projects:
             logical = self._logical_id(project)

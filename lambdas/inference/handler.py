@@ -8,7 +8,13 @@ bad input is a 4xx, never a 500, and no response carries a stack trace.
 The model is loaded and verified on the first invocation (or ahead of traffic under
 provisioned concurrency), outside the router: a missing or corrupt model makes the
 invocation fail, which the alias's Errors alarm sees and the canary release rolls
-back on, instead of a stream of 500 responses.
+back on, instead of a stream of 500 responses. A function serving the champion
+(no pinned version) is the exception for one case: with no champion yet (an empty
+environment) it starts, answers 503 ``no_model`` and picks up the first champion
+once it is promoted (``credit_risk.serving.model_source``).
+
+Every 5xx is also counted per alias (``live``/``candidate``, from the invoked ARN's
+qualifier), the metric the release alarms watch.
 
 Every score is also written to the scoring log the monitor reads (one JSON line on
 stdout per score; ``credit_risk.monitoring.records``), once the response is ready.
@@ -36,7 +42,13 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from credit_risk import names
 from credit_risk.serving import models, openapi
-from credit_risk.serving.service import ScoringService, ServedScore, build_service, score_bucket
+from credit_risk.serving.service import (
+    NoModelError,
+    ScoringService,
+    ServedScore,
+    build_service,
+    score_bucket,
+)
 from credit_risk.store import StoreUnavailable
 
 logger = Logger(service=names.SERVICE_INFERENCE)
@@ -50,6 +62,10 @@ app = APIGatewayRestResolver(
 )
 
 RETRY_AFTER_SECONDS = 5
+# An empty environment gets its first model from a training run: minutes, not seconds.
+NO_MODEL_RETRY_AFTER_SECONDS = 60
+# The alias dimension of a call through neither alias ($LATEST, a bare version).
+UNQUALIFIED = "unqualified"
 # Field paths quoted back in 400 messages are cut here: they may be client input.
 MAX_QUOTED_FIELD = 64
 _service: ScoringService | None = None
@@ -64,18 +80,28 @@ class ApiError(Exception):
 
 
 def initialize() -> ScoringService:
-    """The cold start: validate the environment, load and verify the pinned model."""
+    """The cold start: validate the environment, load and verify the pinned model (or
+    the champion, if there is one yet)."""
     global _service
     if _service is None:
         try:
-            service = build_service()
+            service = build_service(on_model_refresh_error=_model_refresh_failed)
         except Exception:
             logger.exception("initialisation failed: this function version will not serve")
             raise
-        logger.info("model loaded", extra={"model_version": service.model_version})
+        if service.model is None:
+            logger.warning("no model is in service yet: answering 503 until one is promoted")
+        else:
+            logger.info("model loaded", extra={"model_version": service.model_version})
         _publish_age(names.METRIC_MODEL_AGE_DAYS, service.model_age_days())
         _service = service
     return _service
+
+
+def _model_refresh_failed(exc: Exception) -> None:
+    """A new champion could not be loaded; the previous model keeps serving."""
+    logger.error("the new champion could not be loaded", extra={"reason": str(exc)[:500]})
+    _publish_count(names.METRIC_MODEL_REFRESH_ERRORS, {"service": names.SERVICE_INFERENCE})
 
 
 def _publish_age(name: str, days: float | None) -> None:
@@ -90,6 +116,28 @@ def _publish_age(name: str, days: float | None) -> None:
         default_dimensions={"service": names.SERVICE_INFERENCE},
     ):
         pass
+
+
+def _publish_count(name: str, dimensions: dict[str, str]) -> None:
+    """A count of one in its own EMF document, with exactly these dimensions (the
+    request's metrics carry model_version, which an alarm across versions must not)."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=names.METRIC_NAMESPACE,
+        default_dimensions=dimensions,
+    ):
+        pass
+
+
+def invoked_alias(context: Any) -> str:
+    """``live`` or ``candidate`` when the call came through that alias, else unqualified."""
+    arn = getattr(context, "invoked_function_arn", "") or ""
+    # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    parts = arn.split(":")
+    qualifier = parts[7] if len(parts) > 7 else ""
+    return qualifier if qualifier in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS) else UNQUALIFIED
 
 
 def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Response:
@@ -190,11 +238,16 @@ def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
 @app.get(
     names.ROUTE_HEALTH,
     summary="Model version and feature store reachability",
-    description="Always 200 while the function runs; status is degraded when the "
-    "feature store cannot be reached or holds no snapshot.",
+    description="200 while a model is in service; status is degraded when the "
+    "feature store cannot be reached or holds no snapshot. 503 no_model before the "
+    "environment's first model is promoted.",
     responses={
         200: {"description": "Health of this function version"},
-        **openapi.error_responses(*_GATEWAY),
+        **openapi.error_responses(
+            *_GATEWAY,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            descriptions={HTTPStatus.SERVICE_UNAVAILABLE: openapi.NO_MODEL},
+        ),
     },
 )
 def health() -> models.HealthResponse:
@@ -246,6 +299,16 @@ def _invalid_response(exc: ResponseValidationError) -> Response:
     return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
+@app.exception_handler(NoModelError)
+def _no_model(exc: NoModelError) -> Response:
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "no_model",
+        str(exc),
+        **{"Retry-After": str(NO_MODEL_RETRY_AFTER_SECONDS)},
+    )
+
+
 @app.exception_handler(StoreUnavailable)
 def _store_unavailable(exc: StoreUnavailable) -> Response:
     logger.warning("feature store unavailable", extra={"reason": str(exc)})
@@ -277,18 +340,21 @@ def is_warm_up(event: dict[str, Any]) -> bool:
 
 
 def _observe(handler):
-    """Initialise first; answer warm-ups at once; count and time every request."""
+    """Initialise first (and pick up a new champion when due); answer warm-ups at
+    once; count and time every request, and count its 5xx per alias."""
 
     @functools.wraps(handler)
     def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
         service = initialize()
+        model = service.refresh_model()
+        version = model.version if model is not None else None
         # Per invocation, not as defaults: Powertools shares metric and log state between
         # module copies, and the local canary runs two model versions in one process.
-        metrics.add_dimension(name="model_version", value=service.model_version)
-        logger.append_keys(model_version=service.model_version)
+        metrics.add_dimension(name="model_version", value=version or "none")
+        logger.append_keys(model_version=version)
         if is_warm_up(event):
             metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
-            return {"warm": True, "model_version": service.model_version}
+            return {"warm": True, "model_version": version}
         started = time.perf_counter()
         response = handler(event, context)
         metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
@@ -298,7 +364,14 @@ def _observe(handler):
             value=(time.perf_counter() - started) * 1000,
         )
         if response.get("statusCode", 500) >= 500:
-            metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=names.METRIC_SERVER_ERRORS, unit=MetricUnit.Count, value=1)
+            _publish_count(
+                names.METRIC_SERVER_ERRORS,
+                {
+                    "service": names.SERVICE_INFERENCE,
+                    names.METRIC_DIMENSION_ALIAS: invoked_alias(context),
+                },
+            )
         return response
 
     return wrapper
@@ -321,6 +394,7 @@ def openapi_json() -> str:
     return openapi.document(app)
 
 
-# Provisioned concurrency initialises ahead of traffic: load the model then.
+# Provisioned concurrency initialises ahead of traffic: load the model then (a
+# missing champion does not raise; a missing or corrupt pinned model does).
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
     initialize()

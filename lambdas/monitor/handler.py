@@ -7,7 +7,10 @@ publishes the metrics (EMF, ``service=monitor``) the alarms watch, stores the re
 as JSON and HTML under ``<lake>/monitoring/date=<end>/``, and when live quality
 alerts and ``retrain_on_quality_drop`` is set, puts a ``Retraining requested`` event
 on the default bus. Returns the report's summary. A run that cannot read what it
-needs raises: the function's Errors alarm tells "broken" from "alert".
+needs raises: the function's Errors alarm tells "broken" from "alert". Before the
+first model is in service (no champion yet, a freshly deployed environment) there is
+nothing to monitor: the run returns ``{"skipped": "no_model"}`` instead of raising,
+so the alarm does not mail every day until the environment is bootstrapped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk import io, names
 from credit_risk.errors import InvalidInputError
-from credit_risk.monitoring.monitor import HTML_FILE, report_uri, run_monitor
+from credit_risk.monitoring.monitor import HTML_FILE, NoChampionError, report_uri, run_monitor
 from credit_risk.monitoring.report import ALERT, MonitorReport
 from credit_risk.settings import Settings
 
@@ -100,7 +103,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise InvalidInputError(f"invalid monitor event: {exc}") from None
     settings = Settings()
     end = request.window_end()
-    report = run_monitor(settings, end=end, days=request.days)
+    try:
+        report = run_monitor(settings, end=end, days=request.days)
+    except NoChampionError:
+        logger.info(
+            "no model in service yet; nothing to monitor",
+            extra={"registry": settings.registry, "model_name": settings.model_name},
+        )
+        return {"skipped": "no_model"}
     publish_metrics(report)
     uri = report_uri(settings, end)
     io.write_bytes(uri, report.to_json().encode())

@@ -1,8 +1,9 @@
-"""Release function: the API calls of the canary release state machine.
+"""Release function: the API calls of the canary release and training state machines.
 
 Event: ``{"action": <name>, ...}`` with one of the actions below; each maps to one
-function of ``credit_risk.release`` and returns what it did or found. The state
-machine decides (raise, promote, roll back); this function only acts and reports.
+function of ``credit_risk.release`` and returns what it did or found. What to do
+next (admit, raise the canary, promote, roll back) is ``credit_risk.release_decision``,
+returned by ``decide`` and the admissions; the state machines' Choice states follow it.
 Errors propagate with their type name (``InvalidInputError``, ``ClientError``, …)
 so that the state machine can retry or catch them.
 """
@@ -38,6 +39,7 @@ class Environment(BaseSettings):
     candidate_alarm_prefix: str = Field(min_length=1)
     registry_uri: str = Field(min_length=1)
     model_name: str = Field(min_length=1)
+    deploy_stack_name: str | None = None
 
 
 class _Action(BaseModel):
@@ -47,6 +49,40 @@ class _Action(BaseModel):
 class PublishCandidate(_Action):
     action: Literal["publish_candidate"]
     model_version: str = Field(pattern=VERSION_PATTERN)
+
+
+EXECUTION_ARN_PATTERN = r"^arn:[a-z-]+:states:[a-z0-9-]+:[0-9]{12}:execution:[^:]+:[^:]+$"
+
+
+class AdmitRun(_Action):
+    action: Literal["admit_run"]
+    execution_arn: str = Field(pattern=EXECUTION_ARN_PATTERN)
+    attempt: int = Field(default=0, ge=0)
+
+
+class AdmitRelease(_Action):
+    action: Literal["admit_release"]
+    execution_arn: str = Field(pattern=EXECUTION_ARN_PATTERN)
+    attempt: int = Field(default=0, ge=0)
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    alarms: list[str] = []
+    requests: int = Field(default=0, ge=0)
+
+
+class Decide(_Action):
+    action: Literal["decide"]
+    model_version: str = Field(pattern=VERSION_PATTERN)
+    champion: str | None = None
+    steps_percent: list[float] = Field(min_length=1)
+    min_requests: int = Field(ge=1)
+    started: bool = True
+    start_error: str | None = None
+    step_index: int | None = Field(default=None, ge=0)
+    check: Check | None = None
 
 
 class SetCanary(_Action):
@@ -76,7 +112,15 @@ class PromoteModel(_Action):
 
 
 Request = Annotated[
-    PublishCandidate | SetCanary | CheckCandidate | RemoveCanary | PointAliases | PromoteModel,
+    AdmitRun
+    | AdmitRelease
+    | PublishCandidate
+    | Decide
+    | SetCanary
+    | CheckCandidate
+    | RemoveCanary
+    | PointAliases
+    | PromoteModel,
     Field(discriminator="action"),
 ]
 _requests = TypeAdapter(Request)
@@ -95,6 +139,7 @@ def _target() -> release.ReleaseTarget:
         alarm_prefix=env.candidate_alarm_prefix,
         registry_uri=env.registry_uri,
         model_name=env.model_name,
+        deploy_stack_name=env.deploy_stack_name,
     )
 
 
@@ -106,12 +151,18 @@ def _clients() -> release.Clients:
         lambda_=boto3.client("lambda"),
         apigateway=boto3.client("apigateway"),
         cloudwatch=boto3.client("cloudwatch"),
+        stepfunctions=boto3.client("stepfunctions"),
+        cloudformation=boto3.client("cloudformation"),
     )
 
 
 def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -> dict:
     """Run one parsed action."""
     match request:
+        case AdmitRun():
+            return release.admit_run(clients, request.execution_arn, request.attempt)
+        case AdmitRelease():
+            return release.admit_release(clients, target, request.execution_arn, request.attempt)
         case PublishCandidate():
             return release.publish_candidate(clients, target, request.model_version)
         case SetCanary():
@@ -135,6 +186,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request = _requests.validate_python(event)
     except ValidationError as exc:
         raise InvalidInputError(f"invalid release event: {exc}") from None
-    result = act(request, _target(), _clients())
+    if isinstance(request, Decide):  # a pure decision: no environment, no client
+        fields = request.model_dump(exclude={"action", "check"})
+        check = request.check.model_dump() if request.check is not None else None
+        result = release.decide(**fields, check=check)
+    else:
+        result = act(request, _target(), _clients())
     logger.info("release action done", action=request.action, result=result)
     return result

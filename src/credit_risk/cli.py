@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulate_traffic",
     "monitor",
     "openapi",
+    "env",
 )
 
 EXIT_USER_ERROR = 2

@@ -32,6 +32,7 @@ from credit_risk.errors import ConfigurationError
 
 HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambdas" / "inference" / "handler.py"
 STAGE = "local"
+FUNCTION_NAME = "credit-risk-inference"
 LIVE, CANDIDATE = "live", "candidate"
 # API Gateway refuses payloads over 10 MB before the function sees them.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -49,10 +50,13 @@ class LambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    # The alias the call came through, the qualifier of the invoked ARN (None: unqualified).
+    qualifier: str | None = None
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        arn = f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        return f"{arn}:{self.qualifier}" if self.qualifier else arn
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
@@ -102,7 +106,7 @@ class LocalFunction:
             self.module.initialize()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        context = LambdaContext(function_name=f"credit-risk-inference-{self.alias}")
+        context = LambdaContext(function_name=FUNCTION_NAME, qualifier=self.alias)
         return self.module.lambda_handler(event, context)
 
 

@@ -1,12 +1,12 @@
-"""The canary release on this machine: the local twin of ``canary_release.asl.json``.
+"""The model release on this machine: the local twin of ``canary_release.asl.json``.
 
 The new version runs as the ``candidate`` function of the local gateway (the one
-``credit-risk serve --candidate-model`` runs), the champion as ``live``; each step
-sends requests for customers of the store through the gateway's canary split and
-then makes the state machine's decision: a candidate that fails (its Errors alarm
-in AWS: a 5xx, or no start at all) rolls back, and so does silence, a step in
-which it served too few requests to prove anything. Only after the last step is
-the version promoted, with the compare-and-swap the release uses.
+``credit-risk serve --candidate-model`` runs), the champion as ``live``. This module
+only moves data: it starts the candidate (the release's warm-up probe), sends each
+step's requests for customers of the store through the gateway's canary split,
+turns what it saw into the facts the AWS release gathers (alarms, requests), and
+asks ``credit_risk.release_decision.decide`` what to do, exactly as the state
+machine does: promote at once without a champion, next step, promote, roll back.
 
 The requests are synthetic: they go to a scoring log that is thrown away, and the
 functions neither log nor publish metrics on the pipeline's console.
@@ -14,6 +14,8 @@ functions neither log nor publish metrics on the pipeline's console.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import tempfile
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from credit_risk import names
+from credit_risk import names, release_decision
 from credit_risk.errors import InvalidInputError
 from credit_risk.local_api import (
     CANDIDATE,
@@ -38,6 +40,8 @@ from credit_risk.settings import Settings
 # What the functions are told, besides their model version: quiet, and scoring
 # into a directory removed afterwards.
 QUIET = {names.ENV_LOG_LEVEL: "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+# The local stand-in for the candidate's error alarms.
+ERRORS_ALARM = "candidate-errors"
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,13 @@ class CanaryPolicy:
     max_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.steps_percent or list(self.steps_percent) != sorted(set(self.steps_percent)):
-            raise InvalidInputError("canary steps must be strictly increasing percentages")
-        if not all(0 < step < 100 for step in self.steps_percent):
-            raise InvalidInputError("canary steps must lie strictly between 0 and 100")
-        if self.requests_per_step < 1 or self.min_requests < 1:
-            raise InvalidInputError("requests_per_step and min_requests must be positive")
+        if self.requests_per_step < 1:
+            raise InvalidInputError("requests_per_step must be positive")
+        _ = self.release  # the release's own checks of the steps and min_requests
+
+    @property
+    def release(self) -> release_decision.CanaryPolicy:
+        return release_decision.CanaryPolicy(tuple(self.steps_percent), self.min_requests)
 
 
 @dataclass
@@ -87,15 +92,11 @@ def run_canary(
     seed: int = 0,
     say: Callable[[str], None] = print,
 ) -> CanaryOutcome:
-    """Shifts traffic to ``version`` step by step; promotes it or leaves the champion."""
+    """Releases ``version``: promotes it or leaves the champion, as decided."""
     policy = policy or CanaryPolicy()
     registry = Registry(settings.registry, settings.model_name)
-    live_version = registry.champion_version()
-    if live_version is None or live_version == version:
-        registry.promote(version, expected_champion=live_version)
-        return CanaryOutcome(version, live_version, True, "no champion to compare with")
-    if not customer_ids:
-        raise InvalidInputError("the canary needs customers in the store to score")
+    champion = registry.champion_version()
+    outcome = CanaryOutcome(version, champion, False, "")
     rng = random.Random(seed)
     with (
         tempfile.TemporaryDirectory(prefix="canary-scoring-log-") as scoring_log,
@@ -107,34 +108,56 @@ def run_canary(
         # (it is set again on the next request, by design): Powertools warns each time.
         warnings.filterwarnings("ignore", message="Dimension 'model_version' has already")
         common = {**QUIET, names.ENV_SCORING_LOG_URI: scoring_log}
-        live = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: live_version})
+        start_error = None
         try:
-            candidate = LocalFunction(CANDIDATE, {**common, names.ENV_MODEL_VERSION: version})
+            with _console_kept_clean():
+                candidate = LocalFunction(CANDIDATE, {**common, names.ENV_MODEL_VERSION: version})
         except Exception as exc:  # any start failure is the candidate's
-            reason = f"the candidate did not start: {exc}"
-            return CanaryOutcome(version, live_version, False, reason)
-        outcome = CanaryOutcome(version, live_version, False, "")
-        for percent in policy.steps_percent:
-            gateway = LocalGateway(live, candidate=candidate, canary_percent=percent, rng=rng)
-            step = _step(gateway, customer_ids, policy.requests_per_step, rng)
-            outcome.steps.append({"percent": percent, **step})
+            candidate, start_error = None, str(exc)
+
+        def decide(**facts: Any) -> release_decision.Verdict:
+            return release_decision.decide(
+                model_version=version,
+                champion=champion,
+                policy=policy.release,
+                started=candidate is not None,
+                start_error=start_error,
+                **facts,
+            )
+
+        verdict = decide()
+        if verdict.action == release_decision.CANARY:
+            if not customer_ids:
+                raise InvalidInputError("the canary needs customers in the store to score")
+            with _console_kept_clean():
+                live = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: champion})
+        while verdict.action == release_decision.CANARY:
+            gateway = LocalGateway(
+                live, candidate=candidate, canary_percent=verdict.percent, rng=rng
+            )
+            with _console_kept_clean():
+                step = _step(gateway, customer_ids, policy.requests_per_step, rng)
+            outcome.steps.append({"percent": verdict.percent, **step})
             say(
-                f"  canary {percent:g}%: candidate served {step['candidate_requests']}, "
+                f"  canary {verdict.percent:g}%: candidate served {step['candidate_requests']}, "
                 f"{step['candidate_errors']} errors"
             )
-            if step["candidate_requests"] < policy.min_requests:
-                outcome.reason = (
-                    f"too little traffic at {percent:g}%: {step['candidate_requests']} "
-                    f"candidate requests, {policy.min_requests} needed"
-                )
-                return outcome
-            error_rate = step["candidate_errors"] / step["candidate_requests"]
-            if error_rate > policy.max_error_rate:
-                outcome.reason = f"candidate errors at {percent:g}%: {error_rate:.1%} of requests"
-                return outcome
-    registry.promote(version, expected_champion=live_version)
-    outcome.promoted, outcome.reason = True, "every step passed"
+            served = step["candidate_requests"]
+            failing = served and step["candidate_errors"] / served > policy.max_error_rate
+            check = release_decision.StepCheck((ERRORS_ALARM,) if failing else (), served)
+            verdict = decide(step_index=verdict.step_index, check=check)
+    outcome.reason = verdict.reason
+    if verdict.action == release_decision.PROMOTE:
+        registry.promote(version, expected_champion=champion)
+        outcome.promoted = True
     return outcome
+
+
+def _console_kept_clean() -> contextlib.AbstractContextManager:
+    """What the functions print (EMF metric lines, which Powertools' single metrics
+    print even when metrics are disabled, and their logs) stays off the console of
+    the command, whose standard output is its JSON summary."""
+    return contextlib.redirect_stdout(io.StringIO())
 
 
 def _step(

@@ -31,6 +31,14 @@ ENV_ID_HASH_SECRET_ID: Final = f"{ENV_PREFIX}ID_HASH_SECRET_ID"
 # The model version an inference Lambda *version* is pinned to; the canary
 # release publishes a new function version with this variable set.
 ENV_MODEL_VERSION: Final = f"{ENV_PREFIX}MODEL_VERSION"
+# Set in the template (every version CloudFormation publishes): without a pinned
+# model version, serve the registry's champion, re-read every few seconds
+# (ENV_MODEL_REFRESH_SECONDS). A code release therefore serves the model in
+# service; only a model release pins a version to another model.
+ENV_MODEL_FALLBACK_TO_CHAMPION: Final = f"{ENV_PREFIX}MODEL_FALLBACK_TO_CHAMPION"
+ENV_MODEL_REFRESH_SECONDS: Final = f"{ENV_PREFIX}MODEL_REFRESH_SECONDS"
+# Commit the deployed code was built from, recorded in model metadata.
+ENV_CODE_VERSION: Final = f"{ENV_PREFIX}CODE_VERSION"
 ENV_ENVIRONMENT: Final = f"{ENV_PREFIX}ENVIRONMENT"
 # What the release function acts on: the inference function (its aliases), the
 # REST API stage carrying the canary, and the candidate alarms (by name prefix).
@@ -38,6 +46,9 @@ ENV_INFERENCE_FUNCTION_NAME: Final = f"{ENV_PREFIX}INFERENCE_FUNCTION_NAME"
 ENV_REST_API_ID: Final = f"{ENV_PREFIX}REST_API_ID"
 ENV_API_STAGE_NAME: Final = f"{ENV_PREFIX}API_STAGE_NAME"
 ENV_CANDIDATE_ALARM_PREFIX: Final = f"{ENV_PREFIX}CANDIDATE_ALARM_PREFIX"
+# The stack whose update is a code deploy of the inference function: a model
+# release waits while it is being updated (releases and deploys never overlap).
+ENV_DEPLOY_STACK_NAME: Final = f"{ENV_PREFIX}DEPLOY_STACK_NAME"
 
 # Powertools reads these; the values below are what the alarms select on.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -73,6 +84,15 @@ SERVICE_RELEASE: Final = "release"
 METRIC_MODEL_AGE_DAYS: Final = "ModelAgeDays"
 METRIC_FEATURES_AGE_DAYS: Final = "FeaturesAgeDays"
 SERVICE_MONITOR: Final = "monitor"
+# 5xx answers of the inference handler, also published per alias (dimensions
+# ``service`` and ``alias``): the code release (CodeDeploy) and the model
+# release read alarms on them, since a handler that answers 500 never raises
+# the function's Errors.
+METRIC_SERVER_ERRORS: Final = "ServerErrors"
+METRIC_DIMENSION_ALIAS: Final = "alias"
+# A promoted champion the inference function could not load (dimension
+# ``service``); it keeps serving the previous model, so only this metric shows it.
+METRIC_MODEL_REFRESH_ERRORS: Final = "ModelRefreshErrors"
 
 # --- Scoring log and monitoring -----------------------------------------------
 # Every score line carries ``"record_type": "score"``: the CloudWatch Logs
@@ -105,6 +125,12 @@ HANDLER_MONITOR: Final = "lambdas.monitor.handler.lambda_handler"
 
 # --- Data lake layout (prefixes inside the buckets) --------------------------
 RAW_LOANS_PREFIX: Final = "raw/loans/"
+# A delivery of raw loans is a folder ``raw/loans/<delivery>/`` (by convention
+# ``ingest_date=YYYY-MM-DD``) whose data files are written first and this empty
+# marker last: only the marker starts the training pipeline, so one delivery is
+# one execution whatever the number of files in it.
+RAW_DELIVERY_MARKER: Final = "_SUCCESS"
+RAW_DELIVERY_MARKER_PATTERN: Final = f"{RAW_LOANS_PREFIX}*/{RAW_DELIVERY_MARKER}"
 CURATED_PREFIX: Final = "curated/"
 REGISTRY_PREFIX: Final = "registry/"
 # Scoring log: one JSON object per line, ``scoring-log/date=YYYY-MM-DD/<file>``
@@ -152,6 +178,28 @@ QUALITY_REPORT_FILE: Final = "dq_report.json"
 # No quotes or backslashes: the text is inlined into an intrinsic function.
 QUALITY_GATE_MESSAGE: Final = "quarantined fraction {} is above the limit {}; see {}"
 MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted; failed checks: {}"
+# The publish of a model release waits up to this long, twice at most, for a
+# configuration update of the inference function to settle (seconds to a minute
+# in practice); the release function's timeout is derived from it.
+RELEASE_UPDATE_WAIT_SECONDS: Final = 180
+RELEASE_UPDATE_WAITS: Final = 2
+# How often an execution that waits for its turn (a training run behind another,
+# a release behind a code deploy) asks again: the definitions' default.
+ADMISSION_WAIT_SECONDS: Final = 60
+
+# --- Stack outputs read by the bootstrap and the smoke test ---------------------
+# ``CreditRisk-<env>-<unit>`` stacks; the outputs are named here once.
+OUTPUT_RAW_BUCKET: Final = "RawBucketName"
+OUTPUT_TRAINING_PIPELINE_ARN: Final = "TrainingPipelineArn"
+OUTPUT_CANARY_RELEASE_ARN: Final = "CanaryReleaseArn"
+OUTPUT_API_URL: Final = "ApiUrl"
+OUTPUT_API_KEY_SECRET_ARN: Final = "ApiKeySecretArn"  # noqa: S105 - an output name
+
+
+def stack_name(environment: str, unit: str) -> str:
+    """``CreditRisk-<env>-<unit>``, the name of one stack of an environment."""
+    return f"CreditRisk-{environment}-{unit}"
+
 
 # --- Feature store ---------------------------------------------------------
 DATABASE_NAME: Final = "credit_risk"

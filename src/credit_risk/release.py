@@ -1,11 +1,12 @@
-"""The AWS calls of a canary release (step_functions/canary_release.asl.json).
+"""The AWS calls of a model release (step_functions/canary_release.asl.json) and of
+the training pipeline's admission.
 
-Each function is one action of the release state machine, run by the release
-Lambda: publish an inference version pinned to a model, set or remove the stage
-canary, report what the candidate did, move the aliases, promote in the registry.
-They report facts and never decide: whether to raise the canary, promote or roll
-back is a Choice state of the definition. Every action is idempotent, so that the
-state machine may retry any of them.
+Each function is one action of a state machine, run by the release Lambda: admit a
+run or a release, publish an inference version pinned to a model and probe that it
+starts, set or remove the stage canary, report what the candidate did, move the
+aliases, promote in the registry. They gather facts and act; what to do next is
+``credit_risk.release_decision``, which the Choice states follow. Every action is
+idempotent, so that the state machine may retry any of them.
 
 Clients are passed in (``Clients``), built lazily by the handler; nothing here
 creates one at import.
@@ -13,18 +14,17 @@ creates one at import.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from credit_risk import names
+from credit_risk import names, release_decision
 from credit_risk.errors import InvalidInputError
 from credit_risk.registry import Registry
 
 # Alias metrics are published per minute; a shorter period only returns gaps.
 METRIC_PERIOD_SECONDS = 60
-# How long the publish waits for the configuration update to settle.
-UPDATE_WAIT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class ReleaseTarget:
     alarm_prefix: str
     registry_uri: str
     model_name: str
+    # The stack a code deploy updates: a release waits while it is in progress.
+    deploy_stack_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,34 +46,32 @@ class Clients:
     lambda_: Any
     apigateway: Any
     cloudwatch: Any
+    stepfunctions: Any = None
+    cloudformation: Any = None
 
 
 def publish_candidate(clients: Clients, target: ReleaseTarget, model_version: str) -> dict:
-    """Publish an inference version serving ``model_version``; point ``candidate`` at it.
+    """Publish an inference version serving ``model_version``; point ``candidate`` at
+    it and probe that it starts.
 
-    The environment of ``$LATEST`` is merged, not replaced: only the model
-    version variable changes. Returns the new version, the version ``live``
-    serves now (what a rollback returns to) and the registry's champion (what
-    the promotion expects to replace).
+    The environment of ``$LATEST`` is merged, not replaced: only the model version
+    variable is set for the publish, and removed again right after it. Returns the
+    new version, the version ``live`` serves now (what a rollback returns to), the
+    registry's champion (what the promotion expects to replace) and whether the
+    new version started.
     """
     registry = Registry(target.registry_uri, target.model_name)
     registry.metadata(model_version)  # an unknown version fails here, before any change
     client = clients.lambda_
     live = client.get_alias(FunctionName=target.function_name, Name=names.LIVE_ALIAS)
+    _wait_for_update(clients, target)  # a restore of an earlier release may still run
     config = client.get_function_configuration(FunctionName=target.function_name)
     variables = dict(config.get("Environment", {}).get("Variables", {}))
     if variables.get(names.ENV_MODEL_VERSION) != model_version:
-        variables[names.ENV_MODEL_VERSION] = model_version
-        # RevisionId: fail rather than overwrite a concurrent change (a deployment).
-        client.update_function_configuration(
-            FunctionName=target.function_name,
-            Environment={"Variables": variables},
-            **({"RevisionId": config["RevisionId"]} if "RevisionId" in config else {}),
+        _set_variables(
+            clients, target, {**variables, names.ENV_MODEL_VERSION: model_version}, config
         )
-    client.get_waiter("function_updated_v2").wait(
-        FunctionName=target.function_name,
-        WaiterConfig={"Delay": 5, "MaxAttempts": UPDATE_WAIT_SECONDS // 5},
-    )
+        _wait_for_update(clients, target)
     # Publishing an unchanged $LATEST returns the version already published for
     # it, so a retried publish does not pile up versions.
     published = client.publish_version(
@@ -84,17 +84,139 @@ def publish_candidate(clients: Clients, target: ReleaseTarget, model_version: st
             f"version {published['Version']} of {target.function_name} serves model {pinned}, "
             f"not {model_version}: the function changed during the release"
         )
+    # The pin lives in the published version only: $LATEST goes back to serving the
+    # champion, so that whatever publishes from it next (a code deploy that leaves
+    # the environment alone, a later release) never inherits this model, released
+    # or rolled back.
+    unpinned = {k: v for k, v in variables.items() if k != names.ENV_MODEL_VERSION}
+    _set_variables(clients, target, unpinned)
     client.update_alias(
         FunctionName=target.function_name,
         Name=names.CANDIDATE_ALIAS,
         FunctionVersion=published["Version"],
     )
+    start_error = probe_start(clients, target, model_version)
     return {
         "candidate_version": published["Version"],
         "live_version": live["FunctionVersion"],
         "champion": registry.champion_version(),
         "model_version": model_version,
+        "started": start_error is None,
+        "start_error": start_error,
     }
+
+
+def _wait_for_update(clients: Clients, target: ReleaseTarget) -> None:
+    clients.lambda_.get_waiter("function_updated_v2").wait(
+        FunctionName=target.function_name,
+        WaiterConfig={"Delay": 5, "MaxAttempts": names.RELEASE_UPDATE_WAIT_SECONDS // 5},
+    )
+
+
+def _set_variables(
+    clients: Clients, target: ReleaseTarget, variables: dict, config: dict | None = None
+) -> None:
+    """The environment of ``$LATEST``; with ``config``, only if it is still that
+    revision (fail rather than overwrite a concurrent change, such as a deployment)."""
+    revision = {"RevisionId": config["RevisionId"]} if config and "RevisionId" in config else {}
+    clients.lambda_.update_function_configuration(
+        FunctionName=target.function_name, Environment={"Variables": variables}, **revision
+    )
+
+
+def probe_start(clients: Clients, target: ReleaseTarget, model_version: str) -> str | None:
+    """Why the ``candidate`` alias cannot serve ``model_version``, or None when it can.
+
+    A warm-up ping initialises the new version before any customer reaches it: a
+    model that fails to load or verify is caught here, with nothing to compare it
+    with, which is how the first model of an environment is checked at all.
+    """
+    # The alias in the name ("function:alias"), which every implementation of the
+    # API reads; the permission is the alias's ARN either way.
+    response = clients.lambda_.invoke(
+        FunctionName=f"{target.function_name}:{names.CANDIDATE_ALIAS}",
+        Payload=json.dumps({"warmup": True}).encode(),
+    )
+    body = response["Payload"].read()
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if response.get("FunctionError"):
+        message = payload.get("errorMessage") if isinstance(payload, dict) else None
+        return f"{response['FunctionError']}: {message or body[:500].decode(errors='replace')}"
+    served = payload.get("model_version") if isinstance(payload, dict) else None
+    if served != model_version:
+        return f"the candidate answers with model {served}, not {model_version}"
+    return None
+
+
+def _running(clients: Clients, execution_arn: str) -> tuple[str, list]:
+    """This execution's name and the RUNNING executions of its state machine."""
+    # arn:<partition>:states:<region>:<account>:execution:<machine>:<name>
+    parts = execution_arn.split(":")
+    if len(parts) != 8 or parts[5] != "execution":
+        raise InvalidInputError(f"not a Step Functions execution ARN: {execution_arn!r}")
+    machine = ":".join([*parts[:5], "stateMachine", parts[6]])
+    running = []
+    paginator = clients.stepfunctions.get_paginator("list_executions")
+    for page in paginator.paginate(stateMachineArn=machine, statusFilter="RUNNING"):
+        running += [
+            release_decision.Execution(e["name"], e["startDate"]) for e in page["executions"]
+        ]
+    return parts[7], running
+
+
+def admit_run(clients: Clients, execution_arn: str, attempt: int = 0) -> dict:
+    """Whether a training-pipeline execution may go on (one run at a time)."""
+    own, running = _running(clients, execution_arn)
+    return release_decision.admit_run(own, running, attempt).as_dict()
+
+
+def admit_release(
+    clients: Clients, target: ReleaseTarget, execution_arn: str, attempt: int = 0
+) -> dict:
+    """Whether a release may begin: no other release, no code deploy in progress."""
+    own, running = _running(clients, execution_arn)
+    status = None
+    if target.deploy_stack_name:
+        try:
+            stacks = clients.cloudformation.describe_stacks(StackName=target.deploy_stack_name)
+            status = stacks["Stacks"][0]["StackStatus"]
+        except clients.cloudformation.exceptions.ClientError as exc:
+            # A stack that does not exist is not being deployed.
+            if "does not exist" not in str(exc):
+                raise
+    return release_decision.admit_release(own, running, status, attempt).as_dict()
+
+
+def decide(
+    *,
+    model_version: str,
+    champion: str | None,
+    steps_percent: list[float],
+    min_requests: int,
+    started: bool = True,
+    start_error: str | None = None,
+    step_index: int | None = None,
+    check: dict | None = None,
+) -> dict:
+    """The release's next move (``release_decision.decide``) for the state machine."""
+    policy = release_decision.CanaryPolicy(tuple(steps_percent), min_requests)
+    observed = (
+        release_decision.StepCheck(tuple(check.get("alarms", ())), int(check.get("requests", 0)))
+        if check is not None
+        else None
+    )
+    return release_decision.decide(
+        model_version=model_version,
+        champion=champion,
+        policy=policy,
+        started=started,
+        start_error=start_error,
+        step_index=step_index,
+        check=observed,
+    ).as_dict()
 
 
 def canary_operations(percent: float, deployment_id: str) -> list[dict[str, str]]:

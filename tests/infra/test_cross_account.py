@@ -182,3 +182,53 @@ def test_cfn_lint_finds_no_errors_in_the_cross_account_templates(assembly):
 
     assert not [f for f in findings if f[0].startswith("E")], findings
     assert {f[0] for f in findings} <= TRIAGED_WARNINGS, findings
+
+
+def _release_guard(pipeline: dict, environment: str) -> tuple[dict, list[dict]]:
+    """The guard's CodeBuild project and its role's statements."""
+    (codepipeline,) = _of_type(pipeline, "AWS::CodePipeline::Pipeline").values()
+    (guard,) = [
+        action
+        for stage in codepipeline["Properties"]["Stages"]
+        for action in stage["Actions"]
+        if action["Name"] == f"ReleaseGuard-{environment}"
+    ]
+    project = pipeline["Resources"][guard["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+    role = project["ServiceRole"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in _of_type(pipeline, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    return project, statements
+
+
+def test_the_release_guard_reads_another_account_through_its_lookup_role(assembly):
+    region = assembly["region"]
+    project, statements = _release_guard(assembly["templates"]["pipeline"], "staging")
+    variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+    reader = (
+        f"arn:aws:iam::{STAGING_ACCOUNT}:role/cdk-hnb659fds-lookup-role-{STAGING_ACCOUNT}-{region}"
+    )
+
+    assert variables["READER_ROLE_ARN"] == reader
+    assert variables["CANARY_RELEASE_ARN"] == (
+        f"arn:aws:states:{region}:{STAGING_ACCOUNT}:stateMachine:credit-risk-staging-canary-release"
+    )
+    assert json.loads(project["Source"]["BuildSpec"])["phases"]["build"]["commands"] == [
+        'python3 infra/release_guard.py --state-machine-arn "$CANARY_RELEASE_ARN" '
+        '--role-arn "$READER_ROLE_ARN"'
+    ]
+    assert [s for s in statements if s["Action"] == "sts:AssumeRole"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": reader}
+    ]
+
+
+def test_the_release_guard_of_the_pipeline_account_lists_executions_itself(assembly):
+    project, statements = _release_guard(assembly["templates"]["pipeline"], "prod")
+
+    assert "--role-arn" not in project["Source"]["BuildSpec"]
+    assert [s["Action"] for s in statements if "states:" in json.dumps(s["Action"])] == [
+        "states:ListExecutions"
+    ]

@@ -84,7 +84,7 @@ def test_state_machines_trace_and_log_everything(staging):
         assert props["LoggingConfiguration"]["Level"] == "ALL"
 
 
-def test_the_pipeline_may_run_the_glue_job_and_invoke_its_two_functions_only(staging):
+def test_the_pipeline_may_run_the_glue_job_and_invoke_its_three_functions_only(staging):
     statements = _policy_statements(staging, "TrainingPipeline")
     actions = {action for s in statements for action in _as_list(s["Action"])}
 
@@ -96,7 +96,8 @@ def test_the_pipeline_may_run_the_glue_job_and_invoke_its_two_functions_only(sta
         "sns:Publish",
     } <= actions
     invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
-    assert len(invoke["Resource"]) == 2
+    # feature loader, training, and the release function's admission check
+    assert len(invoke["Resource"]) == 3
 
 
 def test_the_canary_machine_may_only_invoke_the_release_function_and_notify(staging):
@@ -151,7 +152,7 @@ def test_schedule_and_new_raw_data_start_the_pipeline_with_the_configured_defaul
     assert '"steps_percent":[10,50]' in schedule_input
     assert '"wait_seconds":300' in schedule_input
     raw = next(p for p in pattern_rules if p["source"] == ["aws.s3"])
-    assert raw["detail"]["object"]["key"] == [{"prefix": names.RAW_LOANS_PREFIX}]
+    assert raw["detail"]["object"]["key"] == [{"wildcard": names.RAW_DELIVERY_MARKER_PATTERN}]
     failures = next(p for p in pattern_rules if p["source"] == ["aws.states"])
     assert set(failures["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
 

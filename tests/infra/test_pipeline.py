@@ -134,6 +134,37 @@ def test_staging_and_prod_are_smoke_tested_after_every_stack_is_deployed(pipelin
     assert "SMOKE_CUSTOMER_ID" in json.dumps(project["Properties"]["Environment"])
 
 
+@pytest.mark.parametrize(
+    ("stage", "environment"), [("Dev", "dev"), ("Staging", "staging"), ("Prod", "prod")]
+)
+def test_no_environment_is_deployed_while_a_model_release_runs_in_it(
+    pipeline_template, stage, environment
+):
+    actions = _stages(pipeline_template)[stage]
+    (guard,) = [a for a in actions if a["Name"].startswith("ReleaseGuard-")]
+    deploys = [a for a in actions if a["ActionTypeId"]["Category"] == "Deploy"]
+    approvals = [a for a in actions if a["ActionTypeId"]["Category"] == "Approval"]
+    project = _project_of(pipeline_template, guard)["Properties"]
+    variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+    role = project["ServiceRole"]["Fn::GetAtt"][0]
+    lists = [
+        s
+        for s in _policy_statements_of(pipeline_template, role)
+        if s["Action"] == "states:ListExecutions"
+    ]
+
+    assert guard["RunOrder"] < min(a["RunOrder"] for a in deploys)
+    # After an approval, which may wait for hours: right before the stacks.
+    assert all(guard["RunOrder"] > a["RunOrder"] for a in approvals)
+    assert json.loads(project["Source"]["BuildSpec"])["phases"]["build"]["commands"] == [
+        'python3 infra/release_guard.py --state-machine-arn "$CANARY_RELEASE_ARN"'
+    ]
+    machine = json.dumps(variables["CANARY_RELEASE_ARN"])
+    assert f":stateMachine:credit-risk-{environment}-canary-release" in machine
+    assert len(lists) == 1
+    assert json.dumps(lists[0]["Resource"]) == machine
+
+
 def test_dev_has_no_smoke_test(pipeline_template):
     assert all(not a["Name"].startswith("SmokeTest-") for a in _stages(pipeline_template)["Dev"])
 

@@ -250,10 +250,15 @@ def test_the_canary_reads_the_candidate_alarms_by_their_shared_prefix(dev):
         a["Properties"] for a in alarms.values() if a["Properties"]["AlarmName"].startswith(prefix)
     ]
 
-    assert {a["AlarmName"] for a in candidate} == {f"{prefix}errors", f"{prefix}throttles"}
+    assert {a["AlarmName"] for a in candidate} == {
+        f"{prefix}errors",
+        f"{prefix}throttles",
+        f"{prefix}server-errors",
+    }
     for alarm in candidate:
         dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-        assert json.dumps(dimensions["Resource"]).count(names.CANDIDATE_ALIAS) == 1
+        alias = dimensions.get("Resource", dimensions.get(names.METRIC_DIMENSION_ALIAS))
+        assert json.dumps(alias).count(names.CANDIDATE_ALIAS) == 1
 
 
 def test_the_p99_alarm_uses_the_configured_latency(dev):

@@ -42,6 +42,12 @@ REPORT_FILE = "report.json"
 HTML_FILE = "report.html"
 
 
+class NoChampionError(ModelNotFoundError):
+    """The registry has no champion yet: no model is in service, so there is nothing to
+    monitor. Apart from other ``ModelNotFoundError``s (a champion pointing at a missing
+    version), which are faults."""
+
+
 def labels_uri(settings: Settings) -> str:
     return io.join(settings.lake, names.LABELS_PREFIX)
 
@@ -161,7 +167,7 @@ def run_monitor(
     registry = Registry(settings.registry, settings.model_name)
     version = registry.champion_version()
     if version is None:
-        raise ModelNotFoundError(
+        raise NoChampionError(
             f"{settings.model_name} has no champion in {settings.registry}: nothing to monitor"
         )
     metadata = registry.metadata(version)

@@ -9,6 +9,7 @@ and the document says so. Routes declare their error responses with
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -27,19 +28,34 @@ _RETRY_AFTER = {
 }
 
 
-def error_responses(*statuses: HTTPStatus) -> dict[int, dict[str, Any]]:
-    """The ``responses`` entries of a route for these error statuses."""
-    descriptions = {
-        HTTPStatus.BAD_REQUEST: "Invalid request: not JSON, wrong types, unknown fields, bad ids",
-        HTTPStatus.FORBIDDEN: "Missing or invalid API key (x-api-key)",
-        HTTPStatus.NOT_FOUND: "Unknown customer",
-        HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"More than {names.MAX_BATCH_SIZE} customer ids",
-        HTTPStatus.TOO_MANY_REQUESTS: "Throttled by the usage plan",
-        HTTPStatus.SERVICE_UNAVAILABLE: "Feature store unavailable; retry after Retry-After",
-    }
+# A 503 that only the missing model explains (a route that answers a store outage
+# with 200 "degraded").
+NO_MODEL = (
+    "No model in service yet (no_model: the environment's first model is not promoted); "
+    "retry after Retry-After"
+)
+_DESCRIPTIONS = {
+    HTTPStatus.BAD_REQUEST: "Invalid request: not JSON, wrong types, unknown fields, bad ids",
+    HTTPStatus.FORBIDDEN: "Missing or invalid API key (x-api-key)",
+    HTTPStatus.NOT_FOUND: "Unknown customer",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"More than {names.MAX_BATCH_SIZE} customer ids",
+    HTTPStatus.TOO_MANY_REQUESTS: "Throttled by the usage plan",
+    HTTPStatus.SERVICE_UNAVAILABLE: (
+        "Feature store unavailable (store_unavailable), or no model in service yet "
+        "(no_model); retry after Retry-After"
+    ),
+}
+
+
+def error_responses(
+    *statuses: HTTPStatus, descriptions: Mapping[HTTPStatus, str] | None = None
+) -> dict[int, dict[str, Any]]:
+    """The ``responses`` entries of a route for these error statuses; ``descriptions``
+    replaces the usual wording of a status where the route has its own."""
+    wording = {**_DESCRIPTIONS, **(descriptions or {})}
     responses: dict[int, dict[str, Any]] = {}
     for status in statuses:
-        response = {"description": descriptions[status], "content": _ERROR_CONTENT}
+        response = {"description": wording[status], "content": _ERROR_CONTENT}
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
             response["headers"] = _RETRY_AFTER
         responses[int(status)] = response

@@ -2,7 +2,9 @@
 
 Built once per process (a Lambda's cold start, or one "function version" of the
 local server) from ``InferenceSettings``; the model is loaded and verified then, so
-a missing or corrupt model fails the start instead of serving something else.
+a missing or corrupt model fails the start instead of serving something else. A
+function serving the champion follows promotions, and may start before any model
+is in service (``credit_risk.serving.model_source``): it then answers ``NoModelError``.
 The store connection opens on the first request and is reused. Each score can be
 recorded to the scoring log (``credit_risk.monitoring.records``) with the features
 it was computed from, as read from the store, never recomputed.
@@ -15,7 +17,8 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,11 +26,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from credit_risk import schemas
-from credit_risk.errors import ConfigurationError
+from credit_risk.errors import ConfigurationError, CreditRiskError
 from credit_risk.model.package import ModelPackage
 from credit_risk.monitoring.records import ScoreRecord, ScoreSink, StdoutSink, sink_for
 from credit_risk.registry import Registry
 from credit_risk.serving import models
+from credit_risk.serving.model_source import Clock, ModelSource
 from credit_risk.settings import Settings
 from credit_risk.store import CustomerFeatures, FeatureStore, create_store
 
@@ -47,6 +51,12 @@ class InferenceSettings(Settings):
     model_fallback_to_champion: bool = Field(
         default=False,
         description="Serve the registry's champion when model_version is unset.",
+    )
+    model_refresh_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Serving the champion: seconds between reads of the champion pointer "
+        "(0: on every request); a changed champion is loaded and served from then on.",
     )
     id_hash_key: SecretStr | None = Field(
         default=None,
@@ -129,6 +139,15 @@ def _key_or_random(settings: InferenceSettings) -> bytes:
     return key
 
 
+class NoModelError(CreditRiskError):
+    """No model is in service yet: the registry has no champion (an empty environment)."""
+
+    def __init__(self, environment: str) -> None:
+        super().__init__(
+            f"no model is in service yet; run `credit-risk env bootstrap --env {environment}`"
+        )
+
+
 @dataclass(frozen=True)
 class ServedScore:
     """A score and the store row it was computed from."""
@@ -139,41 +158,60 @@ class ServedScore:
 
 @dataclass
 class ScoringService:
-    model: ModelPackage
+    """Scores with ``model``; with a ``source``, ``refresh_model`` makes ``model`` the
+    one the source serves now (None while no model is in service)."""
+
+    model: ModelPackage | None
     store: FeatureStore
     hash_id: IdHasher
     top_k: int = 3
     environment: str = "local"
     scoring_log: ScoreSink = field(default_factory=StdoutSink)
+    source: ModelSource | None = None
 
     @property
-    def model_version(self) -> str:
-        return self.model.version
+    def model_version(self) -> str | None:
+        return self.model.version if self.model is not None else None
+
+    def refresh_model(self) -> ModelPackage | None:
+        """Picks up a new champion when one is due. Called once per request, so that
+        a request is scored by one model from start to end."""
+        if self.source is not None:
+            self.model = self.source.current()
+        return self.model
+
+    def serving_model(self) -> ModelPackage:
+        """The model in service; ``NoModelError`` while there is none."""
+        if self.model is None:
+            raise NoModelError(self.environment)
+        return self.model
 
     def score_customers(self, customer_ids: Sequence[str]) -> tuple[list[ServedScore], list[str]]:
         """Scores in request order (duplicates repeated), with the rows they came
         from, and the unknown ids apart; one store round trip for the request."""
+        self.serving_model()  # no model: refused before the store is read
         found = self.store.get_many(customer_ids)
         unknown = [cid for cid in customer_ids if cid not in found]
         return self.score_rows([found[cid] for cid in customer_ids if cid in found]), unknown
 
     def score_rows(self, rows: Sequence[CustomerFeatures]) -> list[ServedScore]:
         """Scores feature rows already read from the store, in one model call."""
+        model = self.serving_model()
         if not rows:
             return []
-        matrix = self.model.to_matrix(
-            [dict(zip(self.model.feature_names, row.feature_values(), strict=True)) for row in rows]
+        matrix = model.to_matrix(
+            [dict(zip(model.feature_names, row.feature_values(), strict=True)) for row in rows]
         )
-        scored = self.model.score(matrix, top_k=self.top_k)
+        scored = model.score(matrix, top_k=self.top_k)
         return [
             ServedScore(
                 score=models.Score(
                     customer_id=row.customer_id,
                     default_probability=round(score.default_probability, 6),
                     decision=score.decision,
-                    threshold=self.model.threshold,
+                    threshold=model.threshold,
                     reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
-                    model_version=self.model.version,
+                    model_version=model.version,
                     features_as_of=row.as_of,
                 ),
                 features=row,
@@ -221,18 +259,19 @@ class ScoringService:
         return results[0] if results else None
 
     def health(self) -> models.HealthResponse:
+        model = self.serving_model()
         store = self.store.health()
         snapshot = self.store.active_snapshot() if store.ok else None
         return models.HealthResponse(
             status="ok" if store.ok else "degraded",
-            model_version=self.model.version,
+            model_version=model.version,
             store_reachable=store.ok,
             features_as_of=snapshot.as_of if snapshot else None,
             snapshot_id=snapshot.snapshot_id if snapshot else None,
         )
 
     def model_age_days(self, today: date | None = None) -> float | None:
-        trained_at = self.model.metadata.get("created_at")
+        trained_at = self.model.metadata.get("created_at") if self.model is not None else None
         if not trained_at:
             return None
         created = datetime.fromisoformat(trained_at)
@@ -240,8 +279,15 @@ class ScoringService:
         return (now - created).total_seconds() / 86_400
 
 
-def build_service(settings: InferenceSettings | None = None) -> ScoringService:
-    """Loads and verifies the pinned model and prepares the (lazy) store."""
+def build_service(
+    settings: InferenceSettings | None = None,
+    *,
+    on_model_refresh_error: Callable[[Exception], None] | None = None,
+    clock: Clock = time.monotonic,
+) -> ScoringService:
+    """Loads and verifies the pinned model (or the champion, when there is one) and
+    prepares the (lazy) store. ``on_model_refresh_error`` hears of a new champion
+    that could not be loaded (the previous model keeps serving)."""
     settings = settings or InferenceSettings()
     if settings.model_version is None and not settings.model_fallback_to_champion:
         raise ConfigurationError(
@@ -249,10 +295,16 @@ def build_service(settings: InferenceSettings | None = None) -> ScoringService:
             "enabled (CREDIT_RISK_MODEL_FALLBACK_TO_CHAMPION=true)"
         )
     scoring_log = sink_for(settings.scoring_log_uri)
-    registry = Registry(settings.registry, settings.model_name)
-    model = registry.load(settings.model_version)  # None → the champion
+    source = ModelSource(
+        Registry(settings.registry, settings.model_name),
+        pinned_version=settings.model_version,
+        refresh_seconds=settings.model_refresh_seconds,
+        clock=clock,
+        on_refresh_error=on_model_refresh_error,
+    )
     return ScoringService(
-        model=model,
+        model=source.current(),
+        source=source,
         store=create_store(settings),
         hash_id=IdHasher(_key_or_random(settings)),
         top_k=settings.reasons_top_k,

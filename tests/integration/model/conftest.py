@@ -11,6 +11,7 @@ from moto import mock_aws
 from credit_risk.model import synthetic
 from credit_risk.model.data import split_out_of_time, to_dataset
 from credit_risk.model.train import Hyperparameters, train_model
+from tests.conftest import use_fake_aws_credentials
 
 BUCKET = "registry-bucket"
 
@@ -27,14 +28,7 @@ def model_bytes() -> bytes:
 @pytest.fixture
 def aws(monkeypatch) -> Iterator[None]:
     """moto's in-memory AWS, with fake credentials so nothing reaches a real account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws_credentials(monkeypatch, "us-east-1")
     with mock_aws():
         yield
 

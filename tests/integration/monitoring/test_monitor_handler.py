@@ -1,6 +1,7 @@
 """The monitor function with moto (S3 lake, Secrets Manager, EventBridge) and the
 real PostgreSQL store: a scheduled event in, metrics, a report in the lake and,
-when live quality drops and retraining is enabled, a retraining request out."""
+when live quality drops and retraining is enabled, a retraining request out; before
+the first model is in service, a run that skips instead of failing."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from moto import mock_aws
 
 from credit_risk import names
 from credit_risk.errors import InvalidInputError
+from credit_risk.registry import ModelNotFoundError
 from credit_risk.settings import Settings
 from credit_risk.store import create_store
 from infra.stacks.monitoring import MONITOR_ALARMS
 from lambdas.monitor import handler
-from tests.conftest import EVENTS_DIR
+from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 from tests.integration.api.conftest import (  # noqa: F401 - the serving fixture
     MODEL_NAME,
     lambda_context,
@@ -52,14 +54,7 @@ def database_url(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def aws(monkeypatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         boto3.client("s3").create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -249,3 +244,45 @@ def test_a_manual_run_of_a_window_without_scores_reports_staleness(world, retrai
 def test_an_invalid_event_is_refused(world):
     with pytest.raises(InvalidInputError, match="invalid monitor event"):
         handler.lambda_handler({"days": 0}, lambda_context())
+
+
+@pytest.fixture
+def empty_registry(aws, tmp_path, monkeypatch) -> str:
+    """A freshly deployed environment: the lake and the registry exist, no model was
+    trained yet. Returns the registry root."""
+    registry = f"s3://{BUCKET}/{names.REGISTRY_PREFIX.rstrip('/')}"
+    for name, value in {
+        "CREDIT_RISK_LOCAL_DIR": str(tmp_path),
+        names.ENV_LAKE_URI: f"s3://{BUCKET}",
+        names.ENV_REGISTRY_URI: registry,
+        names.ENV_MODEL_NAME: MODEL_NAME,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return registry
+
+
+def test_before_the_first_model_the_scheduled_run_skips_without_raising(empty_registry, caplog):
+    # given an environment whose registry has no champion yet
+
+    # when the schedule fires
+    summary = handler.lambda_handler(_scheduled_event(), lambda_context())
+
+    # then the run says why it did nothing, and neither fails nor writes a report
+    assert summary == {"skipped": "no_model"}
+    assert "no model in service yet; nothing to monitor" in caplog.messages
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=names.MONITORING_PREFIX)
+    assert listed["KeyCount"] == 0
+
+
+def test_a_champion_pointing_at_a_missing_version_still_fails_the_run(empty_registry):
+    # given a champion pointer whose version was never written (a broken registry)
+    bucket, _, prefix = empty_registry.removeprefix("s3://").partition("/")
+    boto3.client("s3").put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/{MODEL_NAME}/champion.json",
+        Body=json.dumps({"model_name": MODEL_NAME, "version": "20990101T000000Z"}).encode(),
+    )
+
+    # then the run raises, so that the function's Errors alarm sees it
+    with pytest.raises(ModelNotFoundError, match="20990101T000000Z"):
+        handler.lambda_handler(_scheduled_event(), lambda_context())

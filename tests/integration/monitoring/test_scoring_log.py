@@ -22,6 +22,7 @@ from moto import mock_aws
 from credit_risk import names, schemas
 from credit_risk.monitoring.records import ScoreRecord, read_scoring_log, scan_scoring_log
 from credit_risk.serving.service import IdHasher
+from tests.conftest import use_fake_aws_credentials
 from tests.integration.api.conftest import (  # noqa: F401 - fixtures shared with the API tests
     AS_OF,
     HASH_KEY,
@@ -188,14 +189,7 @@ def test_the_local_server_logs_both_canary_functions_into_one_readable_log(
 # --- reading from S3 as Firehose delivers ---------------------------------------
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws_credentials(monkeypatch, "eu-west-1")
     with mock_aws():
         client = boto3.client("s3")
         client.create_bucket(

@@ -40,6 +40,7 @@ from moto import mock_aws
 
 from credit_risk import names
 from infra.components.asl_state_machine import PLACEHOLDER
+from tests.conftest import use_fake_aws_credentials
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STEP_FUNCTIONS = REPO_ROOT / "step_functions"
@@ -117,6 +118,7 @@ def aws_sdk_bodies_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class Execution:
+    arn: str
     status: str
     output: Any
     error: str | None
@@ -190,6 +192,7 @@ class World:
         )["events"]
         output = described.get("output")
         return Execution(
+            arn=execution["executionArn"],
             status=described["status"],
             output=json.loads(output) if output else None,
             error=described.get("error"),
@@ -227,14 +230,7 @@ def world(monkeypatch: pytest.MonkeyPatch, aws_sdk_bodies_as_text) -> Iterator[W
     from infra.config import load_config
     from infra.stacks.orchestration import configured_substitutions
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws_credentials(monkeypatch, REGION)
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     config = load_config(context, ENVIRONMENT)
     with mock_aws(config=MOTO_CONFIG):

@@ -1,9 +1,10 @@
 """The canary release state machine, executed by moto's Step Functions engine.
 
-The release function's results come from the lambda-simple queue, one per action, so
-these tests pin down the decisions of the definition: the order of the actions, the
-percentages, when it promotes and when it rolls back. What the actions do to AWS is
-tested in test_release.py.
+The release function's results come from the lambda-simple queue, one per action;
+the verdicts queued are those of ``credit_risk.release.decide`` for the facts queued
+before them, so these tests pin down how the definition follows the one decision
+function: the order of the actions, the percentages, when it promotes and when it
+rolls back. What the actions do to AWS is tested in test_release.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import json
 
 import pytest
 
-from credit_risk import names
+from credit_risk import names, release
 from tests.conftest import EVENTS_DIR
 from tests.integration.orchestration.conftest import load_definition, moto_runnable
 
 LIVE_VERSION, CANDIDATE_VERSION = "7", "8"
 CHAMPION = "20231201T030000Z-aaaa1111"
 ALARM = names.candidate_alarm_prefix("dev") + "errors"
+ADMITTED = {"decision": "go", "reason": "no other release or deploy in flight", "ahead": []}
 
 
 @pytest.fixture
@@ -32,29 +34,55 @@ def canary(world):
     return world.create_machine("credit-risk-dev-canary-release", definition)
 
 
-def _published(model_version: str) -> dict:
+def _published(model_version: str, champion: str | None = CHAMPION, error: str | None = None):
     return {
         "candidate_version": CANDIDATE_VERSION,
         "live_version": LIVE_VERSION,
-        "champion": CHAMPION,
+        "champion": champion,
         "model_version": model_version,
+        "started": error is None,
+        "start_error": error,
     }
+
+
+def _verdict(release_input: dict, published: dict, step_index=None, check=None) -> dict:
+    """What the release function's ``decide`` answers for these facts."""
+    canary = release_input["canary"]
+    return release.decide(
+        model_version=release_input["model_version"],
+        champion=published["champion"],
+        steps_percent=canary["steps_percent"],
+        min_requests=canary["min_requests"],
+        started=published["started"],
+        start_error=published["start_error"],
+        step_index=step_index,
+        check=check,
+    )
 
 
 def _healthy(requests: int = 50) -> dict:
     return {"alarms": [], "requests": requests}
 
 
+def _restored() -> tuple[dict, dict]:
+    return {"removed": True}, {"aliases": {"live": LIVE_VERSION, "candidate": LIVE_VERSION}}
+
+
 def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, release_input):
     model = release_input["model_version"]
+    published = _published(model)
     world.queue_results(
-        _published(model),
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
         {"percent": 10},
         _healthy(),
+        _verdict(release_input, published, 0, _healthy()),
         {"percent": 50},
         _healthy(),
-        {"champion": model, "previous": CHAMPION, "already": False},
+        _verdict(release_input, published, 1, _healthy()),
         {"aliases": {"live": CANDIDATE_VERSION}},
+        {"champion": model, "previous": CHAMPION, "already": False},
         {"removed": True},
     )
 
@@ -65,15 +93,30 @@ def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, rel
         "outcome": "promoted",
         "model_version": model,
         "inference_version": CANDIDATE_VERSION,
+        "reason": "every canary step passed (10%, 50%)",
+    }
+    decide = {
+        "action": "decide",
+        "model_version": model,
+        "champion": CHAMPION,
+        "steps_percent": [10, 50],
+        "min_requests": 20,
+        "started": True,
+        "start_error": None,
     }
     assert run.lambda_payloads() == [
+        {"action": "admit_release", "execution_arn": run.arn, "attempt": 0},
         {"action": "publish_candidate", "model_version": model},
+        decide,
         {"action": "set_canary", "percent": 10},
         {"action": "check_candidate", "window_seconds": 1},
+        {**decide, "step_index": 0, "check": _healthy()},
         {"action": "set_canary", "percent": 50},
         {"action": "check_candidate", "window_seconds": 1},
-        {"action": "promote_model", "model_version": model, "expected_champion": CHAMPION},
+        {**decide, "step_index": 1, "check": _healthy()},
+        # Traffic moves fully to the new version before the champion changes.
         {"action": "point_aliases", "live": CANDIDATE_VERSION},
+        {"action": "promote_model", "model_version": model, "expected_champion": CHAMPION},
         {"action": "remove_canary"},
     ]
     assert run.entered().count("Observe") == 2
@@ -81,13 +124,58 @@ def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, rel
     assert "promoted" in notification["subject"]
 
 
-def test_a_candidate_alarm_rolls_back_at_once(world, canary, release_input):
+def test_the_first_model_of_an_empty_environment_is_promoted_without_steps(
+    world, canary, release_input
+):
+    model = release_input["model_version"]
+    published = _published(model, champion=None)
     world.queue_results(
-        _published(release_input["model_version"]),
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
+        {"aliases": {"live": CANDIDATE_VERSION}},
+        {"champion": model, "previous": None, "already": False},
+        {"removed": False},
+    )
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert "SetCanary" not in run.entered()
+    assert run.lambda_payloads()[-3:] == [
+        {"action": "point_aliases", "live": CANDIDATE_VERSION},
+        {"action": "promote_model", "model_version": model, "expected_champion": None},
+        {"action": "remove_canary"},
+    ]
+    assert "no champion to compare with" in run.output["reason"]
+
+
+def test_a_candidate_that_does_not_start_is_rolled_back_before_any_traffic(
+    world, canary, release_input
+):
+    published = _published(release_input["model_version"], error="IntegrityError: sha256")
+    world.queue_results(ADMITTED, published, _verdict(release_input, published), *_restored())
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "FAILED"
+    assert run.error == "CanaryRolledBack"
+    assert run.cause == "the candidate did not start: IntegrityError: sha256"
+    assert "SetCanary" not in run.entered()
+    assert "PromoteModel" not in run.entered()
+
+
+def test_a_candidate_alarm_rolls_back_at_once(world, canary, release_input):
+    published = _published(release_input["model_version"])
+    alarmed = {"alarms": [ALARM], "requests": 80}
+    world.queue_results(
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
         {"percent": 10},
-        {"alarms": [ALARM], "requests": 80},
-        {"removed": True},
-        {"aliases": {"live": LIVE_VERSION, "candidate": LIVE_VERSION}},
+        alarmed,
+        _verdict(release_input, published, 0, alarmed),
+        *_restored(),
     )
 
     run = world.run(canary, release_input)
@@ -106,14 +194,18 @@ def test_a_candidate_alarm_rolls_back_at_once(world, canary, release_input):
 
 
 def test_too_little_traffic_is_no_proof_and_rolls_back(world, canary, release_input):
+    published = _published(release_input["model_version"])
     world.queue_results(
-        _published(release_input["model_version"]),
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
         {"percent": 10},
         _healthy(),
+        _verdict(release_input, published, 0, _healthy()),
         {"percent": 50},
         _healthy(requests=3),
-        {"removed": True},
-        {"aliases": {"live": LIVE_VERSION, "candidate": LIVE_VERSION}},
+        _verdict(release_input, published, 1, _healthy(requests=3)),
+        *_restored(),
     )
 
     run = world.run(canary, release_input)
@@ -124,29 +216,103 @@ def test_too_little_traffic_is_no_proof_and_rolls_back(world, canary, release_in
     assert "PromoteModel" not in run.entered()
 
 
-def test_a_refused_promotion_rolls_back(world, canary, release_input):
+def test_a_refused_promotion_after_moving_live_restores_the_aliases(world, canary, release_input):
     release_input["canary"]["steps_percent"] = [25]
+    published = _published(release_input["model_version"])
     world.queue_results(
-        _published(release_input["model_version"]),
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
         {"percent": 25},
         _healthy(),
+        _verdict(release_input, published, 0, _healthy()),
+        {"aliases": {"live": CANDIDATE_VERSION}},
         {"errorType": "ConcurrentUpdateError", "errorMessage": "the champion changed"},
     )
     # The promote result lacks "champion", so its selector fails the task, as the
-    # refused promotion fails it in AWS; the release must still roll back.
-    world.queue_results(
-        {"removed": True}, {"aliases": {"live": LIVE_VERSION, "candidate": LIVE_VERSION}}
-    )
+    # refused promotion fails it in AWS; live moved already, so it must move back.
+    world.queue_results(*_restored())
 
     run = world.run(canary, release_input)
 
     assert run.status == "FAILED"
     assert run.error == "CanaryRolledBack"
-    assert run.entered()[-5:] == [
+    assert run.entered()[-7:] == [
+        "MoveLive",
+        "PromoteModel",
         "ErrorDuringCanary",
         "RemoveCanary",
         "RestoreAliases",
         "NotifyRolledBack",
         "RolledBack",
     ]
-    assert "MoveLive" not in run.entered()
+    assert run.lambda_payloads()[-1] == {
+        "action": "point_aliases",
+        "live": LIVE_VERSION,
+        "candidate": LIVE_VERSION,
+    }
+
+
+def test_a_release_behind_a_code_deploy_waits_then_goes(world, canary, release_input):
+    release_input["admission_wait_seconds"] = 1
+    model = release_input["model_version"]
+    published = _published(model, champion=model)
+    deploying = {"decision": "wait", "reason": "a code deploy is in progress", "ahead": []}
+    world.queue_results(
+        deploying,
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
+        {"aliases": {"live": CANDIDATE_VERSION}},
+        {"champion": model, "previous": None, "already": True},
+        {"removed": False},
+    )
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.entered().count("WaitForDeploy") == 1
+    admissions = [p for p in run.lambda_payloads() if p.get("action") == "admit_release"]
+    assert [p["attempt"] for p in admissions] == [0, 1]
+
+
+def test_a_release_while_another_runs_is_refused_and_changes_nothing(world, canary, release_input):
+    refused = {
+        "decision": "refuse",
+        "reason": "release other is in progress: one model release at a time",
+        "ahead": ["other"],
+    }
+    world.queue_results(refused)
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "FAILED"
+    assert run.error == "CanaryReleaseFailed"
+    assert "one model release at a time" in run.cause
+    assert [p["action"] for p in run.lambda_payloads()] == ["admit_release"]
+    (notification,) = world.notifications()
+    assert "not started" in notification["subject"]
+
+
+def test_a_canary_given_in_part_keeps_the_other_settings_of_the_environment(
+    world, canary, release_input
+):
+    release_input["canary"] = {"wait_seconds": 1}
+    published = _published(release_input["model_version"], error="IntegrityError: sha256")
+    world.queue_results(ADMITTED, published)
+    world.queue_results(
+        {"action": "roll_back", "reason": "stop here", "step_index": None, "percent": None}
+    )
+    world.queue_results(*_restored())
+
+    run = world.run(canary, release_input)
+
+    decide = next(p for p in run.lambda_payloads() if p.get("action") == "decide")
+    defaults = load_definition("canary_release", world.values)["States"]["Defaults"]
+    configured = {
+        key.removesuffix(".$"): json.loads(value.removeprefix("States.StringToJson('")[:-2])
+        for key, value in defaults["Parameters"]["canary"].items()
+    }
+    assert decide["steps_percent"] == configured["steps_percent"]
+    assert decide["min_requests"] == configured["min_requests"]
+    assert run.cause == "stop here"

@@ -19,7 +19,7 @@ from credit_risk.errors import InvalidInputError
 from credit_risk.local_api import LambdaContext
 from credit_risk.registry import ConcurrentUpdateError, ModelNotFoundError, Registry
 from lambdas.release import handler
-from tests.conftest import EVENTS_DIR
+from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 
 REGION = "eu-west-1"
 FUNCTION = "credit-risk-dev-inference"
@@ -27,18 +27,12 @@ MODELS_BUCKET = "credit-risk-dev-models-test"
 REGISTRY = f"s3://{MODELS_BUCKET}/registry"
 OLD_MODEL, NEW_MODEL = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
 STAGE = {"deploymentId": "dep123", "stageName": names.API_STAGE_NAME}
+TEMPLATE_VARIABLES = {names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true", "KEEP": "me"}
 
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws_credentials(monkeypatch, REGION)
     with mock_aws(config={"lambda": {"use_docker": False}}):
         yield
 
@@ -61,6 +55,35 @@ def clients(aws) -> release.Clients:
         lambda_=boto3.client("lambda", region_name=REGION),
         apigateway=boto3.client("apigateway", region_name=REGION),
         cloudwatch=boto3.client("cloudwatch", region_name=REGION),
+        stepfunctions=boto3.client("stepfunctions", region_name=REGION),
+        cloudformation=boto3.client("cloudformation", region_name=REGION),
+    )
+
+
+def answer_warm_ups(monkeypatch, answer) -> list[dict]:
+    """The inference function's answer to the release's warm-up ping, as moto's
+    Lambda returns it: ``answer(event)`` gives (payload, function error or None)."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    seen: list[dict] = []
+
+    def invoke(self, function_name, qualifier, body, headers, response_headers):
+        event = json.loads(body)
+        seen.append({"function": function_name, "event": event})
+        payload, error = answer(event)
+        if error:
+            response_headers["x-amz-function-error"] = error
+        return json.dumps(payload).encode()
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    return seen
+
+
+@pytest.fixture
+def serving_candidate(monkeypatch) -> list[dict]:
+    """A candidate that starts and serves the model it is pinned to (NEW_MODEL)."""
+    return answer_warm_ups(
+        monkeypatch, lambda event: ({"warm": True, "model_version": NEW_MODEL}, None)
     )
 
 
@@ -77,7 +100,8 @@ def deployed(clients) -> str:
         Role=role["Role"]["Arn"],
         Handler="handler.handler",
         Code={"ZipFile": buffer.getvalue()},
-        Environment={"Variables": {names.ENV_MODEL_VERSION: OLD_MODEL, "KEEP": "me"}},
+        # As the template deploys it: no model pin, the champion served.
+        Environment={"Variables": TEMPLATE_VARIABLES},
     )
     version = clients.lambda_.publish_version(FunctionName=FUNCTION)["Version"]
     for alias in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS):
@@ -102,7 +126,7 @@ def _alias(clients, name: str) -> str:
 
 
 def test_publishing_pins_a_new_version_to_the_model_and_moves_only_the_candidate(
-    clients, target, deployed, registry
+    clients, target, deployed, registry, serving_candidate
 ):
     published = release.publish_candidate(clients, target, NEW_MODEL)
 
@@ -115,7 +139,101 @@ def test_publishing_pins_a_new_version_to_the_model_and_moves_only_the_candidate
         FunctionName=FUNCTION, Qualifier=published["candidate_version"]
     )["Environment"]["Variables"]
     # Merged, not replaced: only the model version changed.
-    assert pinned == {names.ENV_MODEL_VERSION: NEW_MODEL, "KEEP": "me"}
+    assert pinned == {**TEMPLATE_VARIABLES, names.ENV_MODEL_VERSION: NEW_MODEL}
+    # ...and only in the published version: whatever publishes from $LATEST next (a
+    # code deploy) serves the champion, not this model.
+    latest = clients.lambda_.get_function_configuration(FunctionName=FUNCTION)
+    assert latest["Environment"]["Variables"] == TEMPLATE_VARIABLES
+    # The new version was started through the candidate alias before any traffic.
+    assert serving_candidate == [
+        {"function": f"{FUNCTION}:{names.CANDIDATE_ALIAS}", "event": {"warmup": True}}
+    ]
+    assert (published["started"], published["start_error"]) == (True, None)
+
+
+def test_a_candidate_that_fails_to_start_is_reported_with_its_error(
+    monkeypatch, clients, target, deployed, registry
+):
+    failure = {"errorType": "IntegrityError", "errorMessage": "model.ubj does not match"}
+    answer_warm_ups(monkeypatch, lambda event: (failure, "Unhandled"))
+
+    published = release.publish_candidate(clients, target, NEW_MODEL)
+
+    assert published["started"] is False
+    assert published["start_error"] == "Unhandled: model.ubj does not match"
+
+
+def test_a_candidate_serving_another_model_did_not_start_the_release(
+    monkeypatch, clients, target, deployed, registry
+):
+    answer_warm_ups(monkeypatch, lambda event: ({"warm": True, "model_version": OLD_MODEL}, None))
+
+    published = release.publish_candidate(clients, target, NEW_MODEL)
+
+    assert published["started"] is False
+    assert OLD_MODEL in published["start_error"]
+
+
+@pytest.fixture
+def machine(clients) -> str:
+    """A state machine whose executions stay RUNNING (moto does not run them here)."""
+    role = boto3.client("iam").create_role(RoleName="machine", AssumeRolePolicyDocument="{}")
+    definition = {
+        "StartAt": "Hold",
+        "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": True}},
+    }
+    return clients.stepfunctions.create_state_machine(
+        name="credit-risk-dev-training-pipeline",
+        definition=json.dumps(definition),
+        roleArn=role["Role"]["Arn"],
+    )["stateMachineArn"]
+
+
+def _start(clients, machine: str, name: str) -> str:
+    return clients.stepfunctions.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+
+
+def test_training_runs_are_admitted_one_at_a_time_oldest_first(clients, machine):
+    first, second, third = (_start(clients, machine, name) for name in ("a", "b", "c"))
+
+    assert release.admit_run(clients, first)["decision"] == "go"
+    assert release.admit_run(clients, second) == {
+        "decision": "wait",
+        "reason": "waiting for run a to end",
+        "ahead": ["a"],
+    }
+    assert release.admit_run(clients, third)["decision"] == "skip"
+    clients.stepfunctions.stop_execution(executionArn=first)
+    assert release.admit_run(clients, second)["decision"] == "go"
+
+
+def test_a_release_is_refused_while_another_runs_and_goes_alone(clients, target, machine):
+    target = release.ReleaseTarget(**{**target.__dict__, "deploy_stack_name": "CreditRisk-dev-Ml"})
+    first = _start(clients, machine, "release-1")
+
+    # No such stack in this account: nothing is being deployed.
+    assert release.admit_release(clients, target, first)["decision"] == "go"
+    second = _start(clients, machine, "release-2")
+    refused = release.admit_release(clients, target, second)
+    assert refused["decision"] == "refuse"
+    assert "release-1" in refused["reason"]
+
+
+def test_a_release_goes_once_the_inference_stack_is_at_rest(clients, target, machine):
+    clients.cloudformation.create_stack(
+        StackName="CreditRisk-dev-Ml",
+        TemplateBody=json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}),
+    )
+    target = release.ReleaseTarget(**{**target.__dict__, "deploy_stack_name": "CreditRisk-dev-Ml"})
+
+    admitted = release.admit_release(clients, target, _start(clients, machine, "release-1"))
+
+    assert admitted["decision"] == "go"
+
+
+def test_an_execution_arn_of_another_kind_is_refused(clients):
+    with pytest.raises(InvalidInputError, match="execution ARN"):
+        release.admit_run(clients, "arn:aws:states:eu-west-1:123456789012:stateMachine:x")
 
 
 def test_publishing_an_unknown_model_changes_nothing(clients, target, deployed, registry):
@@ -230,7 +348,7 @@ def test_promotion_moves_the_champion_once_and_refuses_a_stale_expectation(targe
         release.promote_model(target, OLD_MODEL, expected_champion="someone-else")
 
 
-def test_the_aliases_move_back_on_rollback(clients, target, deployed, registry):
+def test_the_aliases_move_back_on_rollback(clients, target, deployed, registry, serving_candidate):
     published = release.publish_candidate(clients, target, NEW_MODEL)
 
     release.point_aliases(clients, target, live=deployed, candidate=deployed)
@@ -258,7 +376,9 @@ def handler_environment(monkeypatch, target):
     handler._clients.cache_clear()
 
 
-def test_the_handler_runs_the_action_of_the_event(handler_environment, deployed, registry):
+def test_the_handler_runs_the_action_of_the_event(
+    handler_environment, deployed, registry, serving_candidate
+):
     event = json.loads((EVENTS_DIR / "release_publish_candidate.json").read_text())
 
     result = handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
@@ -272,3 +392,26 @@ def test_the_handler_refuses_an_unknown_action(handler_environment):
 
     with pytest.raises(InvalidInputError, match="invalid release event"):
         handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+
+
+def test_the_handler_answers_the_verdict_of_the_one_decision_function(handler_environment):
+    event = {
+        "action": "decide",
+        "model_version": NEW_MODEL,
+        "champion": OLD_MODEL,
+        "steps_percent": [10, 50],
+        "min_requests": 20,
+        "started": True,
+        "start_error": None,
+        "step_index": 0,
+        "check": {"alarms": [], "requests": 7},
+    }
+
+    verdict = handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+
+    assert verdict == {
+        "action": "roll_back",
+        "reason": "the candidate served 7 requests at 10%, fewer than the 20 required",
+        "step_index": None,
+        "percent": None,
+    }

@@ -25,6 +25,8 @@ from tests.integration.orchestration.conftest import (
 )
 
 RUN_ID = "training-2024-01-01-test"
+# The release function's answer to a run with no other run in flight.
+ADMITTED = {"decision": "go", "reason": "no other training run in flight", "ahead": []}
 AS_OF = "2024-01-01"
 MODEL_VERSION = "20240101T031500Z-0123abcd"
 
@@ -77,7 +79,9 @@ def pipeline(world):
 
 def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline):
     report = _write_report(RUN_ID, quarantined_fraction=0.01)
-    world.queue_results({"rows": 1000, "snapshot_id": RUN_ID}, _training_result(passed=True))
+    world.queue_results(
+        ADMITTED, {"rows": 1000, "snapshot_id": RUN_ID}, _training_result(passed=True)
+    )
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
 
@@ -89,7 +93,8 @@ def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline)
         f"--{names.GLUE_ARG_AS_OF}": AS_OF,
         f"--{names.GLUE_ARG_RUN_ID}": RUN_ID,
     }
-    loader, training = run.lambda_payloads()
+    admission, loader, training = run.lambda_payloads()
+    assert admission == {"action": "admit_run", "execution_arn": run.arn, "attempt": 0}
     assert loader == {
         "snapshot_uri": report["outputs"]["snapshot"],
         "snapshot_id": RUN_ID,
@@ -108,7 +113,7 @@ def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline)
     assert release["Input"]["model_version"] == MODEL_VERSION
     assert release["Input"]["canary"] == {
         "steps_percent": [50],
-        "wait_seconds": 120,
+        "wait_seconds": 300,
         "min_requests": 5,
     }
     (notification,) = world.notifications()
@@ -120,6 +125,7 @@ def test_the_schedule_input_gets_the_event_date_and_a_fresh_run_id(world, pipeli
     scheduled = json.loads((EVENTS_DIR / "training_pipeline_schedule.json").read_text())
 
     # No report exists for a run id nobody knew in advance: the run fails after Glue.
+    world.queue_results(ADMITTED)
     run = world.run(pipeline, scheduled)
 
     (glue_run,) = run.scheduled("glue")
@@ -132,6 +138,7 @@ def test_the_schedule_input_gets_the_event_date_and_a_fresh_run_id(world, pipeli
 
 def test_too_many_quarantined_rows_stop_the_run_before_the_store(world, pipeline):
     report = _write_report(RUN_ID, quarantined_fraction=0.2)
+    world.queue_results(ADMITTED)
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
 
@@ -140,7 +147,7 @@ def test_too_many_quarantined_rows_stop_the_run_before_the_store(world, pipeline
     # The local runner stops with the very same message.
     local = PipelineStopped("quality_gate", quality_gate_message(report, 0.05), {})
     assert run.cause == str(local)
-    assert run.lambda_payloads() == []
+    assert [p["action"] for p in run.lambda_payloads()] == ["admit_run"]
     (notification,) = world.notifications()
     assert "stopped by a gate" in notification["subject"]
     assert str(local) in notification["message"]
@@ -148,7 +155,7 @@ def test_too_many_quarantined_rows_stop_the_run_before_the_store(world, pipeline
 
 def test_the_execution_input_may_raise_the_quality_limit(world, pipeline):
     _write_report(RUN_ID, quarantined_fraction=0.2)
-    world.queue_results({"rows": 800}, _training_result(passed=True))
+    world.queue_results(ADMITTED, {"rows": 800}, _training_result(passed=True))
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID, "max_quarantined_fraction": 0.25})
 
@@ -159,7 +166,7 @@ def test_the_execution_input_may_raise_the_quality_limit(world, pipeline):
 def test_a_rejected_model_stops_the_run_with_the_failed_checks(world, pipeline):
     _write_report(RUN_ID, quarantined_fraction=0.01)
     rejected = _training_result(passed=False)
-    world.queue_results({"rows": 1000}, rejected)
+    world.queue_results(ADMITTED, {"rows": 1000}, rejected)
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
 
@@ -184,6 +191,7 @@ def test_a_feature_job_that_keeps_colliding_fails_after_its_retries(world, pipel
         boto3.client("glue", region_name=REGION).start_job_run(
             JobName=world.values["FeatureJobName"]
         )
+        world.queue_results(ADMITTED)
         run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
     finally:
         state_manager.unset_transition("glue::job_run")
@@ -208,3 +216,41 @@ def test_an_input_without_a_date_fails_with_a_clear_cause(world, pipeline):
     assert run.error == "TrainingPipelineFailed"
     assert run.cause.startswith("InvalidInputError: the execution input needs as_of")
     assert run.scheduled("glue") == []
+
+
+def test_a_run_behind_another_waits_for_its_turn_then_goes(world, pipeline):
+    _write_report(RUN_ID, quarantined_fraction=0.01)
+    behind = {"decision": "wait", "reason": "waiting for run first to end", "ahead": ["first"]}
+    world.queue_results(
+        behind,
+        behind,
+        ADMITTED,
+        {"rows": 1000, "snapshot_id": RUN_ID},
+        _training_result(passed=True),
+    )
+
+    run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID, "admission_wait_seconds": 1})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    admissions = [p for p in run.lambda_payloads() if p.get("action") == "admit_run"]
+    assert [p["attempt"] for p in admissions] == [0, 1, 2]
+    assert run.entered().count("WaitForRun") == 2
+    assert run.entered().index("Features") > run.entered().index("WaitForRun")
+
+
+def test_a_run_behind_a_waiting_one_is_skipped_without_touching_anything(world, pipeline):
+    skipped = {
+        "decision": "skip",
+        "reason": "run second is already waiting behind first and will read this delivery too",
+        "ahead": ["first", "second"],
+    }
+    world.queue_results(skipped)
+
+    run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
+
+    assert run.status == "SUCCEEDED"
+    assert run.scheduled("glue") == []
+    assert [p["action"] for p in run.lambda_payloads()] == ["admit_run"]
+    (notification,) = world.notifications()
+    assert "skipped" in notification["subject"]
+    assert skipped["reason"] in notification["message"]

@@ -21,7 +21,14 @@ from infra import smoke_test
 
 API_KEY = "k" * 40
 CUSTOMER = "5008804"
-HEALTHY = {"status": "ok", "model_version": "20260101T000000Z", "store_reachable": True}
+SNAPSHOT_ID = "2026-01-01-20260101T030000Z"
+HEALTHY = {
+    "status": "ok",
+    "model_version": "20260101T000000Z",
+    "store_reachable": True,
+    "features_as_of": "2026-01-01",
+    "snapshot_id": SNAPSHOT_ID,
+}
 SCORE = {
     "customer_id": CUSTOMER,
     "default_probability": 0.0421,
@@ -105,17 +112,74 @@ def test_a_healthy_api_that_scores_the_known_customer_passes(api, secret_arn, ca
 
 
 def test_a_degraded_api_fails_the_release_with_the_reason(api, secret_arn, capsys):
-    FakeApi.answers[names.ROUTE_HEALTH] = (200, {**HEALTHY, "status": "degraded"})
+    FakeApi.answers[names.ROUTE_HEALTH] = (
+        200,
+        {**HEALTHY, "status": "degraded", "store_reachable": False, "snapshot_id": None},
+    )
 
     assert _run(api, secret_arn) == 1
     assert "unhealthy" in capsys.readouterr().err
 
 
-def test_an_unknown_customer_fails_the_release(api, secret_arn, capsys):
-    FakeApi.answers[names.ROUTE_SCORE] = (404, {"error": "not_found", "message": "unknown"})
+def test_an_environment_without_a_model_is_told_to_run_the_bootstrap(api, secret_arn, capsys):
+    # given a freshly deployed environment: health answers 503 no_model
+    FakeApi.answers[names.ROUTE_HEALTH] = (
+        503,
+        {
+            "error": "no_model",
+            "message": "no model is in service yet; run `credit-risk env bootstrap --env dev`",
+            "request_id": "r-1",
+        },
+    )
+
+    # then the release stops with what to do next, naming the API it checked
+    assert _run(api, secret_arn) == 1
+    err = capsys.readouterr().err
+    assert f"smoke test FAILED against {api}: no model is in service in this environment yet" in err
+    assert "run `credit-risk env bootstrap --env <env>`" in err
+
+
+def test_a_store_without_a_snapshot_is_told_to_run_the_bootstrap(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_HEALTH] = (
+        200,
+        {**HEALTHY, "status": "degraded", "features_as_of": None, "snapshot_id": None},
+    )
+
+    assert _run(api, secret_arn) == 1
+    err = capsys.readouterr().err
+    assert "the feature store holds no snapshot: run the bootstrap" in err
+    assert "credit-risk env bootstrap" in err
+
+
+def test_an_unknown_customer_names_the_snapshot_and_the_setting_to_change(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_SCORE] = (
+        404,
+        {"error": "unknown_customer", "message": "no features for this customer id"},
+    )
+
+    assert _run(api, secret_arn) == 1
+    assert (
+        f"customer {CUSTOMER} is not in the active snapshot {SNAPSHOT_ID}: set "
+        "pipeline.smoke_test_customer_id in cdk.json to a customer the store holds"
+    ) in capsys.readouterr().err
+
+
+def test_another_404_on_the_score_route_is_reported_as_is(api, secret_arn, capsys):
+    # a wrong URL (API Gateway's own 404) is not a customer missing from the store
+    FakeApi.answers.pop(names.ROUTE_SCORE)
 
     assert _run(api, secret_arn) == 1
     assert f"customer {CUSTOMER} answered 404" in capsys.readouterr().err
+
+
+def test_the_customer_defaults_to_the_first_synthetic_customer(
+    api, secret_arn, capsys, monkeypatch
+):
+    monkeypatch.delenv("SMOKE_CUSTOMER_ID", raising=False)
+    FakeApi.answers[names.ROUTE_SCORE] = (200, {**SCORE, "customer_id": "1234567"})
+
+    assert smoke_test.main(["--api-url", api, "--secret-arn", secret_arn]) == 0
+    assert "customer 1234567 scored" in capsys.readouterr().out
 
 
 def test_a_probability_outside_zero_one_fails_the_release(api, secret_arn, capsys):

@@ -1,0 +1,85 @@
+"""Which model a scoring function serves, and when that changes.
+
+A function version pinned to a registry version (``CREDIT_RISK_MODEL_VERSION``, set
+by a model release) serves that version for its whole life. Without a pin (every
+version a code release publishes) it serves the registry's champion and follows
+promotions: it re-reads the champion pointer at most every ``refresh_seconds`` (one
+small read per interval, not per request) and loads a champion it does not serve yet.
+
+What fails the start, and what does not:
+
+- a pinned version that is missing or corrupt, or a corrupt champion, raises: that
+  function version never serves, the alias's Errors alarm sees it, and a model
+  release rolls back on it;
+- no champion yet (an empty environment) does not: ``current()`` is None and the API
+  answers 503 until a model is promoted, which the next refresh picks up;
+- a new champion that cannot be loaded later keeps the model in service and is
+  reported to ``on_refresh_error``: a broken promotion must not take scoring down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from credit_risk.model.package import ModelPackage
+    from credit_risk.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class ModelSource:
+    """The model of one function version: pinned, or the registry's current champion."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        pinned_version: str | None,
+        refresh_seconds: float = 60.0,
+        clock: Clock = time.monotonic,
+        on_refresh_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.pinned_version = pinned_version
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._on_refresh_error = on_refresh_error
+        if pinned_version is not None:
+            self._model: ModelPackage | None = registry.load(pinned_version)
+        else:
+            champion = registry.champion_version()
+            self._model = registry.load(champion) if champion is not None else None
+        self._checked_at = clock()
+
+    def current(self) -> ModelPackage | None:
+        """The model to serve now (None: no champion yet), after re-reading the
+        champion pointer when the refresh interval has passed."""
+        if self.pinned_version is None and self._clock() - self._checked_at >= self.refresh_seconds:
+            self._refresh()
+        return self._model
+
+    def _refresh(self) -> None:
+        self._checked_at = self._clock()
+        serving = self._model.version if self._model is not None else None
+        try:
+            champion = self.registry.champion_version()
+            if champion is None or champion == serving:
+                return
+            model = self.registry.load(champion)  # verifies the sha256
+        except Exception as exc:  # whatever failed, the model in service keeps serving
+            logger.error(
+                "the champion could not be loaded; still serving %s: %s",
+                serving or "no model",
+                exc,
+            )
+            if self._on_refresh_error is not None:
+                self._on_refresh_error(exc)
+            return
+        logger.info("the champion changed: now serving %s (was %s)", champion, serving)
+        self._model = model
