@@ -47,8 +47,10 @@ class ModelFunctions(Construct):
       ``live`` in a canary (``code_release``) and rolls it back, failing the
       deployment, when the ``live`` alarms below fire;
     - a model release (the canary-release state machine) publishes a version
-      pinned to the new model, points ``candidate`` at it, and once the stage
-      canary passed moves ``live`` to it, then promotes the model.
+      pinned to the new model and points ``candidate`` at it for the stage
+      canary; promoting the model makes ``live``, which serves the champion,
+      serve it too, and ``candidate`` goes back to ``live``'s version. It never
+      moves ``live``, so CloudFormation's view of that alias stays true.
     """
 
     def __init__(

@@ -86,6 +86,8 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "CanaryWaitSeconds": json.dumps(config.canary.wait_minutes * 60),
         "CanaryMinRequests": json.dumps(config.canary.min_requests),
         "AdmissionWaitSeconds": json.dumps(names.ADMISSION_WAIT_SECONDS),
+        # A little longer than the live alias's re-read of the champion.
+        "ModelRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
     }
 
 
@@ -334,13 +336,20 @@ class OrchestrationStack(EnvironmentStack):
                     "lambda:UpdateFunctionConfiguration",
                     "lambda:PublishVersion",
                     "lambda:GetAlias",
-                    "lambda:UpdateAlias",
                 ],
                 resources=[
                     inference,
                     f"{inference}:{names.LIVE_ALIAS}",
                     f"{inference}:{names.CANDIDATE_ALIAS}",
                 ],
+            )
+        )
+        # A model release moves the candidate alias only: live belongs to code
+        # releases (CloudFormation and CodeDeploy).
+        release.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["lambda:UpdateAlias"],
+                resources=[f"{inference}:{names.CANDIDATE_ALIAS}"],
             )
         )
         release.add_to_role_policy(
@@ -352,11 +361,15 @@ class OrchestrationStack(EnvironmentStack):
                 ],
             )
         )
-        # The warm-up probe of a newly published version, before it takes traffic.
+        # Warm-up pings: the new version starts before it takes traffic; live
+        # serves the new champion before it takes the traffic back.
         release.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"],
-                resources=[f"{inference}:{names.CANDIDATE_ALIAS}"],
+                resources=[
+                    f"{inference}:{names.CANDIDATE_ALIAS}",
+                    f"{inference}:{names.LIVE_ALIAS}",
+                ],
             )
         )
         # One release at a time, one training run at a time, and no release

@@ -87,7 +87,7 @@ class Decide(_Action):
 
 class SetCanary(_Action):
     action: Literal["set_canary"]
-    percent: float = Field(gt=0, lt=100)
+    percent: float = Field(gt=0, le=100)
 
 
 class CheckCandidate(_Action):
@@ -105,6 +105,11 @@ class PointAliases(_Action):
     candidate: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
 
 
+class ConfirmLive(_Action):
+    action: Literal["confirm_live"]
+    model_version: str = Field(pattern=VERSION_PATTERN)
+
+
 class PromoteModel(_Action):
     action: Literal["promote_model"]
     model_version: str = Field(pattern=VERSION_PATTERN)
@@ -120,7 +125,8 @@ Request = Annotated[
     | CheckCandidate
     | RemoveCanary
     | PointAliases
-    | PromoteModel,
+    | PromoteModel
+    | ConfirmLive,
     Field(discriminator="action"),
 ]
 _requests = TypeAdapter(Request)
@@ -175,6 +181,8 @@ def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -
             return release.point_aliases(
                 clients, target, live=request.live, candidate=request.candidate
             )
+        case ConfirmLive():
+            return release.confirm_live(clients, target, request.model_version)
         case PromoteModel():
             return release.promote_model(target, request.model_version, request.expected_champion)
     raise InvalidInputError(f"unknown release action {request!r}")

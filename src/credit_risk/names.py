@@ -37,6 +37,7 @@ ENV_MODEL_VERSION: Final = f"{ENV_PREFIX}MODEL_VERSION"
 # service; only a model release pins a version to another model.
 ENV_MODEL_FALLBACK_TO_CHAMPION: Final = f"{ENV_PREFIX}MODEL_FALLBACK_TO_CHAMPION"
 ENV_MODEL_REFRESH_SECONDS: Final = f"{ENV_PREFIX}MODEL_REFRESH_SECONDS"
+MODEL_REFRESH_SECONDS: Final = 60
 # Commit the deployed code was built from, recorded in model metadata.
 ENV_CODE_VERSION: Final = f"{ENV_PREFIX}CODE_VERSION"
 ENV_ENVIRONMENT: Final = f"{ENV_PREFIX}ENVIRONMENT"

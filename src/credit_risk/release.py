@@ -124,17 +124,13 @@ def _set_variables(
     )
 
 
-def probe_start(clients: Clients, target: ReleaseTarget, model_version: str) -> str | None:
-    """Why the ``candidate`` alias cannot serve ``model_version``, or None when it can.
-
-    A warm-up ping initialises the new version before any customer reaches it: a
-    model that fails to load or verify is caught here, with nothing to compare it
-    with, which is how the first model of an environment is checked at all.
-    """
+def _warm_up(clients: Clients, target: ReleaseTarget, alias: str) -> tuple[str | None, str | None]:
+    """The model ``alias`` serves, as its answer to a warm-up ping, and the error
+    when the invocation failed (a version that cannot start)."""
     # The alias in the name ("function:alias"), which every implementation of the
     # API reads; the permission is the alias's ARN either way.
     response = clients.lambda_.invoke(
-        FunctionName=f"{target.function_name}:{names.CANDIDATE_ALIAS}",
+        FunctionName=f"{target.function_name}:{alias}",
         Payload=json.dumps({"warmup": True}).encode(),
     )
     body = response["Payload"].read()
@@ -144,11 +140,33 @@ def probe_start(clients: Clients, target: ReleaseTarget, model_version: str) -> 
         payload = None
     if response.get("FunctionError"):
         message = payload.get("errorMessage") if isinstance(payload, dict) else None
-        return f"{response['FunctionError']}: {message or body[:500].decode(errors='replace')}"
-    served = payload.get("model_version") if isinstance(payload, dict) else None
+        return (
+            None,
+            f"{response['FunctionError']}: {message or body[:500].decode(errors='replace')}",
+        )
+    return (payload.get("model_version") if isinstance(payload, dict) else None), None
+
+
+def probe_start(clients: Clients, target: ReleaseTarget, model_version: str) -> str | None:
+    """Why the ``candidate`` alias cannot serve ``model_version``, or None when it can.
+
+    A warm-up ping initialises the new version before any customer reaches it: a
+    model that fails to load or verify is caught here, with nothing to compare it
+    with, which is how the first model of an environment is checked at all.
+    """
+    served, error = _warm_up(clients, target, names.CANDIDATE_ALIAS)
+    if error is not None:
+        return error
     if served != model_version:
         return f"the candidate answers with model {served}, not {model_version}"
     return None
+
+
+def confirm_live(clients: Clients, target: ReleaseTarget, model_version: str) -> dict:
+    """Whether the ``live`` alias, which serves the registry's champion, serves the
+    newly promoted ``model_version``."""
+    served, error = _warm_up(clients, target, names.LIVE_ALIAS)
+    return {"model_version": served, "confirmed": error is None and served == model_version}
 
 
 def _running(clients: Clients, execution_arn: str) -> tuple[str, list]:
@@ -225,8 +243,10 @@ def canary_operations(percent: float, deployment_id: str) -> list[dict[str, str]
     The canary runs the stage's own deployment: only the stage variable that
     selects the alias differs, so the integration is never edited.
     """
-    if not 0.0 < percent < 100.0:
-        raise InvalidInputError(f"canary percentage must be in (0, 100), got {percent}")
+    # 100: the promotion's last step, every request on the candidate while the
+    # champion changes.
+    if not 0.0 < percent <= 100.0:
+        raise InvalidInputError(f"canary percentage must be in (0, 100], got {percent}")
     return [
         {"op": "replace", "path": "/canarySettings/deploymentId", "value": deployment_id},
         {"op": "replace", "path": "/canarySettings/percentTraffic", "value": f"{percent:g}"},

@@ -599,7 +599,18 @@ class AwsWorld:
     """The environment of ``synthesized`` in moto; build it with ``AwsWorld.build``
     inside ``mock_aws(config=MOTO_CONFIG)``."""
 
-    def __init__(self, synthesized: Any, *, database_url: str, spark_session: Callable[[], Any]):
+    def __init__(
+        self,
+        synthesized: Any,
+        *,
+        database_url: str,
+        spark_session: Callable[[], Any],
+        model_refresh_seconds: float | None = None,
+    ):
+        """``model_refresh_seconds``: the one timing of the deployed functions a test
+        may shorten (how often serving functions re-read the champion); a release
+        run against them waits as long (its ``live_refresh_seconds``)."""
+        self.model_refresh_seconds = model_refresh_seconds
         self.synthesized = synthesized
         self.environment = synthesized.environment
         self.templates: dict[str, dict[str, Any]] = synthesized.templates
@@ -848,6 +859,8 @@ class AwsWorld:
             laptop[names.ENV_DATABASE_URL] = self.database_url
         if names.ENV_DATABASE_IAM_AUTH in variables:
             laptop[names.ENV_DATABASE_IAM_AUTH] = "false"
+        if self.model_refresh_seconds is not None and names.ENV_MODEL_REFRESH_SECONDS in variables:
+            laptop[names.ENV_MODEL_REFRESH_SECONDS] = str(self.model_refresh_seconds)
         return laptop
 
     def _versions_and_aliases(self) -> None:
@@ -1114,12 +1127,13 @@ class AwsWorld:
         raise AssertionError(f"{execution.arn} never reached its startExecution state")
 
     def start_recorded_release(
-        self, execution: Execution, canary: Mapping[str, Any] | None = None
+        self, execution: Execution, canary: Mapping[str, Any] | None = None, **settings: Any
     ) -> str:
         """Starts the canary release as the training pipeline would have, with
-        ``canary`` settings overlaid on the recorded ones (a shorter wait)."""
+        ``canary`` settings overlaid on the recorded ones (a shorter wait) and the
+        other ``settings`` of a release's input set."""
         request = self.recorded_release(execution)
-        payload = dict(request["Input"])
+        payload = {**request["Input"], **settings}
         if canary:
             payload["canary"] = {**payload.get("canary", {}), **canary}
         return boto3.client("stepfunctions").start_execution(
@@ -1142,9 +1156,12 @@ class AwsWorld:
             FunctionName=function.name, Environment={"Variables": variables}
         )
         version = lam.publish_version(FunctionName=function.name, Description="code release")
-        lam.update_alias(
-            FunctionName=function.name, Name=names.LIVE_ALIAS, FunctionVersion=version["Version"]
-        )
+        # Both aliases are on the template's version: CodeDeploy shifts live,
+        # CloudFormation moves candidate (which takes no traffic between releases).
+        for alias in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS):
+            lam.update_alias(
+                FunctionName=function.name, Name=alias, FunctionVersion=version["Version"]
+            )
         return version["Version"]
 
 

@@ -54,6 +54,10 @@ LAPTOP_GATE = {
 }
 # Waiting runs ask again every few seconds rather than every minute.
 RUN_OVERLAY = {"gate": LAPTOP_GATE, "admission_wait_seconds": 2}
+# Serving functions re-read the champion every second here (60 s as deployed); a
+# release waits a little longer before live takes the traffic back.
+LIVE_REFRESH_SECONDS = 1
+RELEASE = {"live_refresh_seconds": LIVE_REFRESH_SECONDS + 1}
 CANARY = {"wait_seconds": 1}
 # A canary step lasts long enough for the candidate to serve the template's
 # min_requests: handler invocations here run one at a time, a few per second.
@@ -96,7 +100,12 @@ def world(dev, postgres_url) -> Iterator[AwsWorld]:
             )
         return sessions[0]
 
-    aws = AwsWorld(dev, database_url=database_url, spark_session=spark)
+    aws = AwsWorld(
+        dev,
+        database_url=database_url,
+        spark_session=spark,
+        model_refresh_seconds=LIVE_REFRESH_SECONDS,
+    )
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -157,6 +166,13 @@ def release_actions(execution: Execution) -> list[tuple[str, Any]]:
     return found
 
 
+def canary_percents(execution: Execution) -> list[float]:
+    """The stage canary's share at each ``set_canary`` of a release, in order."""
+    return [
+        result["percent"] for action, result in release_actions(execution) if action == "set_canary"
+    ]
+
+
 def admissions(execution: Execution) -> list[str]:
     return [
         result["decision"] for action, result in release_actions(execution) if action == "admit_run"
@@ -209,18 +225,20 @@ def test_the_first_delivery_trains_and_promotes_without_canary_steps(world, raw_
     assert_trained(world, run)
     assert admissions(run) == ["go"]
     model = run.output["model"]["model_version"]
+    live_before = in_service(world)["live"]
 
-    release = world.wait(world.start_recorded_release(run, CANARY), 60)
+    release = world.wait(world.start_recorded_release(run, CANARY, **RELEASE), 60)
     assert release.status == "SUCCEEDED", (release.error, release.cause)
     actions = [action for action, _ in release_actions(release)]
-    assert "set_canary" not in actions, "no champion: nothing to compare a canary with"
+    assert "check_candidate" not in actions, "no champion: nothing to compare a canary with"
+    assert canary_percents(release) == [100], "only the promotion's: all traffic on it"
 
     now = in_service(world)
     assert (now["champion"], now["status"], now["model"]) == (model, 200, model), now
-    assert world.lambda_environment(inference(world), now["live"]).get(names.ENV_MODEL_VERSION) in (
-        model,
-        None,
-    )
+    # live is CloudFormation's version, unpinned: it serves the champion.
+    assert now["live"] == live_before
+    assert names.ENV_MODEL_VERSION not in world.lambda_environment(inference(world), now["live"])
+    assert world.alias_version(inference(world), names.CANDIDATE_ALIAS) == now["live"]
     status, score = world.api("POST", names.ROUTE_SCORE, {"customer_id": SMOKE_CUSTOMER})
     assert status == 200, score
     assert score["model_version"] == model
@@ -241,6 +259,7 @@ def test_a_code_release_keeps_the_model_in_service(world, state):
     )
     status, score = world.api("POST", names.ROUTE_SCORE, {"customer_id": SMOKE_CUSTOMER})
     assert (status, score["model_version"]) == (200, state["first_model"])
+    state["code_version"] = version
 
 
 def test_a_model_release_takes_canary_steps_while_later_deliveries_queue(world, raw_extract, state):
@@ -279,17 +298,22 @@ def test_a_model_release_takes_canary_steps_while_later_deliveries_queue(world, 
     traffic = threading.Thread(target=canary_traffic, daemon=True)
     traffic.start()
     try:
-        release = world.wait(world.start_recorded_release(run, CANARY_STEPS), 120)
+        release = world.wait(world.start_recorded_release(run, CANARY_STEPS, **RELEASE), 120)
     finally:
         done.set()
         traffic.join()
     assert release.status == "SUCCEEDED", (release.error, release.cause)
-    assert "set_canary" in [action for action, _ in release_actions(release)]
+    steps = canary_percents(release)
+    # The configured steps, then all traffic on the new model for the promotion.
+    assert steps[-1] == 100, steps
+    assert len(steps) > 1, steps
 
     now = in_service(world)
     assert (now["champion"], now["model"], now["canary"]) == (model, model, None)
     assert model != state["first_model"]
-    assert world.lambda_environment(inference(world), now["live"])[names.ENV_MODEL_VERSION] == model
+    # The code release's version still serves: a model release never moves live.
+    assert now["live"] == state["code_version"]
+    assert world.alias_version(inference(world), names.CANDIDATE_ALIAS) == now["live"]
     state["second_model"] = model
 
 
@@ -309,7 +333,9 @@ def test_a_candidate_that_cannot_start_is_rolled_back(world, state):
     execution = boto3.client("stepfunctions").start_execution(
         stateMachineArn=canary,
         name="broken-candidate",
-        input=json.dumps({"model_version": broken, "run_id": "broken-candidate", "canary": CANARY}),
+        input=json.dumps(
+            {"model_version": broken, "run_id": "broken-candidate", "canary": CANARY, **RELEASE}
+        ),
     )["executionArn"]
     release = world.wait(execution, 60)
 

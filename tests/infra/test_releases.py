@@ -249,7 +249,11 @@ def test_the_release_function_may_see_runs_deploys_and_warm_the_candidate(stagin
     stacks = resources_of("cloudformation:DescribeStacks")
     assert ":stack/CreditRisk-staging-Ml/*" in stacks
     (invoke,) = [s for s in statements if s["Action"] == "lambda:InvokeFunction"]
-    assert invoke["Resource"]["Fn::Join"][1][-1] == f":{names.CANDIDATE_ALIAS}"
+    # Warm-up pings only: the new version before traffic, live before it takes it back.
+    assert sorted(r["Fn::Join"][1][-1] for r in invoke["Resource"]) == [
+        f":{names.CANDIDATE_ALIAS}",
+        f":{names.LIVE_ALIAS}",
+    ]
 
 
 def test_the_training_pipeline_may_ask_the_release_function_for_admission(staging):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from credit_risk import schemas
+from credit_risk import names, schemas
 from credit_risk.errors import ConfigurationError, CreditRiskError
 from credit_risk.model.package import ModelPackage
 from credit_risk.monitoring.records import ScoreRecord, ScoreSink, StdoutSink, sink_for
@@ -53,7 +53,7 @@ class InferenceSettings(Settings):
         description="Serve the registry's champion when model_version is unset.",
     )
     model_refresh_seconds: float = Field(
-        default=60.0,
+        default=float(names.MODEL_REFRESH_SECONDS),
         ge=0,
         description="Serving the champion: seconds between reads of the champion pointer "
         "(0: on every request); a changed champion is loaded and served from then on.",

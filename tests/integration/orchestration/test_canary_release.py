@@ -65,7 +65,32 @@ def _healthy(requests: int = 50) -> dict:
 
 
 def _restored() -> tuple[dict, dict]:
-    return {"removed": True}, {"aliases": {"live": LIVE_VERSION, "candidate": LIVE_VERSION}}
+    return {"removed": True}, {"aliases": {"candidate": LIVE_VERSION}}
+
+
+def _promoted(model: str, previous: str | None = CHAMPION) -> tuple[dict, ...]:
+    """The results of the promotion: all traffic to the candidate, the champion,
+    live serving it, the canary gone, the candidate alias back on live's version."""
+    return (
+        {"percent": 100},
+        {"champion": model, "previous": previous, "already": previous == model},
+        {"model_version": model, "confirmed": True},
+        *_restored(),
+    )
+
+
+PROMOTION = [
+    {"action": "set_canary", "percent": 100},
+    {"action": "promote_model", "model_version": "<model>", "expected_champion": "<champion>"},
+    {"action": "confirm_live", "model_version": "<model>"},
+    {"action": "remove_canary"},
+    {"action": "point_aliases", "candidate": LIVE_VERSION},
+]
+
+
+def _promotion(model: str, champion: str | None) -> list[dict]:
+    text = json.dumps(PROMOTION).replace('"<model>"', json.dumps(model))
+    return json.loads(text.replace('"<champion>"', json.dumps(champion)))
 
 
 def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, release_input):
@@ -81,9 +106,7 @@ def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, rel
         {"percent": 50},
         _healthy(),
         _verdict(release_input, published, 1, _healthy()),
-        {"aliases": {"live": CANDIDATE_VERSION}},
-        {"champion": model, "previous": CHAMPION, "already": False},
-        {"removed": True},
+        *_promoted(model),
     )
 
     run = world.run(canary, release_input)
@@ -114,11 +137,11 @@ def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, rel
         {"action": "set_canary", "percent": 50},
         {"action": "check_candidate", "window_seconds": 1},
         {**decide, "step_index": 1, "check": _healthy()},
-        # Traffic moves fully to the new version before the champion changes.
-        {"action": "point_aliases", "live": CANDIDATE_VERSION},
-        {"action": "promote_model", "model_version": model, "expected_champion": CHAMPION},
-        {"action": "remove_canary"},
+        # Traffic moves fully to the new model before the champion changes, and back
+        # to live (which serves the champion) only once live serves it.
+        *_promotion(model, CHAMPION),
     ]
+    assert run.entered().index("WaitForLive") < run.entered().index("ConfirmLive")
     assert run.entered().count("Observe") == 2
     (notification,) = world.notifications()
     assert "promoted" in notification["subject"]
@@ -133,20 +156,14 @@ def test_the_first_model_of_an_empty_environment_is_promoted_without_steps(
         ADMITTED,
         published,
         _verdict(release_input, published),
-        {"aliases": {"live": CANDIDATE_VERSION}},
-        {"champion": model, "previous": None, "already": False},
-        {"removed": False},
+        *_promoted(model, previous=None),
     )
 
     run = world.run(canary, release_input)
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert "SetCanary" not in run.entered()
-    assert run.lambda_payloads()[-3:] == [
-        {"action": "point_aliases", "live": CANDIDATE_VERSION},
-        {"action": "promote_model", "model_version": model, "expected_champion": None},
-        {"action": "remove_canary"},
-    ]
+    assert run.lambda_payloads()[-5:] == _promotion(model, None)
     assert "no champion to compare with" in run.output["reason"]
 
 
@@ -185,7 +202,7 @@ def test_a_candidate_alarm_rolls_back_at_once(world, canary, release_input):
     assert ALARM in run.cause
     assert run.lambda_payloads()[-2:] == [
         {"action": "remove_canary"},
-        {"action": "point_aliases", "live": LIVE_VERSION, "candidate": LIVE_VERSION},
+        {"action": "point_aliases", "candidate": LIVE_VERSION},
     ]
     assert "PromoteModel" not in run.entered()
     (notification,) = world.notifications()
@@ -216,7 +233,9 @@ def test_too_little_traffic_is_no_proof_and_rolls_back(world, canary, release_in
     assert "PromoteModel" not in run.entered()
 
 
-def test_a_refused_promotion_after_moving_live_restores_the_aliases(world, canary, release_input):
+def test_a_refused_promotion_rolls_back_with_nothing_in_service_changed(
+    world, canary, release_input
+):
     release_input["canary"]["steps_percent"] = [25]
     published = _published(release_input["model_version"])
     world.queue_results(
@@ -226,11 +245,12 @@ def test_a_refused_promotion_after_moving_live_restores_the_aliases(world, canar
         {"percent": 25},
         _healthy(),
         _verdict(release_input, published, 0, _healthy()),
-        {"aliases": {"live": CANDIDATE_VERSION}},
+        {"percent": 100},
         {"errorType": "ConcurrentUpdateError", "errorMessage": "the champion changed"},
     )
     # The promote result lacks "champion", so its selector fails the task, as the
-    # refused promotion fails it in AWS; live moved already, so it must move back.
+    # refused promotion fails it in AWS; all traffic went to the candidate already,
+    # so it must come back to live.
     world.queue_results(*_restored())
 
     run = world.run(canary, release_input)
@@ -238,7 +258,7 @@ def test_a_refused_promotion_after_moving_live_restores_the_aliases(world, canar
     assert run.status == "FAILED"
     assert run.error == "CanaryRolledBack"
     assert run.entered()[-7:] == [
-        "MoveLive",
+        "FullTraffic",
         "PromoteModel",
         "ErrorDuringCanary",
         "RemoveCanary",
@@ -246,11 +266,32 @@ def test_a_refused_promotion_after_moving_live_restores_the_aliases(world, canar
         "NotifyRolledBack",
         "RolledBack",
     ]
-    assert run.lambda_payloads()[-1] == {
-        "action": "point_aliases",
-        "live": LIVE_VERSION,
-        "candidate": LIVE_VERSION,
-    }
+    assert run.lambda_payloads()[-1] == {"action": "point_aliases", "candidate": LIVE_VERSION}
+
+
+def test_live_not_serving_the_new_champion_keeps_the_traffic_on_the_candidate(
+    world, canary, release_input
+):
+    model = release_input["model_version"]
+    published = _published(model, champion=None)
+    world.queue_results(
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
+        {"percent": 100},
+        {"champion": model, "previous": None, "already": False},
+        {"model_version": "20230101T000000Z-00000000", "confirmed": False},
+    )
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "FAILED"
+    assert "LiveNotServingChampion" in run.cause
+    # Consistent: the champion is the new model and every request goes to it.
+    assert "RemoveCanary" not in run.entered()
+    assert "EndCanary" not in run.entered()
+    (notification,) = world.notifications()
+    assert "failed" in notification["subject"]
 
 
 def test_a_release_behind_a_code_deploy_waits_then_goes(world, canary, release_input):
@@ -263,9 +304,7 @@ def test_a_release_behind_a_code_deploy_waits_then_goes(world, canary, release_i
         ADMITTED,
         published,
         _verdict(release_input, published),
-        {"aliases": {"live": CANDIDATE_VERSION}},
-        {"champion": model, "previous": None, "already": True},
-        {"removed": False},
+        *_promoted(model, previous=model),
     )
 
     run = world.run(canary, release_input)

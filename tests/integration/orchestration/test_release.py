@@ -163,6 +163,23 @@ def test_a_candidate_that_fails_to_start_is_reported_with_its_error(
     assert published["start_error"] == "Unhandled: model.ubj does not match"
 
 
+def test_live_is_confirmed_only_when_it_serves_the_promoted_model(
+    monkeypatch, clients, target, deployed
+):
+    served = {"model": OLD_MODEL}
+    pings = answer_warm_ups(
+        monkeypatch, lambda event: ({"warm": True, "model_version": served["model"]}, None)
+    )
+
+    before = release.confirm_live(clients, target, NEW_MODEL)
+    served["model"] = NEW_MODEL
+    after = release.confirm_live(clients, target, NEW_MODEL)
+
+    assert before == {"model_version": OLD_MODEL, "confirmed": False}
+    assert after == {"model_version": NEW_MODEL, "confirmed": True}
+    assert {ping["function"] for ping in pings} == {f"{FUNCTION}:{names.LIVE_ALIAS}"}
+
+
 def test_a_candidate_serving_another_model_did_not_start_the_release(
     monkeypatch, clients, target, deployed, registry
 ):
@@ -331,8 +348,8 @@ def test_removing_the_canary_is_idempotent(clients, target):
         stage.assert_no_pending_responses()
 
 
-@pytest.mark.parametrize("percent", [0, 100, -5])
-def test_a_canary_percentage_outside_the_open_interval_is_refused(percent):
+@pytest.mark.parametrize("percent", [0, 100.5, -5])
+def test_a_canary_percentage_outside_the_interval_is_refused(percent):
     with pytest.raises(InvalidInputError, match="canary percentage"):
         release.canary_operations(percent, "dep123")
 
