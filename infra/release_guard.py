@@ -1,19 +1,22 @@
-"""Refuses a deployment while a model release runs in the environment.
+"""Refuses a deployment while a model release runs in the environment, or while
+one that failed left the API stage's canary behind.
 
-A model release moves the inference aliases and the API stage canary outside
+A model release moves the ``candidate`` alias and the API stage canary outside
 CloudFormation; a deployment of the same environment in the middle of it would
-race it. The release pipeline runs this before each environment's stacks, with
-the ARN of that environment's canary-release state machine, and for an
-environment in another account the role to read it through (Step Functions has
+race it, and one made while a failed release left the canary on would move the
+alias that canary sends customers to, with no canary of its own. The release
+pipeline runs this before each environment's stacks, with the ARN of that
+environment's canary-release state machine, its Api stack's name, and for an
+environment in another account the role to read them through (Step Functions has
 no resource policies). It needs only the standard library and boto3 (the
 CodeBuild image has no project environment).
 
     python infra/release_guard.py --state-machine-arn ARN [--state-machine-arn ARN ...]
-        [--role-arn ARN]
+        [--api-stack NAME] [--role-arn ARN]
 
-Exit status: 0 when no listed state machine has a running execution, 1 when one
-has (one line per execution, saying how to go on), 2 on bad arguments or an AWS
-error.
+Exit status: 0 when no listed state machine has a running execution and the
+stage has no canary, 1 otherwise (one line per finding, saying how to go on), 2 on
+bad arguments or an AWS error.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ STATE_MACHINE_ARN = re.compile(
     r"^arn:aws[\w-]*:states:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:stateMachine:[\w-]+$"
 )
 ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+# The Api stack's ApiUrl output: https://<rest api id>.execute-api.<region>.<domain>/<stage>/
+API_URL = re.compile(r"^https://(?P<api>[a-z0-9]+)\.execute-api\.[^/]+/(?P<stage>[^/]+)/?$")
+API_URL_OUTPUT = "ApiUrl"
 
 
 class GuardError(RuntimeError):
@@ -50,23 +57,58 @@ class Running:
         )
 
 
-def stepfunctions_client(state_machine_arn: str, role_arn: str | None = None) -> Any:
-    """A client in the machine's region (which its ARN names), as ``role_arn``
-    when one is given."""
+def session(region: str, role_arn: str | None = None) -> Any:
+    """A boto3 session in ``region``, as ``role_arn`` when one is given."""
     import boto3
 
-    region = STATE_MACHINE_ARN.match(state_machine_arn)["region"]
     if role_arn is None:
-        return boto3.client("stepfunctions", region_name=region)
+        return boto3.Session(region_name=region)
     credentials = boto3.client("sts", region_name=region).assume_role(
         RoleArn=role_arn, RoleSessionName="credit-risk-release-guard"
     )["Credentials"]
-    return boto3.client(
-        "stepfunctions",
+    return boto3.Session(
         region_name=region,
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
+    )
+
+
+def stepfunctions_client(state_machine_arn: str, role_arn: str | None = None) -> Any:
+    """A client in the machine's region (which its ARN names)."""
+    region = STATE_MACHINE_ARN.match(state_machine_arn)["region"]
+    return session(region, role_arn).client("stepfunctions")
+
+
+def leftover_canary(api_stack: str, aws: Any) -> str | None:
+    """Why the stage of ``api_stack``'s API may not be deployed over, or None: a
+    canary still on it (a model release that failed after moving traffic). A stack
+    not deployed yet has no stage, and nothing to protect."""
+    try:
+        stacks = aws.client("cloudformation").describe_stacks(StackName=api_stack)["Stacks"]
+    except Exception as exc:  # botocore's errors, without importing botocore here
+        if "does not exist" in str(exc):
+            return None
+        raise GuardError(f"cannot read the stack {api_stack}: {exc}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    url = API_URL.match(outputs.get(API_URL_OUTPUT, ""))
+    if url is None:
+        return None  # a stack from before the API had its output: no release ran on it
+    try:
+        stage = aws.client("apigateway").get_stage(restApiId=url["api"], stageName=url["stage"])
+    except Exception as exc:
+        raise GuardError(f"cannot read the stage {url['stage']} of {api_stack}: {exc}") from exc
+    canary = stage.get("canarySettings")
+    if not canary:
+        return None
+    share = canary.get("percentTraffic")
+    share = f"{share:g}" if isinstance(share, int | float) else "some"
+    return (
+        f"the {url['stage']} stage of {api_stack} still sends {share}% "
+        "of its requests to the candidate alias: a model release did not finish (see its "
+        "notification). Check the aliases and the champion, then remove the canary with "
+        f"`aws apigateway update-stage --rest-api-id {url['api']} --stage-name {url['stage']} "
+        "--patch-operations op=remove,path=/canarySettings`"
     )
 
 
@@ -101,6 +143,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="a state machine whose running executions block the deployment (repeatable)",
     )
     parser.add_argument(
+        "--api-stack",
+        metavar="NAME",
+        help="the environment's Api stack: its stage must have no canary left by a release",
+    )
+    parser.add_argument(
         "--role-arn",
         metavar="ARN",
         help="a role to assume first, for state machines in another account",
@@ -111,6 +158,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     for arn in arguments.state_machine_arn:
         if not STATE_MACHINE_ARN.match(arn):
             parser.error(f"--state-machine-arn {arn!r} is not a state machine ARN")
+    if arguments.api_stack is not None and not STACK_NAME.match(arguments.api_stack):
+        parser.error(f"--api-stack {arguments.api_stack!r} is not a stack name")
     return arguments
 
 
@@ -122,12 +171,17 @@ def main(argv: list[str] | None = None) -> int:
             for arn in arguments.state_machine_arn
             for execution in running_executions(arn, role_arn=arguments.role_arn)
         ]
+        findings = [execution.message() for execution in running]
+        if arguments.api_stack is not None:
+            region = STATE_MACHINE_ARN.match(arguments.state_machine_arn[0])["region"]
+            left = leftover_canary(arguments.api_stack, session(region, arguments.role_arn))
+            findings += [left] if left else []
     except GuardError as exc:
         print(f"release guard FAILED: {exc}", file=sys.stderr)
         return 2
-    for execution in running:
-        print(execution.message(), file=sys.stderr)
-    if running:
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    if findings:
         return 1
     print(f"no model release is running on {len(arguments.state_machine_arn)} state machine(s)")
     return 0

@@ -344,12 +344,14 @@ class OrchestrationStack(EnvironmentStack):
                 ],
             )
         )
-        # A model release moves the candidate alias only: live belongs to code
-        # releases (CloudFormation and CodeDeploy).
+        # A model release moves the candidate alias only (live belongs to code
+        # releases: CloudFormation and CodeDeploy). Lambda authorises alias
+        # operations on the function's own ARN, so IAM cannot hold it to one alias:
+        # the release code never names live in an update.
         release.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["lambda:UpdateAlias"],
-                resources=[f"{inference}:{names.CANDIDATE_ALIAS}"],
+                resources=[inference, f"{inference}:{names.CANDIDATE_ALIAS}"],
             )
         )
         release.add_to_role_policy(

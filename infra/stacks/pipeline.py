@@ -35,6 +35,7 @@ from aws_cdk import aws_codestarnotifications as notifications
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from credit_risk import names
 from credit_risk.names import PROJECT
 from infra.components.dependency_audit import DependencyAudit
 from infra.components.notifications import Notifications
@@ -201,9 +202,37 @@ class PipelineStack(Stack):
             resource_name=config.resource_name("canary-release"),
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        command = f'python3 {RELEASE_GUARD_SCRIPT} --state-machine-arn "$CANARY_RELEASE_ARN"'
-        env = {"CANARY_RELEASE_ARN": machine}
-        statement = iam.PolicyStatement(actions=["states:ListExecutions"], resources=[machine])
+        api_stack = names.stack_name(config.name, "Api")
+        command = (
+            f'python3 {RELEASE_GUARD_SCRIPT} --state-machine-arn "$CANARY_RELEASE_ARN"'
+            f' --api-stack "$API_STACK"'
+        )
+        env = {"CANARY_RELEASE_ARN": machine, "API_STACK": api_stack}
+        statements = [
+            iam.PolicyStatement(actions=["states:ListExecutions"], resources=[machine]),
+            # A canary a failed release left on the stage: the stack's ApiUrl, then
+            # the stage itself (the API's id is only known once it is deployed).
+            iam.PolicyStatement(
+                actions=["cloudformation:DescribeStacks"],
+                resources=[
+                    self.format_arn(
+                        service="cloudformation",
+                        account=account,
+                        region=config.region,
+                        resource="stack",
+                        resource_name=f"{api_stack}/*",
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                actions=["apigateway:GET"],
+                resources=[
+                    f"arn:{self.partition}:apigateway:{config.region}::/restapis/*/stages/"
+                    f"{names.API_STAGE_NAME}"
+                ],
+            ),
+        ]
         if config.account is not None and config.account != self.account:
             # Step Functions has no resource policies: in another account the guard
             # reads through the read-only lookup role of `cdk bootstrap --trust`.
@@ -220,14 +249,14 @@ class PipelineStack(Stack):
             )
             command += ' --role-arn "$READER_ROLE_ARN"'
             env["READER_ROLE_ARN"] = reader
-            statement = iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[reader])
+            statements = [iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[reader])]
         return pipelines.CodeBuildStep(
             f"ReleaseGuard-{config.name}",
             input=self.source,
             install_commands=["python3 -m pip install --quiet boto3"],
             commands=[command],
             env=env,
-            role_policy_statements=[statement],
+            role_policy_statements=statements,
             timeout=Duration.minutes(5),
         )
 
@@ -408,6 +437,25 @@ class PipelineStack(Stack):
                     "environment's account; the statement only matches the key tagged as "
                     "that environment's, and only for decryption through Secrets Manager.",
                 )
+        for name, guard in self.release_guards.items():
+            stage = self.stages[name]
+            target = self._environment_account(stage.config)
+            account_id = "<AWS::AccountId>" if Token.is_unresolved(target) else target
+            api_stack = names.stack_name(name, "Api")
+            region_ = stage.config.region
+            for rule, reason in (
+                (
+                    f"arn:aws:cloudformation:{region_}:{account_id}:stack/{api_stack}/*",
+                    "A stack's ARN ends in an id drawn when it is created; the statement "
+                    "names the environment's Api stack.",
+                ),
+                (
+                    f"arn:aws:apigateway:{region_}::/restapis/*/stages/{names.API_STAGE_NAME}",
+                    "The REST API's id is drawn at deployment in the environment; the guard "
+                    "only reads the stage the release's canary is set on.",
+                ),
+            ):
+                acknowledge(guard.project, f"AwsSolutions-IAM5[Resource::{rule}]", reason)
         acknowledge(
             pipeline.pipeline.artifact_bucket,
             "AwsSolutions-S1",

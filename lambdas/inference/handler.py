@@ -365,6 +365,10 @@ def _observe(handler):
         )
         if response.get("statusCode", 500) >= 500:
             metrics.add_metric(name=names.METRIC_SERVER_ERRORS, unit=MetricUnit.Count, value=1)
+        # Per alias, what the release alarms read: not the 503 no_model of an
+        # environment before its first model (warm-ups of a fresh staging would
+        # otherwise roll back every code deploy made before the bootstrap).
+        if response.get("statusCode", 500) >= 500 and version is not None:
             _publish_count(
                 names.METRIC_SERVER_ERRORS,
                 {

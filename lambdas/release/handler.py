@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credit_risk import names, release
@@ -26,6 +26,8 @@ logger = Logger(service=names.SERVICE_RELEASE)
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 FUNCTION_VERSION_PATTERN = r"^[0-9]+$"
+# A day: longer waits are a typo, not a canary.
+MAX_WAIT_SECONDS = 24 * 60 * 60
 
 
 class Environment(BaseSettings):
@@ -71,6 +73,7 @@ class Check(BaseModel):
 
     alarms: list[str] = []
     requests: int = Field(default=0, ge=0)
+    moved: list[str] = []
 
 
 class Decide(_Action):
@@ -83,6 +86,11 @@ class Decide(_Action):
     start_error: str | None = None
     step_index: int | None = Field(default=None, ge=0)
     check: Check | None = None
+    # Checked here, before any traffic moves, because the Wait states that read
+    # them cannot catch a bad value: a release started by hand with a fraction,
+    # a string or a negative number would strand the stage canary.
+    wait_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
+    live_refresh_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
 
 
 class SetCanary(_Action):
@@ -93,6 +101,8 @@ class SetCanary(_Action):
 class CheckCandidate(_Action):
     action: Literal["check_candidate"]
     window_seconds: int = Field(gt=0)
+    candidate_version: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
+    live_version: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
 
 
 class RemoveCanary(_Action):
@@ -174,7 +184,17 @@ def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -
         case SetCanary():
             return release.set_canary(clients, target, request.percent)
         case CheckCandidate():
-            return release.check_candidate(clients, target, request.window_seconds)
+            expected = {
+                alias: version
+                for alias, version in (
+                    (names.CANDIDATE_ALIAS, request.candidate_version),
+                    (names.LIVE_ALIAS, request.live_version),
+                )
+                if version is not None
+            }
+            return release.check_candidate(
+                clients, target, request.window_seconds, expected=expected
+            )
         case RemoveCanary():
             return release.remove_canary(clients, target)
         case PointAliases():
@@ -195,7 +215,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:
         raise InvalidInputError(f"invalid release event: {exc}") from None
     if isinstance(request, Decide):  # a pure decision: no environment, no client
-        fields = request.model_dump(exclude={"action", "check"})
+        fields = request.model_dump(
+            exclude={"action", "check", "wait_seconds", "live_refresh_seconds"}
+        )
         check = request.check.model_dump() if request.check is not None else None
         result = release.decide(**fields, check=check)
     else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
@@ -208,7 +209,13 @@ def check_local_raw_files(paths: Iterable[str]) -> list[Path]:
     """The given raw loan files, once each is a local CSV/Parquet file whose header
     or footer names the raw columns; anything else is an InvalidInputError."""
     # Imported here: the module loads PySpark, which only this check needs.
-    from credit_risk.features.spark import check_raw_files, list_raw_files
+    try:
+        from credit_risk.features.spark import check_raw_files, list_raw_files
+    except ImportError:
+        raise ConfigurationError(
+            "checking raw files needs the spark extra: install the package with "
+            "`pip install 'credit-risk[spark]'` (or run `make install`)"
+        ) from None
 
     files = []
     for path in paths:
@@ -261,24 +268,29 @@ def refuse_existing_delivery(s3: Any, bucket: str, prefix: str) -> None:
 
 
 def first_customer_id(file: Path) -> str | None:
-    """The first customer id in a raw loan file (CSV or Parquet), for the sample request."""
+    """The first customer id in a raw loan file (CSV or Parquet), for the sample
+    request; None when the file does not give one cleanly (the feature job
+    quarantines what does not parse: the hint is a nicety, not a check)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    if file.name.endswith(".parquet"):
-        batches = pq.ParquetFile(file).iter_batches(batch_size=1000, columns=["id"])
-    else:
-        batches = pa_csv.open_csv(
-            file,
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=["id"], column_types={"id": pa.string()}
-            ),
-        )
-    for batch in batches:
-        for value in batch.column(0).to_pylist():
-            if value not in (None, ""):
-                return str(value)
+    try:
+        if file.name.endswith(".parquet"):
+            batches = pq.ParquetFile(file).iter_batches(batch_size=1000, columns=["id"])
+        else:
+            batches = pa_csv.open_csv(
+                file,
+                convert_options=pa_csv.ConvertOptions(
+                    include_columns=["id"], column_types={"id": pa.string()}
+                ),
+            )
+        for batch in batches:
+            for value in batch.column(0).to_pylist():
+                if value not in (None, ""):
+                    return str(value)
+    except (pa.ArrowException, ValueError):
+        return None
     return None
 
 
@@ -344,7 +356,8 @@ def _execution_for(
                 started_for = json.loads(described.get("input") or "{}").get("object_key")
             except (ValueError, AttributeError):
                 continue
-            if started_for == marker_key:
+            # Compared decoded: an S3 event may carry the key URL-encoded ("=" as %3D).
+            if started_for is not None and unquote_plus(started_for) == unquote_plus(marker_key):
                 return execution["executionArn"]
         # Newest first: once a page reaches back before the upload, the rest is older.
         if any(execution["startDate"] < since for execution in executions):

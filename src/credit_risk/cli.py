@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
@@ -69,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # own arguments' validation errors into InvalidInputError.
         print(f"credit-risk {args.command}: error: {describe_settings_error(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (BotoCoreError, ClientError) as exc:
-        # No credentials, access denied, no such bucket: AWS says what is wrong.
+    except (BotoCoreError, ClientError, Boto3Error) as exc:
+        # No credentials, access denied, no such bucket, a failed upload: AWS says
+        # what is wrong.
         print(f"credit-risk {args.command}: error: AWS: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

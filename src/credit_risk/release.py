@@ -166,7 +166,11 @@ def confirm_live(clients: Clients, target: ReleaseTarget, model_version: str) ->
     """Whether the ``live`` alias, which serves the registry's champion, serves the
     newly promoted ``model_version``."""
     served, error = _warm_up(clients, target, names.LIVE_ALIAS)
-    return {"model_version": served, "confirmed": error is None and served == model_version}
+    # Always a string: the state machine quotes it in a message.
+    return {
+        "model_version": served or (f"none ({error})" if error else "none"),
+        "confirmed": error is None and served == model_version,
+    }
 
 
 def _running(clients: Clients, execution_arn: str) -> tuple[str, list]:
@@ -222,7 +226,11 @@ def decide(
     """The release's next move (``release_decision.decide``) for the state machine."""
     policy = release_decision.CanaryPolicy(tuple(steps_percent), min_requests)
     observed = (
-        release_decision.StepCheck(tuple(check.get("alarms", ())), int(check.get("requests", 0)))
+        release_decision.StepCheck(
+            alarms=tuple(check.get("alarms", ())),
+            requests=int(check.get("requests", 0)),
+            moved=tuple(check.get("moved", ())),
+        )
         if check is not None
         else None
     )
@@ -282,10 +290,17 @@ def remove_canary(clients: Clients, target: ReleaseTarget) -> dict:
 
 
 def check_candidate(
-    clients: Clients, target: ReleaseTarget, window_seconds: int, now: datetime | None = None
+    clients: Clients,
+    target: ReleaseTarget,
+    window_seconds: int,
+    now: datetime | None = None,
+    *,
+    expected: dict[str, str] | None = None,
 ) -> dict:
-    """The candidate alarms in ALARM and the requests the candidate alias served in
-    the last ``window_seconds``."""
+    """The candidate alarms in ALARM, the requests the candidate alias served in the
+    last ``window_seconds``, and the aliases no longer on the version ``expected``
+    of them (alias -> version): anything but the release moving them (a deploy)
+    means the canary no longer measures what it releases."""
     if window_seconds <= 0:
         raise InvalidInputError(f"window_seconds must be positive, got {window_seconds}")
     alarms: list[str] = []
@@ -334,7 +349,18 @@ def check_candidate(
         token = response.get("NextToken")
         if not token:
             break
-    return {"alarms": sorted(alarms), "requests": int(requests)}
+    moved = [
+        f"{alias} is on version {found}, not {version}"
+        for alias, version in sorted((expected or {}).items())
+        if (found := _alias_version(clients, target, alias)) != version
+    ]
+    return {"alarms": sorted(alarms), "requests": int(requests), "moved": moved}
+
+
+def _alias_version(clients: Clients, target: ReleaseTarget, alias: str) -> str:
+    return clients.lambda_.get_alias(FunctionName=target.function_name, Name=alias)[
+        "FunctionVersion"
+    ]
 
 
 def point_aliases(

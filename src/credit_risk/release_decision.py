@@ -52,11 +52,13 @@ class CanaryPolicy:
 
 @dataclass(frozen=True)
 class StepCheck:
-    """What one canary step showed: the candidate alarms in ALARM and the requests
-    the candidate served during the step."""
+    """What one canary step showed: the candidate alarms in ALARM, the requests the
+    candidate served during the step, and the aliases something other than the
+    release moved meanwhile (a deploy)."""
 
     alarms: tuple[str, ...] = ()
     requests: int = 0
+    moved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def decide(
     back; with no champion (an empty environment) or when the version already is the
     champion there is nothing to compare with, and it is promoted at once; otherwise
     the first step begins. After step ``step_index`` (``check`` required): any
-    candidate alarm rolls back, and so does silence (fewer than ``min_requests``
+    candidate alarm rolls back, and so do aliases moved by anything but the release
+    (the step measured something else) and silence (fewer than ``min_requests``
     requests prove nothing); else the next step, or promotion after the last.
     """
     steps = policy.steps_percent
@@ -112,6 +115,11 @@ def decide(
     if check is None:
         raise InvalidInputError("a canary step needs its check to be judged")
     percent = steps[step_index]
+    if check.moved:
+        return Verdict(
+            ROLL_BACK,
+            f"the aliases changed during the step at {_pct(percent)}: {'; '.join(check.moved)}",
+        )
     if check.alarms:
         alarms = ",".join(f'"{alarm}"' for alarm in check.alarms)
         return Verdict(ROLL_BACK, f"candidate alarms in ALARM at {_pct(percent)}: [{alarms}]")
@@ -148,11 +156,7 @@ class Admission:
         return asdict(self)
 
 
-def _ahead(own: str, running: Sequence[Execution]) -> list[Execution]:
-    mine = next((e for e in running if e.name == own), None)
-    if mine is None:
-        # Not listed yet (the list is eventually consistent): everything running is ahead.
-        return [e for e in running if e.name != own]
+def _ahead(mine: Execution, running: Sequence[Execution]) -> list[Execution]:
     key = (mine.started, mine.name)
     return sorted((e for e in running if (e.started, e.name) < key), key=lambda e: e.started)
 
@@ -165,7 +169,12 @@ def admit_run(own: str, running: Sequence[Execution], attempt: int = 0) -> Admis
     behind two or more it is skipped, because the one already waiting reads every
     delivery (the feature job reads the whole raw zone) and will include this one.
     """
-    ahead = _ahead(own, running)
+    mine = next((e for e in running if e.name == own), None)
+    if mine is None:
+        # The list is eventually consistent: until this run is in it, a run that
+        # started a moment before may be missing too, so it asks again.
+        return Admission(WAIT, f"run {own} is not listed as running yet")
+    ahead = _ahead(mine, running)
     names = [e.name for e in ahead]
     if not ahead:
         return Admission(GO, "no other training run in flight")

@@ -303,14 +303,15 @@ class LambdaRuntime:
 
     @contextmanager
     def environment(self, variables: Mapping[str, str]) -> Iterator[None]:
+        """``os.environ`` as the function sees it, changed key by key rather than
+        cleared and refilled: Step Functions executions evaluate in other threads,
+        and a reader there must never catch the environment empty."""
         saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update({**self.base_environment, **variables})
+        _become(os.environ, {**self.base_environment, **variables})
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            _become(os.environ, saved)
 
     def invoke(
         self,
@@ -391,6 +392,15 @@ class LambdaRuntime:
                 for dimensions in dimension_sets
             ],
         )
+
+
+def _become(environ: Any, target: Mapping[str, str]) -> None:
+    """Changes ``environ`` into ``target``, touching only the keys that differ."""
+    for name in [name for name in environ if name not in target]:
+        environ.pop(name, None)
+    for name, value in target.items():
+        if environ.get(name) != value:
+            environ[name] = value
 
 
 # --- Glue ------------------------------------------------------------------------

@@ -218,7 +218,7 @@ def test_the_release_guard_reads_another_account_through_its_lookup_role(assembl
     )
     assert json.loads(project["Source"]["BuildSpec"])["phases"]["build"]["commands"] == [
         'python3 infra/release_guard.py --state-machine-arn "$CANARY_RELEASE_ARN" '
-        '--role-arn "$READER_ROLE_ARN"'
+        '--api-stack "$API_STACK" --role-arn "$READER_ROLE_ARN"'
     ]
     assert [s for s in statements if s["Action"] == "sts:AssumeRole"] == [
         {"Action": "sts:AssumeRole", "Effect": "Allow", "Resource": reader}

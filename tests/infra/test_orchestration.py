@@ -115,9 +115,14 @@ def test_the_release_function_may_move_the_candidate_alias_and_patch_the_stage_o
     moves = [s for s in statements if "lambda:UpdateAlias" in _as_list(s["Action"])]
     stage_statement = next(s for s in statements if "apigateway:PATCH" in s["Action"])
 
-    # live belongs to code releases (CodeDeploy): a model release never moves it.
+    # Lambda authorises UpdateAlias on the function's ARN (alias ARNs alone are
+    # refused); live is not named: it belongs to code releases (CodeDeploy).
     (move,) = moves
-    assert move["Resource"]["Fn::Join"][1][-1] == f":{names.CANDIDATE_ALIAS}"
+    resources = json.dumps(move["Resource"])
+    assert f":{names.CANDIDATE_ALIAS}" in resources
+    assert f":{names.LIVE_ALIAS}" not in resources
+    # The function's own ARN: an import of the Ml stack's export, not joined to a qualifier.
+    assert any("Fn::Join" not in r for r in move["Resource"])
     assert "/stages/api" in json.dumps(stage_statement["Resource"])
 
 

@@ -158,11 +158,22 @@ def test_no_environment_is_deployed_while_a_model_release_runs_in_it(
     assert all(guard["RunOrder"] > a["RunOrder"] for a in approvals)
     assert json.loads(project["Source"]["BuildSpec"])["phases"]["build"]["commands"] == [
         'python3 infra/release_guard.py --state-machine-arn "$CANARY_RELEASE_ARN"'
+        ' --api-stack "$API_STACK"'
     ]
     machine = json.dumps(variables["CANARY_RELEASE_ARN"])
     assert f":stateMachine:credit-risk-{environment}-canary-release" in machine
     assert len(lists) == 1
     assert json.dumps(lists[0]["Resource"]) == machine
+    # ...nor while a failed release left the stage canary on: the Api stack's URL
+    # output, then its stage, and nothing more.
+    assert variables["API_STACK"] == f"CreditRisk-{environment}-Api"
+    reads = {
+        s["Action"]: json.dumps(s["Resource"])
+        for s in _policy_statements_of(pipeline_template, role)
+        if s["Action"] in ("cloudformation:DescribeStacks", "apigateway:GET")
+    }
+    assert f":stack/CreditRisk-{environment}-Api/*" in reads["cloudformation:DescribeStacks"]
+    assert reads["apigateway:GET"].endswith('::/restapis/*/stages/api"')
 
 
 def test_dev_has_no_smoke_test(pipeline_template):

@@ -72,6 +72,14 @@ class TestAfterAStep:
         assert alarmed.action == ROLL_BACK
         assert alarmed.reason == 'candidate alarms in ALARM at 10%: ["x-errors"]'
 
+    def test_aliases_moved_by_anything_but_the_release_roll_it_back(self):
+        moved = StepCheck(requests=500, moved=("live is on version 9, not 7",))
+
+        verdict_ = verdict(step_index=0, check=moved)
+
+        assert verdict_.action == ROLL_BACK
+        assert "live is on version 9, not 7" in verdict_.reason
+
     def test_silence_is_no_proof(self):
         silent = verdict(step_index=1, check=StepCheck(requests=19))
 
@@ -123,8 +131,10 @@ class TestTrainingRunAdmission:
 
         assert (third.decision, third.ahead) == (SKIP, ["a", "b"])
 
-    def test_a_run_not_listed_yet_counts_everything_running_as_ahead(self):
+    def test_a_run_not_listed_yet_asks_again_rather_than_go_alone(self):
+        # ListExecutions is eventually consistent: an empty list proves nothing.
         assert admit_run("c", runs("a")).decision == WAIT
+        assert admit_run("c", []).decision == WAIT
 
     def test_later_runs_do_not_hold_an_earlier_one_back(self):
         assert admit_run("a", runs("a", "b", "c")).decision == GO

@@ -42,7 +42,10 @@ class ModelSource:
         *,
         pinned_version: str | None,
         refresh_seconds: float = 60.0,
-        clock: Clock = time.monotonic,
+        # The wall clock: a monotonic one may not advance while Lambda keeps an
+        # execution environment frozen between invocations, and an idle instance
+        # would then never see the interval pass.
+        clock: Clock = time.time,
         on_refresh_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.registry = registry

@@ -283,7 +283,7 @@ def build_service(
     settings: InferenceSettings | None = None,
     *,
     on_model_refresh_error: Callable[[Exception], None] | None = None,
-    clock: Clock = time.monotonic,
+    clock: Clock = time.time,
 ) -> ScoringService:
     """Loads and verifies the pinned model (or the champion, when there is one) and
     prepares the (lazy) store. ``on_model_refresh_error`` hears of a new champion

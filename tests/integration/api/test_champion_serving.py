@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from credit_risk import names
-from credit_risk.local_api import load_handler_module, patched_environment
+from credit_risk.local_api import LambdaContext, load_handler_module, patched_environment
 from credit_risk.registry import ModelNotFoundError, Registry
 from lambdas.inference.handler import openapi_json
 from tests.integration.api.conftest import (
@@ -198,3 +198,21 @@ def test_every_route_documents_the_503_no_model_answer():
         unavailable = operation["responses"]["503"]
         assert "no_model" in unavailable["description"]
         assert "Retry-After" in unavailable["headers"]
+
+
+def test_no_model_is_not_counted_against_the_alias_the_releases_watch(champion_mode, capsys):
+    # Given an empty environment, called through live as the warm-up rule calls it
+    handler = champion_mode()
+    context = LambdaContext(function_name="credit-risk-inference", qualifier=names.LIVE_ALIAS)
+    capsys.readouterr()
+    # When the health route answers 503 no_model
+    response = handler.lambda_handler(load_event("inference_health"), context)
+    assert response["statusCode"] == 503
+    # Then no per-alias ServerErrors is published: a code deploy made before the
+    # bootstrap must not roll back on the empty environment's answers
+    per_alias = [
+        record
+        for record in printed_records(capsys)
+        if names.METRIC_SERVER_ERRORS in record and names.METRIC_DIMENSION_ALIAS in record
+    ]
+    assert per_alias == []

@@ -61,7 +61,7 @@ def _verdict(release_input: dict, published: dict, step_index=None, check=None) 
 
 
 def _healthy(requests: int = 50) -> dict:
-    return {"alarms": [], "requests": requests}
+    return {"alarms": [], "requests": requests, "moved": []}
 
 
 def _restored() -> tuple[dict, dict]:
@@ -126,16 +126,24 @@ def test_a_healthy_candidate_takes_every_step_and_is_promoted(world, canary, rel
         "min_requests": 20,
         "started": True,
         "start_error": None,
+        "wait_seconds": 1,
+        "live_refresh_seconds": 1,
+    }
+    check = {
+        "action": "check_candidate",
+        "window_seconds": 1,
+        "candidate_version": CANDIDATE_VERSION,
+        "live_version": LIVE_VERSION,
     }
     assert run.lambda_payloads() == [
         {"action": "admit_release", "execution_arn": run.arn, "attempt": 0},
         {"action": "publish_candidate", "model_version": model},
         decide,
         {"action": "set_canary", "percent": 10},
-        {"action": "check_candidate", "window_seconds": 1},
+        check,
         {**decide, "step_index": 0, "check": _healthy()},
         {"action": "set_canary", "percent": 50},
-        {"action": "check_candidate", "window_seconds": 1},
+        check,
         {**decide, "step_index": 1, "check": _healthy()},
         # Traffic moves fully to the new model before the champion changes, and back
         # to live (which serves the champion) only once live serves it.
@@ -184,7 +192,7 @@ def test_a_candidate_that_does_not_start_is_rolled_back_before_any_traffic(
 
 def test_a_candidate_alarm_rolls_back_at_once(world, canary, release_input):
     published = _published(release_input["model_version"])
-    alarmed = {"alarms": [ALARM], "requests": 80}
+    alarmed = {"alarms": [ALARM], "requests": 80, "moved": []}
     world.queue_results(
         ADMITTED,
         published,
@@ -355,3 +363,28 @@ def test_a_canary_given_in_part_keeps_the_other_settings_of_the_environment(
     assert decide["steps_percent"] == configured["steps_percent"]
     assert decide["min_requests"] == configured["min_requests"]
     assert run.cause == "stop here"
+
+
+def test_aliases_moved_by_a_deploy_during_a_step_roll_the_release_back(
+    world, canary, release_input
+):
+    published = _published(release_input["model_version"])
+    moved = {**_healthy(), "moved": ["candidate is on version 9, not 8"]}
+    world.queue_results(
+        ADMITTED,
+        published,
+        _verdict(release_input, published),
+        {"percent": 10},
+        moved,
+        _verdict(release_input, published, 0, moved),
+        *_restored(),
+    )
+
+    run = world.run(canary, release_input)
+
+    assert run.status == "FAILED"
+    assert run.error == "CanaryRolledBack"
+    assert (
+        run.cause == "the aliases changed during the step at 10%: candidate is on version 9, not 8"
+    )
+    assert "PromoteModel" not in run.entered()

@@ -299,7 +299,22 @@ def test_the_check_reports_candidate_alarms_and_requests_only(clients, target):
 
     found = release.check_candidate(clients, target, window_seconds=300, now=now)
 
-    assert found == {"alarms": [target.alarm_prefix + "errors"], "requests": 12}
+    assert found == {"alarms": [target.alarm_prefix + "errors"], "requests": 12, "moved": []}
+
+
+def test_the_check_reports_aliases_that_something_else_moved(clients, target, deployed):
+    clients.lambda_.update_function_configuration(
+        FunctionName=FUNCTION, Environment={"Variables": {"A": "deploy"}}
+    )
+    deployed_again = clients.lambda_.publish_version(FunctionName=FUNCTION)["Version"]
+    clients.lambda_.update_alias(
+        FunctionName=FUNCTION, Name=names.CANDIDATE_ALIAS, FunctionVersion=deployed_again
+    )
+    expected = {names.CANDIDATE_ALIAS: deployed, names.LIVE_ALIAS: deployed}
+
+    found = release.check_candidate(clients, target, window_seconds=60, expected=expected)
+
+    assert found["moved"] == [f"candidate is on version {deployed_again}, not {deployed}"]
 
 
 def test_the_canary_is_created_on_the_stage_deployment_with_the_candidate_override(clients, target):
@@ -432,3 +447,21 @@ def test_the_handler_answers_the_verdict_of_the_one_decision_function(handler_en
         "step_index": None,
         "percent": None,
     }
+
+
+@pytest.mark.parametrize("wait", [90.5, "90", 0, -5])
+def test_a_release_timing_the_wait_states_could_not_take_is_refused_before_traffic(
+    handler_environment, wait
+):
+    event = {
+        "action": "decide",
+        "model_version": NEW_MODEL,
+        "champion": OLD_MODEL,
+        "steps_percent": [10, 50],
+        "min_requests": 20,
+        "wait_seconds": wait,
+        "live_refresh_seconds": 65,
+    }
+
+    with pytest.raises(InvalidInputError, match="wait_seconds"):
+        handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))

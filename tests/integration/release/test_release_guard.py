@@ -15,8 +15,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from credit_risk import names
 from infra import release_guard
 from tests.conftest import use_fake_aws_credentials
+from tests.infra.aws_world import stage_canary
 
 REGION = "eu-west-1"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
@@ -122,6 +124,72 @@ def test_a_machine_that_cannot_be_read_is_an_error_not_a_pass(sfn, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"release guard FAILED: cannot list the executions of {missing}")
     assert len(err.splitlines()) == 1
+
+
+API_STACK = names.stack_name("dev", "Api")
+
+
+def _api_stack(monkeypatch, canary_percent: float | None) -> None:
+    """The dev Api stack: its ApiUrl output, and its stage with or without a canary."""
+    stage_canary(monkeypatch)
+    apigateway = boto3.client("apigateway", region_name=REGION)
+    api = apigateway.create_rest_api(name="credit-risk-dev")["id"]
+    root = apigateway.get_resources(restApiId=api)["items"][0]["id"]
+    apigateway.put_method(
+        restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE"
+    )
+    apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+    deployment = apigateway.create_deployment(restApiId=api, stageName=names.API_STAGE_NAME)
+    if canary_percent is not None:
+        apigateway.update_stage(
+            restApiId=api,
+            stageName=names.API_STAGE_NAME,
+            patchOperations=[
+                {
+                    "op": "replace",
+                    "path": "/canarySettings/deploymentId",
+                    "value": deployment["id"],
+                },
+                {
+                    "op": "replace",
+                    "path": "/canarySettings/percentTraffic",
+                    "value": f"{canary_percent:g}",
+                },
+            ],
+        )
+    url = f"https://{api}.execute-api.{REGION}.amazonaws.com/{names.API_STAGE_NAME}/"
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {names.OUTPUT_API_URL: {"Value": url}},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=API_STACK, TemplateBody=json.dumps(template)
+    )
+
+
+def test_a_canary_left_on_the_stage_by_a_failed_release_stops_the_deployment(
+    sfn, monkeypatch, capsys
+):
+    # given a release that failed after sending every request to the candidate
+    _api_stack(monkeypatch, canary_percent=100)
+    canary = sfn.machine("credit-risk-dev-canary-release")
+
+    # when the pipeline is about to deploy: nothing runs, but the canary is still on
+    status = release_guard.main(["--state-machine-arn", canary, "--api-stack", API_STACK])
+
+    assert status == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "still sends 100% of its requests to the candidate alias" in line
+    assert "op=remove,path=/canarySettings" in line
+
+
+def test_a_stage_without_canary_or_an_api_not_deployed_yet_lets_it_go(sfn, monkeypatch):
+    canary = sfn.machine("credit-risk-dev-canary-release")
+    arguments = ["--state-machine-arn", canary, "--api-stack", API_STACK]
+
+    assert release_guard.main(arguments) == 0  # day one: no Api stack yet
+    _api_stack(monkeypatch, canary_percent=None)
+    assert release_guard.main(arguments) == 0
 
 
 @pytest.mark.parametrize(
