@@ -2,7 +2,7 @@
 
 The canary release runs twice over: in AWS as ``step_functions/canary_release.asl.json``
 (whose Choice states only follow the verdicts the release Lambda returns from here)
-and on a laptop as ``credit_risk.local.canary``. Both gather facts (did the candidate
+and on a laptop as ``credit_risk.local_canary``. Both gather facts (did the candidate
 start, which of its alarms fired, how many requests it served) and ask ``decide``
 what to do next, so the two paths cannot disagree on a release. The admissions that
 keep training runs and releases from overlapping are decided here too.

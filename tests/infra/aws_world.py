@@ -60,6 +60,7 @@ from credit_risk.local_api import build_event
 from tests.integration.orchestration.conftest import (
     Execution,
     moto_runnable,
+    read_notifications,
     substitute,
 )
 
@@ -984,20 +985,7 @@ class AwsWorld:
 
     def notifications(self) -> list[dict[str, str]]:
         """Subject and message of everything published to the topics since last read."""
-        sqs = boto3.client("sqs")
-        found = []
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=self.topic_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not batch:
-                return found
-            for message in batch:
-                body = json.loads(message["Body"])
-                found.append({"subject": body.get("Subject"), "message": body["Message"]})
-                sqs.delete_message(
-                    QueueUrl=self.topic_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+        return read_notifications(self.topic_queue_url)
 
     # ---- acting on the world -----------------------------------------------------
     def api(

@@ -202,20 +202,24 @@ class World:
 
     def notifications(self) -> list[dict[str, str]]:
         """Subject and message of everything published to the topic so far."""
-        sqs = boto3.client("sqs", region_name=REGION)
-        found = []
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=self.topic_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not batch:
-                return found
-            for message in batch:
-                body = json.loads(message["Body"])
-                found.append({"subject": body.get("Subject"), "message": body["Message"]})
-                sqs.delete_message(
-                    QueueUrl=self.topic_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+        return read_notifications(self.topic_queue_url, REGION)
+
+
+def read_notifications(queue_url: str, region: str | None = None) -> list[dict[str, str]]:
+    """Subject and message of each notification an SQS queue subscribed to the topic
+    holds, in order; they are taken off the queue."""
+    sqs = boto3.client("sqs", region_name=region)
+    found = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not batch:
+            return found
+        for message in batch:
+            body = json.loads(message["Body"])
+            found.append({"subject": body.get("Subject"), "message": body["Message"]})
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _zip() -> bytes:
