@@ -61,6 +61,7 @@ from tests.integration.orchestration.conftest import (
     Execution,
     moto_runnable,
     read_notifications,
+    read_sdk_bodies_as_text,
     substitute,
 )
 
@@ -672,7 +673,7 @@ class AwsWorld:
         self.runtime = LambdaRuntime(_base_environment(self.region))
         self.runtime.install(monkeypatch)
         self.feature_job.install(monkeypatch)
-        sdk_bodies_as_text(monkeypatch)
+        read_sdk_bodies_as_text(monkeypatch)
         stage_canary(monkeypatch)
         return self
 
@@ -1199,26 +1200,6 @@ def stage_canary(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(Stage, "apply_operations", apply)
     monkeypatch.setattr(Stage, "to_json", as_json)
-
-
-def sdk_bodies_as_text(monkeypatch: Any) -> None:
-    """Step Functions hands the ``Body`` of ``aws-sdk:s3:getObject`` on as text, moto
-    as botocore's stream: read it first (as the orchestration tests'
-    ``aws_sdk_bodies_as_text`` fixture does, for a module-wide world)."""
-    from botocore.response import StreamingBody
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_aws_sdk as aws_sdk,
-    )
-
-    original = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-
-    def eval_service_task(self, env, *args, **kwargs):
-        original(self, env, *args, **kwargs)
-        response = env.stack[-1]
-        if isinstance(response, dict) and isinstance(response.get("Body"), StreamingBody):
-            response["Body"] = response["Body"].read().decode("utf-8")
-
-    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
 
 
 def _base_environment(region: str) -> dict[str, str]:

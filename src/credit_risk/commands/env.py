@@ -9,19 +9,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from credit_risk import bootstrap, names
+from credit_risk.commands import positive_int
 from credit_risk.progress import Progress
 
 EXIT_RUN_DID_NOT_SUCCEED = 1
-
-
-def _loans(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _positive(text: str) -> float:
@@ -78,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--synthetic",
-        type=_loans,
+        type=positive_int,
         metavar="N",
         help="deliver N synthetic loans (credit-risk generate-data) and their truth sidecar",
     )

@@ -5,18 +5,9 @@ from __future__ import annotations
 import argparse
 
 from credit_risk import datagen, schemas
+from credit_risk.commands import positive_int
 from credit_risk.progress import Progress
 from credit_risk.settings import Settings
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _rate(text: str) -> float:
@@ -43,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--loans",
-        type=_positive_int,
+        type=positive_int,
         default=datagen.DEFAULT_LOANS,
         help="number of loan rows to write",
     )

@@ -98,6 +98,10 @@ def load_definition(name: str, values: dict[str, str]) -> dict[str, Any]:
 
 @pytest.fixture
 def aws_sdk_bodies_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    read_sdk_bodies_as_text(monkeypatch)
+
+
+def read_sdk_bodies_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
     """Step Functions returns the ``Body`` of ``aws-sdk:s3:getObject`` as text; moto
     passes botocore's stream on. Read it, as AWS does, before the result selector."""
     from botocore.response import StreamingBody
