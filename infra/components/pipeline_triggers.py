@@ -95,7 +95,7 @@ class PipelineTriggers(Construct):
                     input=events.RuleTargetInput.from_object(
                         {
                             **defaults,
-                            "trigger": "new_raw_data",
+                            "trigger": names.TRIGGER_NEW_RAW_DATA,
                             "requested_at": events.EventField.time,
                             "object_key": events.EventField.from_path("$.detail.object.key"),
                         }

@@ -87,8 +87,8 @@ class MlStack(EnvironmentStack):
                     # No model pin here: a version CloudFormation publishes serves
                     # the registry's champion; only a model release pins one.
                     names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",
-                    # The model release waits this long after a promotion before
-                    # the live alias takes the traffic back (ModelRefreshSeconds).
+                    # How often live re-reads the champion; a promotion waits a little
+                    # longer before live takes the traffic back (LiveRefreshSeconds).
                     names.ENV_MODEL_REFRESH_SECONDS: str(names.MODEL_REFRESH_SECONDS),
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_INFERENCE,
                 },

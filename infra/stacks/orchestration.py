@@ -86,8 +86,9 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "CanaryWaitSeconds": json.dumps(config.canary.wait_minutes * 60),
         "CanaryMinRequests": json.dumps(config.canary.min_requests),
         "AdmissionWaitSeconds": json.dumps(names.ADMISSION_WAIT_SECONDS),
-        # A little longer than the live alias's re-read of the champion.
-        "ModelRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
+        # How long a promotion waits for live to serve the new champion: a little
+        # longer than the live alias's re-read of it.
+        "LiveRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
     }
 
 

@@ -313,7 +313,7 @@ def rule_input(environment: str, marker_key: str, requested_at: datetime) -> dic
     fills in its configured defaults for anything else)."""
     return {
         "environment": environment,
-        "trigger": "new_raw_data",
+        "trigger": names.TRIGGER_NEW_RAW_DATA,
         "requested_at": requested_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "object_key": marker_key,
     }

@@ -132,6 +132,8 @@ RAW_LOANS_PREFIX: Final = "raw/loans/"
 # one execution whatever the number of files in it.
 RAW_DELIVERY_MARKER: Final = "_SUCCESS"
 RAW_DELIVERY_MARKER_PATTERN: Final = f"{RAW_LOANS_PREFIX}*/{RAW_DELIVERY_MARKER}"
+# The ``trigger`` of a training run the raw-data rule starts (input field).
+TRIGGER_NEW_RAW_DATA: Final = "new_raw_data"
 CURATED_PREFIX: Final = "curated/"
 REGISTRY_PREFIX: Final = "registry/"
 # Scoring log: one JSON object per line, ``scoring-log/date=YYYY-MM-DD/<file>``

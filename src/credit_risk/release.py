@@ -84,12 +84,7 @@ def publish_candidate(clients: Clients, target: ReleaseTarget, model_version: st
             f"version {published['Version']} of {target.function_name} serves model {pinned}, "
             f"not {model_version}: the function changed during the release"
         )
-    # The pin lives in the published version only: $LATEST goes back to serving the
-    # champion, so that whatever publishes from it next (a code deploy that leaves
-    # the environment alone, a later release) never inherits this model, released
-    # or rolled back.
-    unpinned = {k: v for k, v in variables.items() if k != names.ENV_MODEL_VERSION}
-    _set_variables(clients, target, unpinned)
+    _unpin(clients, target, model_version)
     client.update_alias(
         FunctionName=target.function_name,
         Name=names.CANDIDATE_ALIAS,
@@ -122,6 +117,18 @@ def _set_variables(
     clients.lambda_.update_function_configuration(
         FunctionName=target.function_name, Environment={"Variables": variables}, **revision
     )
+
+
+def _unpin(clients: Clients, target: ReleaseTarget, model_version: str) -> None:
+    """The pin lives in the published version only: ``$LATEST`` goes back to serving
+    the champion, so that whatever publishes from it next (a code deploy that leaves
+    the environment alone, a later release) never inherits this model, released or
+    rolled back. Only this release's pin is removed, and only at the revision the
+    release left: a deployment that changed ``$LATEST`` meanwhile is not undone."""
+    config = clients.lambda_.get_function_configuration(FunctionName=target.function_name)
+    variables = dict(config.get("Environment", {}).get("Variables", {}))
+    if variables.pop(names.ENV_MODEL_VERSION, None) == model_version:
+        _set_variables(clients, target, variables, config)
 
 
 def _warm_up(clients: Clients, target: ReleaseTarget, alias: str) -> tuple[str | None, str | None]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk import bootstrap, names
-from credit_risk.commands import positive_int
+from credit_risk.commands import iso_date, positive_int
 from credit_risk.progress import Progress
 
 EXIT_RUN_DID_NOT_SUCCEED = 1
@@ -23,13 +23,6 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"a positive number, got {text!r}")
     return value
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--ingest-date",
-        type=_date,
+        type=iso_date,
         default=datetime.now(UTC).date(),
         metavar="YYYY-MM-DD",
         help="the delivery folder's date (default: today, UTC); a folder that already holds "

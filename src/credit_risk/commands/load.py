@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
 
+from credit_risk.commands import iso_date
 from credit_risk.commands.store import add_database_url, open_store
 from credit_risk.store.loader import load_snapshot_uri
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--as-of",
-        type=_date,
+        type=iso_date,
         default=None,
         help="expected snapshot date (YYYY-MM-DD); the load fails if the data says otherwise",
     )

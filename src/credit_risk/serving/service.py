@@ -17,7 +17,6 @@ import hmac
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,7 +30,7 @@ from credit_risk.model.package import ModelPackage
 from credit_risk.monitoring.records import ScoreRecord, ScoreSink, StdoutSink, sink_for
 from credit_risk.registry import Registry
 from credit_risk.serving import models
-from credit_risk.serving.model_source import Clock, ModelSource
+from credit_risk.serving.model_source import ModelSource
 from credit_risk.settings import Settings
 from credit_risk.store import CustomerFeatures, FeatureStore, create_store
 
@@ -283,7 +282,6 @@ def build_service(
     settings: InferenceSettings | None = None,
     *,
     on_model_refresh_error: Callable[[Exception], None] | None = None,
-    clock: Clock = time.time,
 ) -> ScoringService:
     """Loads and verifies the pinned model (or the champion, when there is one) and
     prepares the (lazy) store. ``on_model_refresh_error`` hears of a new champion
@@ -299,7 +297,6 @@ def build_service(
         Registry(settings.registry, settings.model_name),
         pinned_version=settings.model_version,
         refresh_seconds=settings.model_refresh_seconds,
-        clock=clock,
         on_refresh_error=on_model_refresh_error,
     )
     return ScoringService(

@@ -465,3 +465,33 @@ def test_a_release_timing_the_wait_states_could_not_take_is_refused_before_traff
 
     with pytest.raises(InvalidInputError, match="wait_seconds"):
         handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+
+
+class DeployingLambda:
+    """The Lambda client of the release, with a code deploy (CloudFormation updating
+    ``$LATEST``'s environment) landing right after the release publishes its version."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def publish_version(self, **kwargs):
+        published = self._client.publish_version(**kwargs)
+        self._client.update_function_configuration(
+            FunctionName=kwargs["FunctionName"],
+            Environment={"Variables": {**TEMPLATE_VARIABLES, "CODE": "next-commit"}},
+        )
+        return published
+
+
+def test_the_unpin_never_undoes_a_deploy_that_changed_latest_meanwhile(
+    clients, target, deployed, registry, serving_candidate
+):
+    deploying = release.Clients(**{**clients.__dict__, "lambda_": DeployingLambda(clients.lambda_)})
+
+    release.publish_candidate(deploying, target, NEW_MODEL)
+
+    latest = clients.lambda_.get_function_configuration(FunctionName=FUNCTION)
+    assert latest["Environment"]["Variables"] == {**TEMPLATE_VARIABLES, "CODE": "next-commit"}
