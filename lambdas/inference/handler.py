@@ -14,7 +14,13 @@ environment) it starts, answers 503 ``no_model`` and picks up the first champion
 once it is promoted (``credit_risk.serving.model_source``).
 
 Every 5xx is also counted per alias (``live``/``candidate``, from the invoked ARN's
-qualifier), the metric the release alarms watch.
+qualifier), the metric the code release's alarms watch.
+
+While a model release is in progress the service scores every request with both
+models (``ScoringService.score_request``); the request's release counts leave as
+one embedded-metric document per request (``credit_risk.release_metrics``), which
+the release sums, and every failure of the candidate is counted in
+``CandidateErrors``, which the release's alarm watches.
 
 Every score is also written to the scoring log the monitor reads (one JSON line on
 stdout per score; ``credit_risk.monitoring.records``), once the response is ready.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -40,12 +47,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from credit_risk import names
+from credit_risk import names, release_metrics
 from credit_risk.serving import models, openapi
 from credit_risk.serving.service import (
+    CandidateFailedError,
     NoModelError,
+    ScoredRequest,
     ScoringService,
-    ServedScore,
     build_service,
     score_bucket,
 )
@@ -85,7 +93,10 @@ def initialize() -> ScoringService:
     global _service
     if _service is None:
         try:
-            service = build_service(on_model_refresh_error=_model_refresh_failed)
+            service = build_service(
+                on_model_refresh_error=_model_refresh_failed,
+                on_candidate_error=_candidate_failed,
+            )
         except Exception:
             logger.exception("initialisation failed: this function version will not serve")
             raise
@@ -102,6 +113,22 @@ def _model_refresh_failed(exc: Exception) -> None:
     """A new champion could not be loaded; the previous model keeps serving."""
     logger.error("the new champion could not be loaded", extra={"reason": str(exc)[:500]})
     _publish_count(names.METRIC_MODEL_REFRESH_ERRORS, {"service": names.SERVICE_INFERENCE})
+
+
+def _candidate_failed(exc: Exception) -> None:
+    """The release's candidate could not be loaded; the champion answers alone."""
+    logger.error("the release's candidate could not be loaded", extra={"reason": str(exc)[:500]})
+    _publish_count(names.METRIC_CANDIDATE_ERRORS, {"service": names.SERVICE_INFERENCE})
+
+
+def _publish_release_counts(scored_release_id: str, counts: release_metrics.ReleaseCounts) -> None:
+    """A request's release counts, as one EMF document on stdout (what CloudWatch
+    reads from the function's log), and its candidate failures for the alarm."""
+    document = release_metrics.emf_document(counts, scored_release_id, int(time.time() * 1000))
+    if document is not None:
+        print(document, file=sys.stdout, flush=True)
+    if counts.candidate_errors:
+        _publish_count(names.METRIC_CANDIDATE_ERRORS, {"service": names.SERVICE_INFERENCE})
 
 
 def _publish_age(name: str, days: float | None) -> None:
@@ -152,7 +179,11 @@ def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Resp
     )
 
 
-def _record_scores(service: ScoringService, served: list[ServedScore], unknown: list[str]) -> None:
+def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
+    served, unknown = scored.served, scored.unknown
+    release_id = scored.release.release_id if scored.release is not None else None
+    if release_id is not None and scored.counts is not None:
+        _publish_release_counts(release_id, scored.counts)
     results = [item.score for item in served]
     metrics.add_metric(name="ScoresServed", unit=MetricUnit.Count, value=len(results))
     metrics.add_metric(name="UnknownCustomers", unit=MetricUnit.Count, value=len(unknown))
@@ -176,7 +207,9 @@ def _record_scores(service: ScoringService, served: list[ServedScore], unknown: 
     # A score the client already has must not turn into an error because it could
     # not be logged (a full disk under a local scoring log): it is counted instead.
     try:
-        service.log_scores(served, app.current_event.request_context.request_id)
+        service.log_scores(
+            served, app.current_event.request_context.request_id, release_id=release_id
+        )
     except OSError:
         logger.exception("scores could not be written to the scoring log")
         metrics.add_metric(name="ScoringLogErrors", unit=MetricUnit.Count, value=len(served))
@@ -198,11 +231,11 @@ _SCORING = (HTTPStatus.BAD_REQUEST, *_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE)
 )
 def score(request: models.ScoreRequest) -> models.Score:
     service = initialize()
-    served, unknown = service.score_customers([request.customer_id])
-    _record_scores(service, served, unknown)
-    if not served:
+    scored = service.score_request([request.customer_id])
+    _record_scores(service, scored)
+    if not scored.served:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
-    return served[0].score
+    return scored.served[0].score
 
 
 @app.post(
@@ -225,13 +258,13 @@ def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
             f"got {len(request.customer_ids)}",
         )
     service = initialize()
-    served, unknown = service.score_customers(request.customer_ids)
+    scored = service.score_request(request.customer_ids)
     response = models.BatchScoreResponse(
-        results=[item.score for item in served],
-        unknown_customer_ids=unknown,
+        results=[item.score for item in scored.served],
+        unknown_customer_ids=scored.unknown,
         model_version=service.model_version,
     )
-    _record_scores(service, served, unknown)
+    _record_scores(service, scored)
     return response
 
 
@@ -309,6 +342,14 @@ def _no_model(exc: NoModelError) -> Response:
     )
 
 
+@app.exception_handler(CandidateFailedError)
+def _candidate_error(exc: CandidateFailedError) -> Response:
+    # The customer was assigned to the candidate, which failed: a 500, counted
+    # against the candidate so that the release rolls back.
+    _publish_release_counts(exc.release.release_id, exc.counts)
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+
+
 @app.exception_handler(StoreUnavailable)
 def _store_unavailable(exc: StoreUnavailable) -> Response:
     logger.warning("feature store unavailable", extra={"reason": str(exc)})
@@ -339,6 +380,22 @@ def is_warm_up(event: dict[str, Any]) -> bool:
     ) or event.get("warmup") is True
 
 
+def _release_status(service: ScoringService) -> dict[str, Any] | None:
+    """The release this instance takes part in, as the release's probe reads it."""
+    serving = service.serving
+    if serving is None or serving.release is None:
+        return None
+    release = serving.release
+    return {
+        "release_id": release.release_id,
+        "stage": release.stage,
+        "percent": release.percent,
+        "candidate_version": release.model_version,
+        "candidate_loaded": serving.candidate is not None,
+        "candidate_error": serving.candidate_error,
+    }
+
+
 def _observe(handler):
     """Initialise first (and pick up a new champion when due); answer warm-ups at
     once; count and time every request, and count its 5xx per alias."""
@@ -346,7 +403,8 @@ def _observe(handler):
     @functools.wraps(handler)
     def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
         service = initialize()
-        model = service.refresh_model()
+        # A warm-up with "refresh" (the release's probe) re-reads the registry now.
+        model = service.refresh_model(force=is_warm_up(event) and event.get("refresh") is True)
         version = model.version if model is not None else None
         # Per invocation, not as defaults: Powertools shares metric and log state between
         # module copies, and the local canary runs two model versions in one process.
@@ -354,7 +412,7 @@ def _observe(handler):
         logger.append_keys(model_version=version)
         if is_warm_up(event):
             metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
-            return {"warm": True, "model_version": version}
+            return {"warm": True, "model_version": version, "release": _release_status(service)}
         started = time.perf_counter()
         response = handler(event, context)
         metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)

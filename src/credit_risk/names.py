@@ -94,6 +94,10 @@ METRIC_DIMENSION_ALIAS: Final = "alias"
 # A promoted champion the inference function could not load (dimension
 # ``service``); it keeps serving the previous model, so only this metric shows it.
 METRIC_MODEL_REFRESH_ERRORS: Final = "ModelRefreshErrors"
+# Failures of a model release's candidate inside the inference function (dimension
+# ``service``): it could not be loaded, or it failed to score, in shadow or in a
+# canary step. The release's candidate alarm watches it.
+METRIC_CANDIDATE_ERRORS: Final = "CandidateErrors"
 
 # --- Scoring log and monitoring -----------------------------------------------
 # Every score line carries ``"record_type": "score"``: the CloudWatch Logs

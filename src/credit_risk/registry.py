@@ -6,14 +6,19 @@ Layout (DESIGN.md "Model registry"), under a local directory or an ``s3://`` roo
                                   metadata.json    written last: a version exists once it has one
                                   baseline.joblib  the logistic baseline, for audit only
                                   model_card.md, roc.png, calibration.png
-    <root>/<model_name>/champion.json              which version serves
+    <root>/<model_name>/champion.json              which version serves, and the ones before
+    <root>/<model_name>/release.json               the model release in progress, if any
+    <root>/<model_name>/<version>/releases/<id>/   each release's report
 
 Versions are immutable: every file of a version is created with "fail if it
 exists" (``O_EXCL`` locally, ``If-None-Match: *`` on S3), so a second write to a
 version fails however the writers interleave. The champion pointer changes only by
 ``promote``, a compare-and-swap on ``champion.json`` (``If-Match`` on its ETag on
 S3, a file lock and atomic rename locally): of two writers who read the same
-champion, one wins and the other gets ``ConcurrentUpdateError``.
+champion, one wins and the other gets ``ConcurrentUpdateError``. The release
+record changes the same way: it tells every serving function which candidate to
+score beside the champion, in which stage and at which share
+(``credit_risk.serving.assignment``), and one release runs at a time.
 
 Loading checks the model file's sha256 against the metadata and refuses a
 mismatch; it builds the serving ``ModelPackage`` from the native file only.
@@ -28,6 +33,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +48,14 @@ METADATA_FILE = "metadata.json"
 BASELINE_FILE = "baseline.joblib"
 CARD_FILE = "model_card.md"
 CHAMPION_FILE = "champion.json"
+RELEASE_FILE = "release.json"
+REPORTS_DIR = "releases"
+# Champions kept in champion.json's history: what rollbacks can return to.
+HISTORY_LENGTH = 20
+# Stages of a release: the candidate scores beside the champion and is never
+# returned (shadow), answers the customers of its share (canary), or no longer
+# takes part (ended: promoted or rolled back).
+SHADOW, CANARY, ENDED = "shadow", "canary", "ended"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # S3's bucket naming rules, checked here so that a typo reads as one clear line
 # rather than botocore's parameter validation error.
@@ -64,6 +78,37 @@ class ConcurrentUpdateError(CreditRiskError):
     """The champion changed between reading it and replacing it."""
 
 
+@dataclass(frozen=True)
+class ReleaseState:
+    """The release record: which candidate serves beside the champion, and how."""
+
+    release_id: str
+    model_version: str
+    champion: str | None
+    stage: str
+    percent: float
+    started_at: str
+    updated_at: str
+    outcome: str | None = None
+    reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.stage in (SHADOW, CANARY)
+
+    @property
+    def candidate_percent(self) -> float:
+        """The share of customers the candidate answers (none in shadow)."""
+        return self.percent if self.stage == CANARY else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseState:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -80,6 +125,7 @@ class _Store(Protocol):
     def read(self, key: str) -> tuple[bytes, str] | None: ...
     def create(self, key: str, data: bytes) -> None: ...
     def swap(self, key: str, data: bytes, expected_tag: str | None) -> None: ...
+    def put(self, key: str, data: bytes) -> None: ...
     def children(self, prefix: str) -> list[str]: ...
 
 
@@ -114,6 +160,14 @@ class _LocalStore:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
             os.replace(temp, path)  # readers see the old file or the new one, never half
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
 
     @staticmethod
     @contextlib.contextmanager
@@ -180,6 +234,12 @@ class _S3Store:
                     f"s3://{self.bucket}/{self._key(key)} changed while it was being replaced"
                 ) from None
             raise
+
+    def put(self, key: str, data: bytes) -> None:
+        content_type = "text/html" if key.endswith(".html") else "application/json"
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+        )
 
     def children(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -340,14 +400,170 @@ class Registry:
             raise ConcurrentUpdateError(
                 f"the champion is {current_version}, not {expected_champion} as expected"
             )
+        history = _history(current)
         record = {
             "model_name": self.model_name,
             "version": version,
             "sha256": metadata["sha256"],
-            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "promoted_at": _now(),
             "previous": current_version,
+            "history": [*history, current_version] if current_version else history,
             "forced": force and not gate.get("passed", False),
         }
-        body = json.dumps(record, indent=2, sort_keys=True).encode()
-        self._store.swap(key, body, found[1] if found else None)
+        record["history"] = record["history"][-HISTORY_LENGTH:]
+        self._store.swap(key, _json(record), found[1] if found else None)
         return record
+
+    def roll_back(self, reason: str, *, expected_champion: str | None = None) -> dict[str, Any]:
+        """Makes the champion before the current one the champion again, in one write.
+
+        Each rollback steps one champion further back (the history is kept in
+        ``champion.json``), so rolling back twice never returns to the version the
+        first rollback removed.
+        """
+        key = f"{self.model_name}/{CHAMPION_FILE}"
+        found = self._store.read(key)
+        current = json.loads(found[0]) if found else None
+        if current is None:
+            raise InvalidInputError(f"{self.model_name} has no champion to roll back")
+        if expected_champion is not None and expected_champion != current["version"]:
+            raise ConcurrentUpdateError(
+                f"the champion is {current['version']}, not {expected_champion} as expected"
+            )
+        history = _history(current)
+        if not history:
+            raise InvalidInputError(
+                f"{current['version']} is the first champion of {self.model_name}: "
+                "there is no earlier one to roll back to"
+            )
+        version = history[-1]
+        metadata = self.metadata(version)
+        record = {
+            "model_name": self.model_name,
+            "version": version,
+            "sha256": metadata["sha256"],
+            "promoted_at": _now(),
+            "previous": current["version"],
+            "history": history[:-1],
+            "forced": False,
+            "rolled_back_from": current["version"],
+            "reason": reason,
+        }
+        self._store.swap(key, _json(record), found[1])
+        return record
+
+    # --- releases ----------------------------------------------------------------
+    def release_state(self) -> ReleaseState | None:
+        """The release record as last written (an ended release too), or None."""
+        found = self._store.read(f"{self.model_name}/{RELEASE_FILE}")
+        return ReleaseState.from_dict(json.loads(found[0])) if found else None
+
+    def active_release(self) -> ReleaseState | None:
+        state = self.release_state()
+        return state if state is not None and state.active else None
+
+    def open_release(self, release_id: str, model_version: str) -> ReleaseState:
+        """Starts a release of ``model_version`` in shadow; the same release opened
+        again is returned as it is (a retry), another release in progress refuses it."""
+        self.metadata(model_version)  # an unknown version fails before any change
+        key = f"{self.model_name}/{RELEASE_FILE}"
+        found = self._store.read(key)
+        current = ReleaseState.from_dict(json.loads(found[0])) if found else None
+        if current is not None and current.release_id == release_id:
+            return current
+        if current is not None and current.active:
+            raise ConcurrentUpdateError(
+                f"release {current.release_id} of {current.model_version} is in progress: "
+                "one model release at a time"
+            )
+        now = _now()
+        state = ReleaseState(
+            release_id=_check_name("release id", release_id),
+            model_version=model_version,
+            champion=self.champion_version(),
+            stage=SHADOW,
+            percent=0.0,
+            started_at=now,
+            updated_at=now,
+        )
+        self._store.swap(key, _json(state.as_dict()), found[1] if found else None)
+        return state
+
+    def move_release(self, release_id: str, stage: str, percent: float) -> ReleaseState:
+        """Moves release ``release_id`` to ``stage`` at ``percent`` of customers."""
+        if stage not in (SHADOW, CANARY):
+            raise InvalidInputError(f"a release moves to {SHADOW} or {CANARY}, not {stage!r}")
+        if not 0.0 <= percent <= 100.0 or (stage == SHADOW and percent):
+            raise InvalidInputError(f"{percent:g}% is not a share for the {stage} stage")
+        current, tag = self._release_of(release_id)
+        if not current.active:
+            raise InvalidInputError(f"release {release_id} has ended ({current.outcome})")
+        state = ReleaseState(
+            **{**current.as_dict(), "stage": stage, "percent": float(percent), "updated_at": _now()}
+        )
+        self._store.swap(f"{self.model_name}/{RELEASE_FILE}", _json(state.as_dict()), tag)
+        return state
+
+    def close_release(self, release_id: str, outcome: str, reason: str) -> ReleaseState:
+        """Ends release ``release_id`` (promoted or rolled back): the serving functions
+        stop scoring its candidate. Closing an ended release changes nothing."""
+        current, tag = self._release_of(release_id)
+        if not current.active:
+            return current
+        state = ReleaseState(
+            **{
+                **current.as_dict(),
+                "stage": ENDED,
+                "updated_at": _now(),
+                "outcome": outcome,
+                "reason": reason,
+            }
+        )
+        self._store.swap(f"{self.model_name}/{RELEASE_FILE}", _json(state.as_dict()), tag)
+        return state
+
+    def _release_of(self, release_id: str) -> tuple[ReleaseState, str]:
+        found = self._store.read(f"{self.model_name}/{RELEASE_FILE}")
+        current = ReleaseState.from_dict(json.loads(found[0])) if found else None
+        if current is None or current.release_id != release_id:
+            raise ConcurrentUpdateError(
+                f"release {release_id} is not the release on record "
+                f"({current.release_id if current else 'none'})"
+            )
+        return current, found[1]
+
+    def _report_key(self, version: str, release_id: str, name: str) -> str:
+        return self._key(
+            version,
+            f"{REPORTS_DIR}/{_check_name('release id', release_id)}/{_check_name('file name', name)}",
+        )
+
+    def write_report(self, version: str, release_id: str, name: str, data: bytes) -> str:
+        """Stores one file of a release's report beside the model version; its URI."""
+        self.metadata(version)
+        key = self._report_key(version, release_id, name)
+        self._store.put(key, data)
+        return f"{self.root}/{key}"
+
+    def read_report(self, version: str, release_id: str, name: str) -> bytes | None:
+        """One file of a release's report, or None when it was never written."""
+        found = self._store.read(self._report_key(version, release_id, name))
+        return found[0] if found else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, indent=2, sort_keys=True).encode()
+
+
+def _history(champion: dict[str, Any] | None) -> list[str]:
+    """The champions before ``champion``, oldest first (a record written before the
+    history was kept knows only its predecessor)."""
+    if champion is None:
+        return []
+    if "history" in champion:
+        return list(champion["history"])
+    return [champion["previous"]] if champion.get("previous") else []

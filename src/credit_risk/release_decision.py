@@ -3,8 +3,10 @@
 The canary release runs twice over: in AWS as ``step_functions/canary_release.asl.json``
 (whose Choice states only follow the verdicts the release Lambda returns from here)
 and on a laptop as ``credit_risk.local_canary``. Both gather facts (did the candidate
-start, which of its alarms fired, how many requests it served) and ask ``decide``
-what to do next, so the two paths cannot disagree on a release. The admissions that
+start, which of its alarms fired, how many customers each stage saw, the release's
+counts of ``credit_risk.release_metrics``) and ask ``decide`` what to do next, so the
+two paths cannot disagree on a release: shadow, then canary steps, then promotion,
+with every gate (``judge``) checked after every stage. The admissions that
 keep training runs and releases from overlapping are decided here too.
 
 Pure functions of their arguments: no clients, no clock, no I/O.
@@ -18,11 +20,13 @@ from datetime import datetime
 from typing import Final, Literal
 
 from credit_risk.errors import InvalidInputError
+from credit_risk.release_metrics import ReleaseCounts
 
+SHADOW: Final = "shadow"
 CANARY: Final = "canary"
 PROMOTE: Final = "promote"
 ROLL_BACK: Final = "roll_back"
-Action = Literal["canary", "promote", "roll_back"]
+Action = Literal["shadow", "canary", "promote", "roll_back"]
 
 GO, WAIT, SKIP, REFUSE = "go", "wait", "skip", "refuse"
 # How many times a waiting execution asks again (every names.ADMISSION_WAIT_SECONDS):
@@ -33,12 +37,41 @@ MAX_RELEASE_WAITS: Final = 60
 
 
 @dataclass(frozen=True)
+class Gates:
+    """The thresholds a candidate must stay within at every check (``cdk.json``
+    ``model_release``). Behaviour is measured on the same customers, scored by both
+    models: the approval-rate change and the swap share as fractions of them."""
+
+    max_candidate_errors: int = 0
+    # Candidate p99 scoring time over champion p99, same window (latency bins
+    # double, so 2.0 allows one bin above the champion's).
+    max_latency_ratio: float = 2.0
+    max_approval_rate_change: float = 0.05
+    max_swap_share: float = 0.10
+    max_score_psi: float = 0.10
+
+    def __post_init__(self) -> None:
+        if self.max_candidate_errors < 0:
+            raise InvalidInputError("max_candidate_errors must not be negative")
+        if self.max_latency_ratio < 1:
+            raise InvalidInputError("max_latency_ratio must be at least 1")
+        for name in ("max_approval_rate_change", "max_swap_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise InvalidInputError(f"{name} must be a fraction in (0, 1]")
+        if self.max_score_psi <= 0:
+            raise InvalidInputError("max_score_psi must be positive")
+
+
+@dataclass(frozen=True)
 class CanaryPolicy:
-    """The canary settings of ``cdk.json`` (``canary``): traffic steps and the
-    candidate requests a step must see to count as evidence."""
+    """The model release of ``cdk.json`` (``model_release``): the shadow stage's
+    minimum volume, the canary steps, the candidate requests a step must see to
+    count as evidence, and the gates."""
 
     steps_percent: tuple[float, ...] = (10.0, 50.0)
     min_requests: int = 5
+    shadow_min_requests: int = 5
+    gates: Gates = field(default_factory=Gates)
 
     def __post_init__(self) -> None:
         steps = list(self.steps_percent)
@@ -46,37 +79,127 @@ class CanaryPolicy:
             raise InvalidInputError("canary steps must be strictly increasing percentages")
         if not all(0 < step < 100 for step in steps):
             raise InvalidInputError("canary steps must lie strictly between 0 and 100")
-        if self.min_requests < 1:
-            raise InvalidInputError("min_requests must be positive")
+        if self.min_requests < 1 or self.shadow_min_requests < 1:
+            raise InvalidInputError("min_requests and shadow_min_requests must be positive")
 
 
 @dataclass(frozen=True)
 class StepCheck:
-    """What one canary step showed: the candidate alarms in ALARM, the requests the
-    candidate served during the step, and the aliases something other than the
-    release moved meanwhile (a deploy)."""
+    """What one stage showed: the candidate alarms in ALARM, the evidence the stage
+    gathered (customers scored by both models in shadow; customers the candidate
+    answered in a canary step) and the release's counts since it began."""
 
     alarms: tuple[str, ...] = ()
     requests: int = 0
-    moved: tuple[str, ...] = ()
+    counts: ReleaseCounts = field(default_factory=ReleaseCounts)
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """What the release does next: run canary step ``step_index`` at ``percent``,
-    promote, or roll back; ``reason`` is what the notification says."""
-
-    action: Action
-    reason: str
-    step_index: int | None = None
-    percent: float | None = None
+class GateResult:
+    gate: str
+    passed: bool
+    value: float | None
+    threshold: float
+    detail: str
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What the release does next: shadow, canary step ``step_index`` at
+    ``percent``, promote, or roll back; ``reason`` is what the notification says,
+    ``gates`` the verdict of each gate at the check that led here."""
+
+    action: Action
+    reason: str
+    step_index: int | None = None
+    percent: float | None = None
+    gates: tuple[GateResult, ...] = ()
+
+    def as_dict(self) -> dict:
+        answer = asdict(self)
+        answer["gates"] = [gate.as_dict() for gate in self.gates]
+        return answer
+
+
 def _pct(percent: float) -> str:
     return f"{percent:g}%"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def judge(check: StepCheck, gates: Gates) -> tuple[GateResult, ...]:
+    """Every gate's verdict on what a stage showed."""
+    counts = check.counts
+    results = [
+        GateResult(
+            "alarms",
+            not check.alarms,
+            float(len(check.alarms)),
+            0.0,
+            "candidate alarms in ALARM: " + (", ".join(check.alarms) or "none"),
+        ),
+        GateResult(
+            "errors",
+            counts.candidate_errors <= gates.max_candidate_errors,
+            float(counts.candidate_errors),
+            float(gates.max_candidate_errors),
+            f"{counts.candidate_errors} candidate errors (at most {gates.max_candidate_errors})",
+        ),
+    ]
+    champion_p99 = counts.p99_ms(counts.champion_latency)
+    candidate_p99 = counts.p99_ms(counts.candidate_latency)
+    if champion_p99 is not None and candidate_p99 is not None:
+        limit = gates.max_latency_ratio * champion_p99
+        results.append(
+            GateResult(
+                "latency",
+                candidate_p99 <= limit,
+                candidate_p99,
+                limit,
+                f"candidate p99 ≤ {candidate_p99:g} ms against champion p99 ≤ "
+                f"{champion_p99:g} ms (at most {gates.max_latency_ratio:g} times)",
+            )
+        )
+    change, swaps, psi = counts.approval_rate_change, counts.swap_share, counts.score_psi
+    if change is not None:
+        results.append(
+            GateResult(
+                "approval_rate",
+                abs(change) <= gates.max_approval_rate_change,
+                change,
+                gates.max_approval_rate_change,
+                f"approval rate {_share(counts.champion_approval_rate)} → "
+                f"{_share(counts.candidate_approval_rate)} on {counts.pairs} customers "
+                f"(change at most ±{gates.max_approval_rate_change:.1%})",
+            )
+        )
+    if swaps is not None:
+        results.append(
+            GateResult(
+                "swap_set",
+                swaps <= gates.max_swap_share,
+                swaps,
+                gates.max_swap_share,
+                f"{counts.to_decline} approve→decline and {counts.to_approve} decline→approve "
+                f"of {counts.pairs} ({_share(swaps)}; at most {gates.max_swap_share:.1%})",
+            )
+        )
+    if psi is not None:
+        results.append(
+            GateResult(
+                "score_psi",
+                psi <= gates.max_score_psi,
+                round(psi, 6),
+                gates.max_score_psi,
+                f"score PSI {psi:.4f} between the models (at most {gates.max_score_psi:g})",
+            )
+        )
+    return tuple(results)
 
 
 def decide(
@@ -86,56 +209,70 @@ def decide(
     policy: CanaryPolicy,
     started: bool = True,
     start_error: str | None = None,
+    stage: str | None = None,
     step_index: int | None = None,
     check: StepCheck | None = None,
 ) -> Verdict:
     """The next move of a release of ``model_version``.
 
-    Before any traffic (``step_index`` None): a candidate that did not start rolls
-    back; with no champion (an empty environment) or when the version already is the
+    Before any stage (``stage`` None): a candidate that did not start rolls back;
+    with no champion (an empty environment) or when the version already is the
     champion there is nothing to compare with, and it is promoted at once; otherwise
-    the first step begins. After step ``step_index`` (``check`` required): any
-    candidate alarm rolls back, and so do aliases moved by anything but the release
-    (the step measured something else) and silence (fewer than ``min_requests``
-    requests prove nothing); else the next step, or promotion after the last.
+    the shadow stage begins. After a stage (``check`` required): any failed gate
+    rolls back (alarms, errors, latency, behaviour), and so does too little evidence
+    (fewer than the stage's minimum requests); else the next stage: shadow → each
+    canary step → promotion.
     """
     steps = policy.steps_percent
     if not started:
         return Verdict(ROLL_BACK, f"the candidate did not start: {start_error or 'unknown error'}")
-    if step_index is None:
+    if stage is None:
         if champion is None:
             return Verdict(
                 PROMOTE, f"no champion to compare with: {model_version} is the first model"
             )
         if champion == model_version:
             return Verdict(PROMOTE, f"{model_version} is already the champion")
-        return Verdict(CANARY, f"first step at {_pct(steps[0])}", 0, steps[0])
-    if not 0 <= step_index < len(steps):
-        raise InvalidInputError(f"step {step_index} is not one of the {len(steps)} canary steps")
+        return Verdict(SHADOW, "shadow: the candidate scores beside the champion", None, 0.0)
     if check is None:
-        raise InvalidInputError("a canary step needs its check to be judged")
-    percent = steps[step_index]
-    if check.moved:
+        raise InvalidInputError("a release stage needs its check to be judged")
+    if stage == SHADOW:
+        where, minimum, evidence = "in shadow", policy.shadow_min_requests, "scored in shadow"
+    elif stage == CANARY:
+        if step_index is None or not 0 <= step_index < len(steps):
+            raise InvalidInputError(f"step {step_index} is not one of the {len(steps)} steps")
+        where = f"at {_pct(steps[step_index])}"
+        minimum, evidence = policy.min_requests, "answered by the candidate"
+    else:
+        raise InvalidInputError(f"unknown release stage {stage!r}")
+    results = judge(check, policy.gates)
+    failed = [result for result in results if not result.passed]
+    if failed:
+        detail = "; ".join(f"{result.gate}: {result.detail}" for result in failed)
+        return Verdict(ROLL_BACK, f"gates failed {where}: {detail}", gates=results)
+    if check.requests < minimum:
         return Verdict(
             ROLL_BACK,
-            f"the aliases changed during the step at {_pct(percent)}: {'; '.join(check.moved)}",
+            f"{check.requests} customers {evidence} {where}, fewer than the {minimum} "
+            "required: no evidence to go on",
+            gates=results,
         )
-    if check.alarms:
-        alarms = ",".join(f'"{alarm}"' for alarm in check.alarms)
-        return Verdict(ROLL_BACK, f"candidate alarms in ALARM at {_pct(percent)}: [{alarms}]")
-    if check.requests < policy.min_requests:
+    if stage == SHADOW:
         return Verdict(
-            ROLL_BACK,
-            f"the candidate served {check.requests} requests at {_pct(percent)}, "
-            f"fewer than the {policy.min_requests} required",
+            CANARY, f"shadow passed; first step {_pct(steps[0])}", 0, steps[0], gates=results
         )
+    assert step_index is not None
     if step_index + 1 < len(steps):
         following = steps[step_index + 1]
         return Verdict(
-            CANARY, f"{_pct(percent)} passed; next {_pct(following)}", step_index + 1, following
+            CANARY,
+            f"{_pct(steps[step_index])} passed; next {_pct(following)}",
+            step_index + 1,
+            following,
+            gates=results,
         )
     taken = ", ".join(_pct(step) for step in steps)
-    return Verdict(PROMOTE, f"every canary step passed ({taken})")
+    return Verdict(PROMOTE, f"shadow and every canary step passed ({taken})", gates=results)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,9 @@ def test_a_record_is_one_line_of_the_contract_and_reads_back_equal():
         "decision",
         "scored_at",
         "environment",
+        "role",
+        "release_id",
+        "reasons",
     ]
     assert data["record_type"] == names.SCORE_RECORD_TYPE
     assert list(data["features"]) == list(schemas.FEATURE_NAMES)

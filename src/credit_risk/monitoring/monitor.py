@@ -28,6 +28,7 @@ from credit_risk.monitoring.records import (
     read_scoring_log,
     scan_scoring_log,
     scoring_log_root,
+    served_only,
 )
 from credit_risk.monitoring.report import MonitorReport, build_report, skipped
 from credit_risk.registry import ModelNotFoundError, Registry
@@ -128,7 +129,9 @@ def _quality(
             f"no labels with a decision date from {start} to {end}", label_files=len(labels.files)
         )
     first = min(recent.decision_dates)
-    records = read_scoring_log(scoring_log_root(settings), first, max(recent.decision_dates))
+    records = served_only(
+        read_scoring_log(scoring_log_root(settings), first, max(recent.decision_dates))
+    )
     joined = quality.join_labels(recent, records, hash_id, metadata["version"])
     section = quality.assess_quality(
         joined,
@@ -184,7 +187,7 @@ def run_monitor(
             store.close()
 
     scan = scan_scoring_log(scoring_log_root(settings), start, end)
-    records = scan.records
+    records = served_only(scan.records)
     champion = [r for r in records if r.model_version == version]
     notes = [] if records else [f"{NO_SCORES} {start} to {end}"]
     if scan.malformed or scan.unreadable_files:

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DECISIONS = ("approve", "decline")
+# What a record is: the answer the client got, or the answer of the other model of
+# a release in progress, recorded beside it and never returned (DESIGN.md
+# "Releases"). Monitoring judges served records only.
+SERVED, SHADOW = "served", "shadow"
+ROLES = (SERVED, SHADOW)
 PARTITION_KEY = "date"
 _GZIP_MAGIC = b"\x1f\x8b"
 # Quoted back in warnings: enough to recognise a line, not a whole payload.
@@ -69,10 +74,17 @@ class ScoreRecord:
     scored_at: datetime
     environment: str
     record_type: str = field(default=names.SCORE_RECORD_TYPE)
+    role: str = SERVED
+    # The model release the score was made under, if any.
+    release_id: str | None = None
+    # The reason codes of the answer, strongest first.
+    reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scored_at.tzinfo is None:
             raise InvalidInputError("scored_at must carry a time zone (UTC)")
+        if self.role not in ROLES:
+            raise InvalidInputError(f"role must be one of {', '.join(ROLES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +99,9 @@ class ScoreRecord:
             "decision": self.decision,
             "scored_at": self.scored_at.astimezone(UTC).isoformat(timespec="milliseconds"),
             "environment": self.environment,
+            "role": self.role,
+            "release_id": self.release_id,
+            "reasons": list(self.reasons),
         }
 
     def to_json(self) -> str:
@@ -109,6 +124,16 @@ class ScoreRecord:
         decision = data.get("decision")
         if decision not in DECISIONS:
             raise InvalidInputError(f"decision: must be one of {', '.join(DECISIONS)}")
+        # Records written before releases were recorded carry neither field.
+        role = data.get("role", SERVED)
+        if role not in ROLES:
+            raise InvalidInputError(f"role: must be one of {', '.join(ROLES)}")
+        release_id = data.get("release_id")
+        if release_id is not None and not isinstance(release_id, str):
+            raise InvalidInputError("release_id: must be text or null")
+        reasons = data.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise InvalidInputError("reasons: must be a list of reason codes")
         return cls(
             request_id=_text(data, "request_id"),
             customer_hash=_text(data, "customer_hash"),
@@ -120,6 +145,9 @@ class ScoreRecord:
             decision=decision,
             scored_at=_timestamp(data, "scored_at"),
             environment=_text(data, "environment"),
+            role=role,
+            release_id=release_id,
+            reasons=tuple(reasons),
         )
 
 
@@ -322,6 +350,11 @@ def _parse_line(line: str, source: str, scan: ScoringLogScan) -> ScoreRecord | N
         scan.malformed += 1
         logger.debug("malformed score record in %s: %s", source, exc)
         return None
+
+
+def served_only(records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+    """The answers clients got: a release's shadow scores left out."""
+    return [record for record in records if record.role == SERVED]
 
 
 def read_scoring_log(uri: str, start: date, end: date) -> list[ScoreRecord]:

@@ -8,6 +8,15 @@ is in service (``credit_risk.serving.model_source``): it then answers ``NoModelE
 The store connection opens on the first request and is reused. Each score can be
 recorded to the scoring log (``credit_risk.monitoring.records``) with the features
 it was computed from, as read from the store, never recomputed.
+
+While a model release is in progress (``score_request``), every customer is scored
+by both the champion and the release's candidate, in-process: the model the keyed
+hash assigns the customer to (``credit_risk.serving.assignment``; the candidate
+only in a canary step) answers, and the other's answer is recorded beside it as a
+shadow score with the same request id, never returned. The request's release
+counts (``credit_risk.release_metrics``) come back with the scores. A candidate
+that fails never fails a customer it does not answer: in shadow its failure is
+only counted; a customer it answers in a canary step gets the error.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import hmac
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -27,10 +37,18 @@ from pydantic import Field, SecretStr
 from credit_risk import names, schemas
 from credit_risk.errors import ConfigurationError, CreditRiskError
 from credit_risk.model.package import ModelPackage
-from credit_risk.monitoring.records import ScoreRecord, ScoreSink, StdoutSink, sink_for
-from credit_risk.registry import Registry
-from credit_risk.serving import models
-from credit_risk.serving.model_source import ModelSource
+from credit_risk.monitoring.records import (
+    SERVED,
+    SHADOW,
+    ScoreRecord,
+    ScoreSink,
+    StdoutSink,
+    sink_for,
+)
+from credit_risk.registry import Registry, ReleaseState
+from credit_risk.release_metrics import Decided, ReleaseCounts
+from credit_risk.serving import assignment, models
+from credit_risk.serving.model_source import ModelSource, Serving
 from credit_risk.settings import Settings
 from credit_risk.store import CustomerFeatures, FeatureStore, create_store
 
@@ -138,6 +156,27 @@ def _key_or_random(settings: InferenceSettings) -> bytes:
     return key
 
 
+def assignment_key(settings: InferenceSettings) -> bytes:
+    """The key of the release assignment: the id hash key, which every instance of
+    an environment shares. Without one (a Lambda configured with neither key nor
+    secret) a fixed key keeps the assignment consistent across instances, though
+    then anyone could compute it; the warning says so."""
+    key = hash_key(settings)
+    if key is None:
+        logger.warning("no id hash key configured: release assignment uses a public key")
+        return b"credit-risk-release-assignment"
+    return key
+
+
+class CandidateFailedError(CreditRiskError):
+    """The release's candidate failed to score customers it answers; ``counts``
+    are the request's release counts, failure included."""
+
+    def __init__(self, release: ReleaseState, counts: ReleaseCounts, cause: str) -> None:
+        super().__init__(f"candidate {release.model_version} failed: {cause}")
+        self.release, self.counts = release, counts
+
+
 class NoModelError(CreditRiskError):
     """No model is in service yet: the registry has no champion (an empty environment)."""
 
@@ -149,10 +188,23 @@ class NoModelError(CreditRiskError):
 
 @dataclass(frozen=True)
 class ServedScore:
-    """A score and the store row it was computed from."""
+    """A score and the store row it was computed from; during a release, the other
+    model's answer for the same customer (recorded, never returned)."""
 
     score: models.Score
     features: CustomerFeatures
+    shadow: models.Score | None = None
+
+
+@dataclass(frozen=True)
+class ScoredRequest:
+    """One request's scores in request order, the unknown ids apart, and, while a
+    release is in progress, the release and the request's counts for it."""
+
+    served: list[ServedScore]
+    unknown: list[str]
+    release: ReleaseState | None = None
+    counts: ReleaseCounts | None = None
 
 
 @dataclass
@@ -167,17 +219,82 @@ class ScoringService:
     environment: str = "local"
     scoring_log: ScoreSink = field(default_factory=StdoutSink)
     source: ModelSource | None = None
+    assignment_key: bytes = b""
+    serving: Serving | None = None
 
     @property
     def model_version(self) -> str | None:
         return self.model.version if self.model is not None else None
 
-    def refresh_model(self) -> ModelPackage | None:
-        """Picks up a new champion when one is due. Called once per request, so that
-        a request is scored by one model from start to end."""
+    def refresh_model(self, *, force: bool = False) -> ModelPackage | None:
+        """Picks up a new champion and the release record when due (or ``force``).
+        Called once per request, so that a request is scored by one pair of models
+        from start to end."""
         if self.source is not None:
-            self.model = self.source.current()
+            self.serving = self.source.serving(refresh=force)
+            self.model = self.serving.champion
         return self.model
+
+    def score_request(self, customer_ids: Sequence[str]) -> ScoredRequest:
+        """The API's scoring: ``score_customers`` with the release in progress, if
+        any, taking part (see the module's docstring)."""
+        self.serving_model()
+        release = self.serving.release if self.serving is not None else None
+        if release is None:
+            served, unknown = self.score_customers(customer_ids)
+            return ScoredRequest(served, unknown)
+        found = self.store.get_many(customer_ids)
+        unknown = [cid for cid in customer_ids if cid not in found]
+        rows = [found[cid] for cid in customer_ids if cid in found]
+        if not rows:
+            return ScoredRequest([], unknown, release, ReleaseCounts())
+        served, counts = self._score_in_release(rows, release)
+        return ScoredRequest(served, unknown, release, counts)
+
+    def _score_in_release(
+        self, rows: Sequence[CustomerFeatures], release: ReleaseState
+    ) -> tuple[list[ServedScore], ReleaseCounts]:
+        assert self.serving is not None
+        on_candidate = [
+            assignment.on_candidate(
+                assignment.bucket(self.assignment_key, release.release_id, row.customer_id),
+                release.candidate_percent,
+            )
+            for row in rows
+        ]
+        answered = sum(on_candidate)
+        started = time.perf_counter()
+        champion = self._scores(self.serving_model(), rows)
+        champion_ms = (time.perf_counter() - started) * 1000
+        try:
+            if self.serving.candidate is None:
+                raise CreditRiskError(self.serving.candidate_error or "the candidate is not loaded")
+            started = time.perf_counter()
+            candidate = self._scores(self.serving.candidate, rows)
+            candidate_ms = (time.perf_counter() - started) * 1000
+        except Exception as exc:
+            logger.exception("release %s: the candidate failed", release.release_id)
+            counts = ReleaseCounts.observe(
+                candidate_served=answered, candidate_errors=len(rows), champion_ms=champion_ms
+            )
+            if answered:
+                raise CandidateFailedError(release, counts, str(exc)[:200]) from exc
+            return [ServedScore(c, row) for c, row in zip(champion, rows, strict=True)], counts
+        served = [
+            ServedScore(b, row, a) if moved else ServedScore(a, row, b)
+            for a, b, row, moved in zip(champion, candidate, rows, on_candidate, strict=True)
+        ]
+        pairs = [
+            (Decided(a.default_probability, a.decision), Decided(b.default_probability, b.decision))
+            for a, b in zip(champion, candidate, strict=True)
+        ]
+        counts = ReleaseCounts.observe(
+            pairs,
+            candidate_served=answered,
+            champion_ms=champion_ms,
+            candidate_ms=candidate_ms,
+        )
+        return served, counts
 
     def serving_model(self) -> ModelPackage:
         """The model in service; ``NoModelError`` while there is none."""
@@ -194,8 +311,15 @@ class ScoringService:
         return self.score_rows([found[cid] for cid in customer_ids if cid in found]), unknown
 
     def score_rows(self, rows: Sequence[CustomerFeatures]) -> list[ServedScore]:
-        """Scores feature rows already read from the store, in one model call."""
+        """Scores feature rows already read from the store with the champion, in one
+        model call."""
         model = self.serving_model()
+        return [
+            ServedScore(score, row)
+            for score, row in zip(self._scores(model, rows), rows, strict=True)
+        ]
+
+    def _scores(self, model: ModelPackage, rows: Sequence[CustomerFeatures]) -> list[models.Score]:
         if not rows:
             return []
         matrix = model.to_matrix(
@@ -203,17 +327,14 @@ class ScoringService:
         )
         scored = model.score(matrix, top_k=self.top_k)
         return [
-            ServedScore(
-                score=models.Score(
-                    customer_id=row.customer_id,
-                    default_probability=round(score.default_probability, 6),
-                    decision=score.decision,
-                    threshold=model.threshold,
-                    reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
-                    model_version=model.version,
-                    features_as_of=row.as_of,
-                ),
-                features=row,
+            models.Score(
+                customer_id=row.customer_id,
+                default_probability=round(score.default_probability, 6),
+                decision=score.decision,
+                threshold=model.threshold,
+                reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
+                model_version=model.version,
+                features_as_of=row.as_of,
             )
             for row, score in zip(rows, scored, strict=True)
         ]
@@ -224,34 +345,53 @@ class ScoringService:
         return [item.score for item in served], unknown
 
     def score_records(
-        self, served: Sequence[ServedScore], request_id: str, scored_at: datetime | None = None
+        self,
+        served: Sequence[ServedScore],
+        request_id: str,
+        scored_at: datetime | None = None,
+        release_id: str | None = None,
     ) -> list[ScoreRecord]:
-        """The scoring-log records of one request's scores (customer ids hashed)."""
+        """The scoring-log records of one request's scores (customer ids hashed):
+        each answer, followed by its shadow when a release scored one."""
         scored_at = scored_at or datetime.now(UTC)
-        return [
-            ScoreRecord(
-                request_id=request_id,
-                customer_hash=self.hash_id(item.score.customer_id),
-                model_version=item.score.model_version,
-                snapshot_id=item.features.snapshot_id,
-                features_as_of=item.features.as_of,
-                features=dict(
+        records = []
+        for item in served:
+            common = {
+                "request_id": request_id,
+                "customer_hash": self.hash_id(item.score.customer_id),
+                "snapshot_id": item.features.snapshot_id,
+                "features_as_of": item.features.as_of,
+                "features": dict(
                     zip(schemas.FEATURE_NAMES, item.features.feature_values(), strict=True)
                 ),
-                default_probability=item.score.default_probability,
-                decision=item.score.decision,
-                scored_at=scored_at,
-                environment=self.environment,
-            )
-            for item in served
-        ]
+                "scored_at": scored_at,
+                "environment": self.environment,
+                "release_id": release_id,
+            }
+            for role, score in ((SERVED, item.score), (SHADOW, item.shadow)):
+                if score is not None:
+                    records.append(
+                        ScoreRecord(
+                            **common,
+                            model_version=score.model_version,
+                            default_probability=score.default_probability,
+                            decision=score.decision,
+                            role=role,
+                            reasons=tuple(reason.code for reason in score.reasons),
+                        )
+                    )
+        return records
 
     def log_scores(
-        self, served: Sequence[ServedScore], request_id: str, scored_at: datetime | None = None
+        self,
+        served: Sequence[ServedScore],
+        request_id: str,
+        scored_at: datetime | None = None,
+        release_id: str | None = None,
     ) -> None:
-        """Writes one request's scores to the scoring log."""
+        """Writes one request's scores (and shadows) to the scoring log."""
         if served:
-            self.scoring_log.write(self.score_records(served, request_id, scored_at))
+            self.scoring_log.write(self.score_records(served, request_id, scored_at, release_id))
 
     def score(self, customer_id: str) -> models.Score | None:
         results, _ = self.score_many([customer_id])
@@ -282,10 +422,13 @@ def build_service(
     settings: InferenceSettings | None = None,
     *,
     on_model_refresh_error: Callable[[Exception], None] | None = None,
+    on_candidate_error: Callable[[Exception], None] | None = None,
 ) -> ScoringService:
-    """Loads and verifies the pinned model (or the champion, when there is one) and
-    prepares the (lazy) store. ``on_model_refresh_error`` hears of a new champion
-    that could not be loaded (the previous model keeps serving)."""
+    """Loads and verifies the pinned model (or the champion, when there is one, and
+    the candidate of a release in progress) and prepares the (lazy) store.
+    ``on_model_refresh_error`` hears of a new champion that could not be loaded
+    (the previous model keeps serving), ``on_candidate_error`` of a candidate that
+    could not be."""
     settings = settings or InferenceSettings()
     if settings.model_version is None and not settings.model_fallback_to_champion:
         raise ConfigurationError(
@@ -298,10 +441,14 @@ def build_service(
         pinned_version=settings.model_version,
         refresh_seconds=settings.model_refresh_seconds,
         on_refresh_error=on_model_refresh_error,
+        on_candidate_error=on_candidate_error,
     )
+    serving = source.serving()
     return ScoringService(
-        model=source.current(),
+        model=serving.champion,
         source=source,
+        serving=serving,
+        assignment_key=assignment_key(settings),
         store=create_store(settings),
         hash_id=IdHasher(_key_or_random(settings)),
         top_k=settings.reasons_top_k,

@@ -96,7 +96,7 @@ def test_without_a_champion_every_route_answers_503_no_model(champion_mode):
 def test_without_a_champion_warm_ups_are_answered(champion_mode):
     handler = champion_mode()
     answer = handler.lambda_handler(load_event("inference_warm_up"), lambda_context())
-    assert answer == {"warm": True, "model_version": None}
+    assert answer == {"warm": True, "model_version": None, "release": None}
 
 
 def test_provisioned_concurrency_starts_without_a_champion(

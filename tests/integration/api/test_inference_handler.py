@@ -281,7 +281,7 @@ def test_warm_up_is_answered_without_touching_the_store(configure: Configure, se
     # When the scheduled warm-up event arrives
     answer = handler.lambda_handler(load_event("inference_warm_up"), lambda_context())
     # Then it is answered at once with the model version
-    assert answer == {"warm": True, "model_version": serving.version}
+    assert answer == {"warm": True, "model_version": serving.version, "release": None}
     # (a request that does need the store gets 503, so the warm-up did not use it)
     assert invoke(handler, load_event("inference_score")).status == 503
 

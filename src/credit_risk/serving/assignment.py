@@ -1,0 +1,43 @@
+"""Which model answers a customer while a model release is running.
+
+A pure function of a keyed hash of the customer id and the release's current share
+(DESIGN.md "Releases"): every customer of a release falls in one of ``BUCKETS``
+buckets, and the candidate answers the buckets below the share. So
+
+- repeated calls agree: the same customer, release and share give the same model,
+  whichever function instance answers (all of them hold the same key);
+- a customer moved to the candidate stays there as the share rises (10 → 50 → 100),
+  because the buckets below 10% are also below 50%;
+- each release draws its own customers first (the release id is hashed in), so the
+  same 10% of the portfolio is not always the first to meet a new model.
+
+The key is the environment's customer-id hash key (``service.hash_key``): without
+it the buckets could be computed, and a customer's model chosen, from outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Final
+
+BUCKETS: Final = 10_000  # shares to 0.01%
+CHAMPION: Final = "champion"
+CANDIDATE: Final = "candidate"
+
+
+def bucket(key: bytes, release_id: str, customer_id: str) -> int:
+    """The customer's bucket in ``[0, BUCKETS)`` for this release."""
+    message = f"{release_id}\x00{customer_id}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def on_candidate(customer_bucket: int, percent: float) -> bool:
+    """Whether the candidate answers a customer in ``customer_bucket`` at ``percent``."""
+    return customer_bucket < round(percent * BUCKETS / 100)
+
+
+def assign(key: bytes, release_id: str, customer_id: str, percent: float) -> str:
+    """``CANDIDATE`` or ``CHAMPION``: the model that answers this customer."""
+    return CANDIDATE if on_candidate(bucket(key, release_id, customer_id), percent) else CHAMPION
