@@ -533,10 +533,8 @@ class Registry:
         return current, found[1]
 
     def _report_key(self, version: str, release_id: str, name: str) -> str:
-        return self._key(
-            version,
-            f"{REPORTS_DIR}/{_check_name('release id', release_id)}/{_check_name('file name', name)}",
-        )
+        folder = f"{REPORTS_DIR}/{_check_name('release id', release_id)}"
+        return self._key(version, f"{folder}/{_check_name('file name', name)}")
 
     def write_report(self, version: str, release_id: str, name: str, data: bytes) -> str:
         """Stores one file of a release's report beside the model version; its URI."""
