@@ -12,6 +12,9 @@ database must be empty or hold nothing you need), then measures, warm:
 * single-customer requests: p50 / p99 over ``--calls`` ``lambda_handler`` calls;
 * 100-id batches: p50 / p99;
 * cold initialisation in a fresh interpreter: imports + model load + first request;
+* the same single and batch requests with a model release in shadow (the function
+  holds a candidate and scores every customer with both models) against none,
+  interleaved call by call in one process so that both see the same machine;
 
 and the proof of concept's approach: a Flask route that opens SQLite on every
 request, formats the id into the SQL text and calls ``predict`` on the booster,
@@ -154,6 +157,92 @@ def bench_handler(ids: list[str], calls: int, batch_calls: int) -> dict[str, lis
     return {"single": single, "batch": batch}
 
 
+def publish_candidate(registry_uri: str, version: str) -> str:
+    """A second registry version with the champion's trees: a candidate of the same
+    size, which is what the shadow's extra model call costs."""
+    from credit_risk.registry import MODEL_FILE, Registry
+
+    registry = Registry(registry_uri, MODEL_NAME)
+    metadata = {
+        k: v
+        for k, v in registry.metadata(version).items()
+        if k not in ("sha256", "artifacts", "version", "model_name")
+    }
+    candidate = f"{version}-shadow"
+    registry.publish(candidate, registry.read_file(version, MODEL_FILE), metadata)
+    return candidate
+
+
+def bench_shadow(
+    ids: list[str], calls: int, batch_calls: int, registry_uri: str, version: str
+) -> dict[str, list[float]]:
+    """Requests with no release and with a release in shadow, alternated call by call."""
+    from credit_risk.local_api import load_handler_module, patched_environment
+    from credit_risk.registry import Registry
+
+    candidate = publish_candidate(registry_uri, version)
+    registry = Registry(registry_uri, MODEL_NAME)
+    # Both functions serve the champion and never refresh: the first starts before
+    # the release opens and keeps no candidate, the second starts in it.
+    champion_mode = {
+        names.ENV_MODEL_VERSION: "",
+        names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",
+        names.ENV_MODEL_REFRESH_SECONDS: "1000000000",
+    }
+    functions = {}
+    with patched_environment(champion_mode), stdout_to_devnull():
+        os.environ.pop(names.ENV_MODEL_VERSION)
+        functions["none"] = load_handler_module("bench_no_release")
+        functions["none"].initialize()
+        release = registry.open_release(f"bench-{int(time.time())}", candidate)
+        functions["shadow"] = load_handler_module("bench_shadow")
+        functions["shadow"].initialize()
+    assert functions["shadow"].initialize().serving.candidate is not None
+    rng = random.Random(4)
+    context = LambdaContext(function_name="bench", qualifier="live")
+
+    def event(path: str, body: dict) -> dict:
+        return build_event(
+            method="POST",
+            target=path,
+            body=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+            alias="live",
+        )
+
+    timings: dict[str, list[float]] = {}
+    work = [
+        (
+            "single",
+            [event(names.ROUTE_SCORE, {"customer_id": rng.choice(ids)}) for _ in range(calls)],
+        ),
+        (
+            "batch",
+            [
+                event(names.ROUTE_SCORE_BATCH, {"customer_ids": rng.sample(ids, 100)})
+                for _ in range(batch_calls)
+            ],
+        ),
+    ]
+    try:
+        with stdout_to_devnull():
+            for module in functions.values():
+                for warm in work[0][1][:200]:
+                    module.lambda_handler(warm, context)
+            for kind, events in work:
+                for request in events:
+                    for mode, module in functions.items():
+                        started = time.perf_counter()
+                        answer = module.lambda_handler(request, context)
+                        timings.setdefault(f"{kind}_{mode}", []).append(
+                            (time.perf_counter() - started) * 1000
+                        )
+                        assert answer["statusCode"] == 200, answer
+    finally:
+        registry.close_release(release.release_id, "rolled_back", "benchmark done")
+    return timings
+
+
 # The child runs with the inference image's dependency set: the dev environment also
 # has scikit-learn and pandas, which xgboost imports when it finds them (seconds
 # of imports the Lambda never pays), so they are hidden from it.
@@ -278,6 +367,7 @@ def main() -> int:
         warm = bench_handler(ids, args.calls, args.batch_calls)
         model_path = Path(registry_uri) / MODEL_NAME / version / "model.ubj"
         poc = bench_poc(model_path, poc_db, ids, args.poc_calls)
+        shadow = bench_shadow(ids, args.calls // 2, args.batch_calls // 2, registry_uri, version)
 
     figures = {
         "single_p50": percentile(warm["single"], 0.50),
@@ -302,6 +392,15 @@ def main() -> int:
         )
         print(f"  {name:<13} {value:9.3f} ms{verdict}")
     print(f"  per-id cost in a batch of 100: {figures['batch_p50'] / 100:.3f} ms")
+    print("  model release in shadow (both models score every customer), alternated calls:")
+    for kind in ("single", "batch"):
+        none, with_shadow = shadow[f"{kind}_none"], shadow[f"{kind}_shadow"]
+        print(
+            f"    {kind:<6} p50 {percentile(none, 0.5):7.3f} ms without, "
+            f"{percentile(with_shadow, 0.5):7.3f} ms in shadow "
+            f"(+{percentile(with_shadow, 0.5) - percentile(none, 0.5):.3f} ms); "
+            f"p99 {percentile(none, 0.99):7.3f} / {percentile(with_shadow, 0.99):7.3f} ms"
+        )
     print(
         f"  proof of concept p50 / handler single p50: "
         f"{figures['poc_p50'] / figures['single_p50']:.1f}x "

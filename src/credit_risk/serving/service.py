@@ -254,7 +254,13 @@ class ScoringService:
     def _score_in_release(
         self, rows: Sequence[CustomerFeatures], release: ReleaseState
     ) -> tuple[list[ServedScore], ReleaseCounts]:
+        """Both models' answers for every customer. Each model's probabilities for
+        all rows are computed the same way and timed (the latency gate compares the
+        two on the same work); reasons, the costly pass, are computed for the
+        answers given, and for a shadow only where its decision differs from the
+        answer (the swap set, which a reviewer reads)."""
         assert self.serving is not None
+        champion, candidate = self.serving_model(), self.serving.candidate
         on_candidate = [
             assignment.on_candidate(
                 assignment.bucket(self.assignment_key, release.release_id, row.customer_id),
@@ -263,15 +269,14 @@ class ScoringService:
             for row in rows
         ]
         answered = sum(on_candidate)
-        started = time.perf_counter()
-        champion = self._scores(self.serving_model(), rows)
-        champion_ms = (time.perf_counter() - started) * 1000
+        by_champion = [row for row, moved in zip(rows, on_candidate, strict=True) if not moved]
+        by_candidate = [row for row, moved in zip(rows, on_candidate, strict=True) if moved]
+        champion_p, champion_ms = _timed_probabilities(champion, rows)
         try:
-            if self.serving.candidate is None:
+            if candidate is None:
                 raise CreditRiskError(self.serving.candidate_error or "the candidate is not loaded")
-            started = time.perf_counter()
-            candidate = self._scores(self.serving.candidate, rows)
-            candidate_ms = (time.perf_counter() - started) * 1000
+            candidate_p, candidate_ms = _timed_probabilities(candidate, rows)
+            candidate_answers = iter(self._scores(candidate, by_candidate))
         except Exception as exc:
             logger.exception("release %s: the candidate failed", release.release_id)
             counts = ReleaseCounts.observe(
@@ -279,22 +284,47 @@ class ScoringService:
             )
             if answered:
                 raise CandidateFailedError(release, counts, str(exc)[:200]) from exc
-            return [ServedScore(c, row) for c, row in zip(champion, rows, strict=True)], counts
-        served = [
-            ServedScore(b, row, a) if moved else ServedScore(a, row, b)
-            for a, b, row, moved in zip(champion, candidate, rows, on_candidate, strict=True)
-        ]
+            return self.score_rows(rows), counts
+        champion_answers = iter(self._scores(champion, by_champion))
+        served: list[ServedScore] = []
+        for i, (row, moved) in enumerate(zip(rows, on_candidate, strict=True)):
+            if moved:
+                answer, shadow = next(candidate_answers), _bare(champion, row, champion_p[i])
+            else:
+                answer, shadow = next(champion_answers), _bare(candidate, row, candidate_p[i])
+            served.append(ServedScore(answer, row, shadow))
+        served = self._explain_flips(served, champion, candidate)
         pairs = [
-            (Decided(a.default_probability, a.decision), Decided(b.default_probability, b.decision))
-            for a, b in zip(champion, candidate, strict=True)
+            (Decided(c.default_probability, c.decision), Decided(n.default_probability, n.decision))
+            for c, n in (
+                (item.shadow, item.score)
+                if item.score.model_version == candidate.version
+                else (item.score, item.shadow)
+                for item in served
+                if item.shadow is not None
+            )
         ]
         counts = ReleaseCounts.observe(
-            pairs,
-            candidate_served=answered,
-            champion_ms=champion_ms,
-            candidate_ms=candidate_ms,
+            pairs, candidate_served=answered, champion_ms=champion_ms, candidate_ms=candidate_ms
         )
         return served, counts
+
+    def _explain_flips(
+        self, served: list[ServedScore], champion: ModelPackage, candidate: ModelPackage
+    ) -> list[ServedScore]:
+        """Shadows whose decision differs from the answer, scored again with reasons."""
+        flipped = [
+            i
+            for i, item in enumerate(served)
+            if item.shadow is not None and item.shadow.decision != item.score.decision
+        ]
+        result = list(served)
+        for model in (champion, candidate):
+            mine = [i for i in flipped if served[i].shadow.model_version == model.version]
+            explained = self._scores(model, [served[i].features for i in mine])
+            for i, shadow in zip(mine, explained, strict=True):
+                result[i] = ServedScore(served[i].score, served[i].features, shadow)
+        return result
 
     def serving_model(self) -> ModelPackage:
         """The model in service; ``NoModelError`` while there is none."""
@@ -322,8 +352,11 @@ class ScoringService:
     def _scores(self, model: ModelPackage, rows: Sequence[CustomerFeatures]) -> list[models.Score]:
         if not rows:
             return []
+        # By name: the store gives its values in schemas.FEATURE_NAMES order, and the
+        # model takes its features in its own order; a model that needs a feature the
+        # store does not have fails here instead of scoring on a neighbour's value.
         matrix = model.to_matrix(
-            [dict(zip(model.feature_names, row.feature_values(), strict=True)) for row in rows]
+            [dict(zip(schemas.FEATURE_NAMES, row.feature_values(), strict=True)) for row in rows]
         )
         scored = model.score(matrix, top_k=self.top_k)
         return [
@@ -416,6 +449,34 @@ class ScoringService:
         created = datetime.fromisoformat(trained_at)
         now = datetime.now(UTC) if today is None else datetime.combine(today, created.time(), UTC)
         return (now - created).total_seconds() / 86_400
+
+
+def _by_name(rows: Sequence[CustomerFeatures]) -> list[dict]:
+    """Store rows as mappings by feature name: a model takes its features by name,
+    so one that needs a feature the store does not serve fails instead of reading
+    another column."""
+    return [dict(zip(schemas.FEATURE_NAMES, row.feature_values(), strict=True)) for row in rows]
+
+
+def _timed_probabilities(
+    model: ModelPackage, rows: Sequence[CustomerFeatures]
+) -> tuple[list[float], float]:
+    started = time.perf_counter()
+    probabilities = model.predict(model.to_matrix(_by_name(rows)))
+    return [float(p) for p in probabilities], (time.perf_counter() - started) * 1000
+
+
+def _bare(model: ModelPackage, row: CustomerFeatures, probability: float) -> models.Score:
+    """A shadow answer without its reasons (added only where the decisions differ)."""
+    return models.Score(
+        customer_id=row.customer_id,
+        default_probability=round(probability, 6),
+        decision=model.decide([probability])[0],
+        threshold=model.threshold,
+        reasons=[],
+        model_version=model.version,
+        features_as_of=row.as_of,
+    )
 
 
 def build_service(
