@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "registry",
     "pipeline",
+    "release",
     "serve",
     "simulate_traffic",
     "monitor",

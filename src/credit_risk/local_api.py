@@ -1,12 +1,16 @@
 """A local stand-in for API Gateway in front of the inference Lambda.
 
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
-is handed to the very same ``lambda_handler`` that runs in AWS; its response is
-written back as HTTP. Like the real stage, it checks the ``x-api-key`` header when a
-key is configured, and it can split traffic between a ``live`` and a ``candidate``
-function (each one loaded as its own copy of the handler module with its own
-``MODEL_VERSION``, as two Lambda versions behind two aliases would be), choosing per
-request with the stage-variable override that API Gateway's canary applies.
+is handed to the very same ``lambda_handler`` that runs in AWS, through the ``live``
+alias; its response is written back as HTTP. Like the real stage, it checks the
+``x-api-key`` header when a key is configured.
+
+There is one function, as in AWS: a model release does not split traffic between
+function versions; it runs inside the function, which follows the registry's
+release record (``credit_risk.serving.model_source``), scores with both models and
+answers each customer with the model the keyed hash assigns
+(``credit_risk.serving.assignment``). Which model answered is in the body
+(``model_version``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
 import threading
 import time
 import uuid
@@ -28,12 +31,13 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from credit_risk import names
 from credit_risk.errors import ConfigurationError
 
 HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambdas" / "inference" / "handler.py"
 STAGE = "local"
 FUNCTION_NAME = "credit-risk-inference"
-LIVE, CANDIDATE = "live", "candidate"
+LIVE = "live"
 # API Gateway refuses payloads over 10 MB before the function sees them.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -63,10 +67,14 @@ class LambdaContext:
 
 
 @contextmanager
-def patched_environment(overrides: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``overrides`` for the duration of the block."""
+def patched_environment(overrides: Mapping[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``overrides`` (None: unset) for the duration of the block."""
     saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
+    for name, value in overrides.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
         yield
     finally:
@@ -97,7 +105,10 @@ class LocalFunction:
     its own environment."""
 
     def __init__(
-        self, alias: str, environment: Mapping[str, str], handler_path: Path = HANDLER_PATH
+        self,
+        alias: str,
+        environment: Mapping[str, str | None],
+        handler_path: Path = HANDLER_PATH,
     ) -> None:
         self.alias = alias
         with patched_environment(environment):
@@ -108,6 +119,29 @@ class LocalFunction:
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LambdaContext(function_name=FUNCTION_NAME, qualifier=self.alias)
         return self.module.lambda_handler(event, context)
+
+    def close(self) -> None:
+        """Closes the function's store connection (a Lambda's ends with its instance)."""
+        service = getattr(self.module, "_service", None)
+        if service is not None:
+            service.store.close()
+
+
+def champion_function(
+    environment: Mapping[str, str | None] | None = None, *, refresh_seconds: float
+) -> LocalFunction:
+    """The ``live`` function as a code release publishes it: pinned to no model, it
+    serves the registry's champion and follows promotions and the release record,
+    re-reading them every ``refresh_seconds`` (0: on every request)."""
+    return LocalFunction(
+        LIVE,
+        {
+            names.ENV_MODEL_VERSION: None,
+            names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",
+            names.ENV_MODEL_REFRESH_SECONDS: f"{refresh_seconds:g}",
+            **(environment or {}),
+        },
+    )
 
 
 def build_event(
@@ -171,59 +205,39 @@ def gateway_error(status: HTTPStatus, message: str, request_id: str) -> dict[str
 
 
 class LocalGateway:
-    """API key check, canary split, event translation: what the API stage does."""
+    """API key check, size limit, event translation: what the API stage does."""
 
-    def __init__(
-        self,
-        live: LocalFunction,
-        *,
-        candidate: LocalFunction | None = None,
-        canary_percent: float = 0.0,
-        api_key: str | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        if candidate is None and canary_percent:
-            raise ConfigurationError("a canary percentage needs a candidate model")
-        if not 0.0 <= canary_percent <= 100.0:
-            raise ConfigurationError(f"canary percentage {canary_percent} is outside [0, 100]")
-        self.functions = {LIVE: live, **({CANDIDATE: candidate} if candidate else {})}
-        self.canary_percent = canary_percent
+    def __init__(self, function: LocalFunction, *, api_key: str | None = None) -> None:
+        self.function = function
         self.api_key = api_key
-        self._rng = rng or random.Random()
         # One invocation at a time in the whole process: a Lambda instance serves one
         # request at a time, and Powertools keeps metrics and log keys in state that
         # every copy of the handler module shares.
         self._invoke_lock = threading.Lock()
 
-    def pick_alias(self) -> str:
-        if CANDIDATE in self.functions and self._rng.random() * 100.0 < self.canary_percent:
-            return CANDIDATE
-        return LIVE
-
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Returns the alias that answered (None: the gateway did) and the response."""
+    ) -> dict[str, Any]:
+        """The response to one request, from the gateway itself or the function."""
         headers = {name.lower(): value for name, value in headers.items()}
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
-            return None, gateway_error(
+            return gateway_error(
                 HTTPStatus.FORBIDDEN, "missing or invalid API key", str(uuid.uuid4())
             )
         if len(body) > MAX_BODY_BYTES:
-            return None, gateway_error(
+            return gateway_error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
             )
         with self._invoke_lock:
-            alias = self.pick_alias()
             event = build_event(
-                method=method, target=target, headers=headers, body=body, alias=alias
+                method=method, target=target, headers=headers, body=body, alias=self.function.alias
             )
             try:
-                return alias, self.functions[alias].invoke(event)
+                return self.function.invoke(event)
             except Exception:
                 # What API Gateway answers when the function itself fails; the
                 # handler has logged why.
-                return alias, gateway_error(
+                return gateway_error(
                     HTTPStatus.BAD_GATEWAY,
                     "internal server error",
                     event["requestContext"]["requestId"],
@@ -237,16 +251,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
-            alias, response = (
-                None,
-                gateway_error(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
-                ),
+            response = gateway_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
             )
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length else b""
-            alias, response = self.gateway.handle(self.command, self.path, self.headers, body)
+            response = self.gateway.handle(self.command, self.path, self.headers, body)
         payload = (response.get("body") or "").encode("utf-8")
         self.send_response(int(response["statusCode"]))
         headers = dict(response.get("headers") or {})
@@ -255,8 +266,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             if name.lower() != "content-length":
                 self.send_header(name, str(value))
-        if alias:
-            self.send_header("x-lambda-alias", alias)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":

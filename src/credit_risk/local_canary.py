@@ -1,15 +1,32 @@
 """The model release on this machine: the local twin of ``canary_release.asl.json``.
 
-The new version runs as the ``candidate`` function of the local gateway (the one
-``credit-risk serve --candidate-model`` runs), the champion as ``live``. This module
-only moves data: it starts the candidate (the release's warm-up probe), sends each
-step's requests for customers of the store through the gateway's canary split,
-turns what it saw into the facts the AWS release gathers (alarms, requests), and
-asks ``credit_risk.release_decision.decide`` what to do, exactly as the state
-machine does: promote at once without a champion, next step, promote, roll back.
+It takes the steps of the AWS release in the same order, against one local
+inference function (the ``live`` one ``credit-risk serve`` runs, serving the
+champion and following the registry's release record):
 
-The requests are synthetic: they go to a scoring log that is thrown away, and the
-functions neither log nor publish metrics on the pipeline's console.
+1. open the release record (the candidate scores beside the champion, in shadow);
+2. probe the function with the release's warm-up, which re-reads the registry: the
+   candidate started if the function loaded it;
+3. ask ``credit_risk.release_decision.decide`` what to do, and for a shadow stage or
+   a canary step: move the release record there, send ``requests_per_step``
+   requests for random customers of the store through the local gateway, read the
+   release's counts back from the embedded-metric documents the function printed
+   (the same documents CloudWatch sums in AWS), record the stage in the release's
+   report and ask again;
+4. promote (all customers on the candidate, then the champion pointer, then the
+   record closed) or roll back (the record closed: the function drops the
+   candidate), and write the release's report beside the model version.
+
+Every decision is ``decide``'s; this module only moves data. Where AWS waits
+``wait_minutes`` for traffic, the local release sends a number of requests.
+
+The requests are synthetic: they go to a scoring log that is thrown away once the
+report has read this release's records from it (unless the caller names a folder
+to keep it in), and the function neither logs nor publishes metrics on the
+caller's console.
+
+``roll_back`` is the release's one-step rollback, with no traffic minimum: the
+release in progress ends, or the previous champion serves again.
 """
 
 from __future__ import annotations
@@ -20,156 +37,374 @@ import json
 import random
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
-from credit_risk import names, release_decision
-from credit_risk.errors import InvalidInputError
+from credit_risk import names, release_decision, release_report
+from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.local_api import (
-    CANDIDATE,
-    LIVE,
     LocalFunction,
     LocalGateway,
+    champion_function,
     patched_environment,
 )
-from credit_risk.registry import Registry
+from credit_risk.monitoring.records import ScoreRecord, read_scoring_log
+from credit_risk.registry import CANARY, REPORTS_DIR, Registry, ReleaseState
+from credit_risk.release_metrics import ReleaseCounts, parse_emf, release_sums
 from credit_risk.settings import Settings
 
-# What the functions are told, besides their model version: quiet, and scoring
-# into a directory removed afterwards.
+# What the function is told besides following the registry: quiet, and scoring into
+# a directory removed afterwards.
 QUIET = {names.ENV_LOG_LEVEL: "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
-# The local stand-in for the candidate's error alarms.
-ERRORS_ALARM = "candidate-errors"
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+# Customers of the store a local release draws its requests from.
+RELEASE_CUSTOMERS = 1000
+# The deployment configuration whose model_release block a local release can follow.
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+# The model_release settings of cdk.json that only the AWS release reads: locally a
+# stage lasts a number of requests, not a number of minutes.
+WAIT_FIELDS = ("wait_minutes", "shadow_minutes")
 
 
 @dataclass(frozen=True)
-class CanaryPolicy:
-    """The canary settings of ``cdk.json`` (``canary``), with the local traffic."""
+class LocalReleasePolicy:
+    """``cdk.json``'s ``model_release`` block, with requests in place of waits: each
+    shadow stage and canary step sends ``requests_per_step`` single-customer requests.
+    The defaults are the ``dev`` environment's."""
 
-    steps_percent: tuple[float, ...] = (10.0, 50.0)
-    requests_per_step: int = 200
-    # Fewer candidate requests than this in a step: silence, which rolls back.
+    steps_percent: tuple[float, ...] = (50.0,)
     min_requests: int = 5
-    # A larger share of candidate 5xx answers is the local Errors alarm.
-    max_error_rate: float = 0.0
+    shadow_min_requests: int = 5
+    max_candidate_errors: int = 0
+    max_latency_ratio: float = 2.0
+    max_approval_rate_change: float = 0.10
+    max_swap_share: float = 0.15
+    max_score_psi: float = 0.25
+    requests_per_step: int = 200
 
     def __post_init__(self) -> None:
         if self.requests_per_step < 1:
             raise InvalidInputError("requests_per_step must be positive")
-        _ = self.release  # the release's own checks of the steps and min_requests
+        _ = self.release  # the release's own checks of the steps, volumes and gates
+
+    @classmethod
+    def from_model_release(
+        cls, block: Mapping[str, Any], *, requests_per_step: int | None = None
+    ) -> LocalReleasePolicy:
+        """The policy of a ``model_release`` block as ``cdk.json`` holds it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(block) - known - set(WAIT_FIELDS))
+        if unknown:
+            raise InvalidInputError(f"unknown model_release settings: {', '.join(unknown)}")
+        values = {name: value for name, value in block.items() if name in known}
+        if "steps_percent" in values:
+            values["steps_percent"] = tuple(float(step) for step in values["steps_percent"])
+        if requests_per_step is not None:
+            values["requests_per_step"] = requests_per_step
+        return cls(**values)
+
+    @classmethod
+    def of_environment(
+        cls, environment: str, *, requests_per_step: int | None = None, cdk_json: Path = CDK_JSON
+    ) -> LocalReleasePolicy:
+        """The policy of ``environment``'s ``model_release`` block in ``cdk.json``."""
+        try:
+            context = json.loads(cdk_json.read_text())["context"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigurationError(
+                f"cannot read the environments of {cdk_json}: {exc}; run from a checkout "
+                "of the repository"
+            ) from None
+        block = context.get(environment, {}).get("model_release")
+        if not isinstance(block, dict):
+            raise ConfigurationError(f"{cdk_json} has no model_release block for {environment}")
+        return cls.from_model_release(block, requests_per_step=requests_per_step)
 
     @property
     def release(self) -> release_decision.CanaryPolicy:
-        return release_decision.CanaryPolicy(tuple(self.steps_percent), self.min_requests)
+        return release_decision.CanaryPolicy(
+            steps_percent=tuple(self.steps_percent),
+            min_requests=self.min_requests,
+            shadow_min_requests=self.shadow_min_requests,
+            gates=release_decision.Gates(
+                max_candidate_errors=self.max_candidate_errors,
+                max_latency_ratio=self.max_latency_ratio,
+                max_approval_rate_change=self.max_approval_rate_change,
+                max_swap_share=self.max_swap_share,
+                max_score_psi=self.max_score_psi,
+            ),
+        )
 
 
 @dataclass
 class CanaryOutcome:
+    """How a local release went: each judged stage, the end, the report."""
+
     version: str
-    live_version: str | None
-    promoted: bool
-    reason: str
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    release_id: str
+    champion: str | None
+    outcome: str = ROLLED_BACK
+    reason: str = ""
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome == PROMOTED
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "live_version": self.live_version,
+            "release_id": self.release_id,
+            "champion_before": self.champion,
+            "outcome": self.outcome,
             "promoted": self.promoted,
             "reason": self.reason,
-            "steps": self.steps,
+            "stages": self.stages,
+            **self.report,
         }
+
+
+def new_release_id(now: datetime | None = None) -> str:
+    """A release id that sorts by time and says the release ran on a laptop (to the
+    microsecond: the registry takes a known id for a retry of that release)."""
+    return f"local-{(now or datetime.now(UTC)):%Y%m%dT%H%M%S%fZ}"
 
 
 def run_canary(
     settings: Settings,
     version: str,
     customer_ids: Sequence[str],
-    policy: CanaryPolicy | None = None,
+    policy: LocalReleasePolicy | None = None,
     *,
+    release_id: str | None = None,
+    scoring_log: str | None = None,
     seed: int = 0,
     say: Callable[[str], None] = print,
 ) -> CanaryOutcome:
-    """Releases ``version``: promotes it or leaves the champion, as decided."""
-    policy = policy or CanaryPolicy()
+    """Releases ``version`` of the registry against ``customer_ids`` of the store:
+    promotes it or leaves the champion, as ``decide`` says, and writes the report.
+    The release's score records go to ``scoring_log`` when given (a folder, kept),
+    else to a temporary folder removed afterwards."""
+    policy = policy or LocalReleasePolicy()
     registry = Registry(settings.registry, settings.model_name)
+    gate = registry.metadata(version).get("gate", {})
+    if not gate.get("passed", False):
+        # The promotion at the end would refuse it: refused before any customer is scored.
+        raise InvalidInputError(f"version {version} did not pass the evaluation gate")
     champion = registry.champion_version()
-    outcome = CanaryOutcome(version, champion, False, "")
+    if champion is not None and champion != version and not customer_ids:
+        raise InvalidInputError("a release needs customers in the store to score")
+    state = registry.open_release(release_id or new_release_id(), version)
+    outcome = CanaryOutcome(version, state.release_id, state.champion)
     rng = random.Random(seed)
+    cumulative = ReleaseCounts()
+    started_on = datetime.now(UTC).date()
     with (
-        tempfile.TemporaryDirectory(prefix="canary-scoring-log-") as scoring_log,
-        # Metrics are flushed per request, outside the functions' start-up environment.
+        _folder(scoring_log) as scoring_log,
+        # Metrics are flushed per request, outside the function's start-up environment.
         patched_environment(QUIET),
         warnings.catch_warnings(),
     ):
         # With metrics off, nothing clears the per-request dimension the handler sets
         # (it is set again on the next request, by design): Powertools warns each time.
         warnings.filterwarnings("ignore", message="Dimension 'model_version' has already")
-        common = {**QUIET, names.ENV_SCORING_LOG_URI: scoring_log}
-        start_error = None
+        # Nor the metrics themselves: they pile up until Powertools prints the 100th
+        # value of one and clears them all, and a request that ends right after finds
+        # nothing to publish and warns.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        function: LocalFunction | None = None
         try:
-            with _console_kept_clean():
-                candidate = LocalFunction(CANDIDATE, {**common, names.ENV_MODEL_VERSION: version})
-        except Exception as exc:  # any start failure is the candidate's
-            candidate, start_error = None, str(exc)
+            function, start_error = _start(state, {**QUIET, names.ENV_SCORING_LOG_URI: scoring_log})
+            say(f"  release {state.release_id} of {version} (champion {champion or 'none'})")
 
-        def decide(**facts: Any) -> release_decision.Verdict:
-            return release_decision.decide(
-                model_version=version,
-                champion=champion,
-                policy=policy.release,
-                started=candidate is not None,
-                start_error=start_error,
-                **facts,
-            )
+            def decide(**facts: Any) -> release_decision.Verdict:
+                return release_decision.decide(
+                    model_version=version,
+                    champion=state.champion,
+                    policy=policy.release,
+                    started=start_error is None,
+                    start_error=start_error,
+                    **facts,
+                )
 
-        verdict = decide()
-        if verdict.action == release_decision.CANARY:
-            if not customer_ids:
-                raise InvalidInputError("the canary needs customers in the store to score")
-            with _console_kept_clean():
-                live = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: champion})
-        while verdict.action == release_decision.CANARY:
-            gateway = LocalGateway(
-                live, candidate=candidate, canary_percent=verdict.percent, rng=rng
+            verdict = decide()
+            while verdict.action in (release_decision.SHADOW, release_decision.CANARY):
+                # decide() rolls back a function that did not start, and gives every
+                # stage its share.
+                assert function is not None
+                assert verdict.percent is not None
+                stage, percent = verdict.action, verdict.percent
+                state = registry.move_release(state.release_id, stage, percent)
+                counts = _stage(function, state.release_id, customer_ids, policy, rng)
+                cumulative = cumulative + counts
+                evidence = (
+                    counts.pairs if stage == release_decision.SHADOW else counts.candidate_served
+                )
+                check = release_decision.StepCheck(alarms=(), requests=evidence, counts=cumulative)
+                judged = decide(stage=stage, step_index=verdict.step_index, check=check)
+                release_report.record_stage(
+                    registry, state, stage=stage, percent=percent, check=check, verdict=judged
+                )
+                outcome.stages.append(
+                    {
+                        "stage": stage,
+                        "percent": percent,
+                        "requests": evidence,
+                        "candidate_errors": counts.candidate_errors,
+                        "verdict": judged.action,
+                        "reason": judged.reason,
+                    }
+                )
+                where = "shadow" if stage == release_decision.SHADOW else f"canary {percent:g}%"
+                say(
+                    f"  {where}: {evidence} customers as evidence; {judged.action}: {judged.reason}"
+                )
+                verdict = judged
+            outcome.reason = verdict.reason
+            if verdict.action == release_decision.PROMOTE:
+                # Everyone on the candidate first, then the pointer: the champion
+                # changes only when all traffic already is on the new version.
+                state = registry.move_release(state.release_id, CANARY, 100.0)
+                if state.champion != version:
+                    registry.promote(version, expected_champion=state.champion)
+                outcome.outcome = PROMOTED
+                state = registry.close_release(state.release_id, PROMOTED, verdict.reason)
+            else:
+                state = registry.close_release(state.release_id, ROLLED_BACK, verdict.reason)
+        except BaseException as exc:
+            # Whatever stopped the release (an interrupt, a store gone), it must not
+            # stay in progress: every serving function would keep scoring the candidate.
+            # Once the champion moved, the release did promote.
+            registry.close_release(
+                state.release_id, outcome.outcome, f"the local release stopped: {exc!r}"[:500]
             )
-            with _console_kept_clean():
-                step = _step(gateway, customer_ids, policy.requests_per_step, rng)
-            outcome.steps.append({"percent": verdict.percent, **step})
-            say(
-                f"  canary {verdict.percent:g}%: candidate served {step['candidate_requests']}, "
-                f"{step['candidate_errors']} errors"
-            )
-            served = step["candidate_requests"]
-            failing = served and step["candidate_errors"] / served > policy.max_error_rate
-            check = release_decision.StepCheck((ERRORS_ALARM,) if failing else (), served)
-            verdict = decide(step_index=verdict.step_index, check=check)
-    outcome.reason = verdict.reason
-    if verdict.action == release_decision.PROMOTE:
-        registry.promote(version, expected_champion=champion)
-        outcome.promoted = True
+            raise
+        finally:
+            if function is not None:
+                function.close()
+        records = _records_of(scoring_log, state.release_id, started_on)
+    outcome.report = release_report.finish(
+        registry,
+        state,
+        outcome=outcome.outcome,
+        reason=outcome.reason,
+        records=records,
+        counts=cumulative,
+    )
+    say(f"  {outcome.outcome}: {outcome.reason}")
+    say(f"  report: {outcome.report['report_html']}")
     return outcome
 
 
-def _console_kept_clean() -> contextlib.AbstractContextManager:
-    """What the functions print (EMF metric lines, which Powertools' single metrics
-    print even when metrics are disabled, and their logs) stays off the console of
-    the command, whose standard output is its JSON summary."""
-    return contextlib.redirect_stdout(io.StringIO())
+def _start(
+    state: ReleaseState, environment: Mapping[str, str]
+) -> tuple[LocalFunction | None, str | None]:
+    """Starts the function and probes it as the release does: a warm-up that re-reads
+    the registry and says whether the candidate is loaded. The function and, when the
+    candidate did not start, why."""
+    try:
+        with _console_kept_clean():
+            # Refresh 0: the function reads the release record on every request, so a
+            # request after a move of the record is scored in the new stage.
+            function = champion_function(environment, refresh_seconds=0)
+            answer = function.invoke({"warmup": True, "refresh": True})
+    except Exception as exc:  # a function that cannot start cannot take the candidate
+        return None, f"the function did not start: {exc}"
+    release = answer.get("release") or {}
+    if release.get("release_id") != state.release_id:
+        return function, f"the function does not see release {state.release_id}"
+    if (
+        not release.get("candidate_loaded")
+        or release.get("candidate_version") != state.model_version
+    ):
+        return function, release.get("candidate_error") or "the candidate was not loaded"
+    return function, None
 
 
-def _step(
-    gateway: LocalGateway, customer_ids: Sequence[str], requests: int, rng: random.Random
-) -> dict[str, int]:
-    served = errors = 0
-    for _ in range(requests):
-        body = json.dumps({"customer_id": rng.choice(customer_ids)}).encode()
-        alias, response = gateway.handle(
-            "POST", names.ROUTE_SCORE, {"content-type": "application/json"}, body
+def _stage(
+    function: LocalFunction,
+    release_id: str,
+    customer_ids: Sequence[str],
+    policy: LocalReleasePolicy,
+    rng: random.Random,
+) -> ReleaseCounts:
+    """Sends one stage's requests; the release's counts of this stage, read from the
+    embedded-metric documents the function printed."""
+    gateway = LocalGateway(function)
+    headers = {"content-type": "application/json"}
+    with _console_kept_clean() as console:
+        for _ in range(policy.requests_per_step):
+            body = json.dumps({"customer_id": rng.choice(customer_ids)}).encode()
+            gateway.handle("POST", names.ROUTE_SCORE, headers, body)
+    sums = release_sums(parse_emf(console.getvalue().splitlines()), release_id)
+    return ReleaseCounts.from_metrics(sums)
+
+
+@contextlib.contextmanager
+def _folder(given: str | None) -> Iterator[str]:
+    if given is not None:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="release-scoring-log-") as temporary:
+        yield temporary
+
+
+@contextlib.contextmanager
+def _console_kept_clean() -> Iterator[io.StringIO]:
+    """What the function prints (EMF metric lines, which Powertools' single metrics
+    print even when metrics are disabled, and its logs) is kept here, off the
+    console of the command, whose standard output is its JSON summary. So are the
+    library's own log records (a failing candidate's error on every request), which
+    with no logging configured go to standard error."""
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(io.StringIO()):
+        yield console
+
+
+def _records_of(scoring_log: str, release_id: str, started_on: date) -> list[ScoreRecord]:
+    """The release's served and shadow records, for the report's swap sample."""
+    records = read_scoring_log(scoring_log, started_on, datetime.now(UTC).date())
+    return [record for record in records if record.release_id == release_id]
+
+
+def roll_back(registry: Registry, reason: str) -> dict[str, Any]:
+    """One step back, with no traffic minimum: a release in progress is closed as
+    rolled back (its candidate stops scoring; the champion never changed), else the
+    champion before the current one serves again (``Registry.roll_back``). What was
+    done, and where the report of the release concerned is."""
+    release = registry.active_release()
+    if release is not None:
+        closed = registry.close_release(release.release_id, ROLLED_BACK, reason)
+        report = release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=reason)
+        return {
+            "rolled_back": "release",
+            "release_id": closed.release_id,
+            "candidate": closed.model_version,
+            "champion": registry.champion_version(),
+            "reason": reason,
+            **report,
+        }
+    record = registry.roll_back(reason)
+    answer = {
+        "rolled_back": "champion",
+        "champion": record["version"],
+        "previous_champion": record["rolled_back_from"],
+        "reason": reason,
+    }
+    # The report of the release that made the removed version champion, if it was
+    # the last one: the rollback is the end of that story.
+    last = registry.release_state()
+    if (
+        last is not None
+        and last.model_version == record["rolled_back_from"]
+        and registry.read_report(last.model_version, last.release_id, release_report.HTML_FILE)
+    ):
+        answer["release_id"] = last.release_id
+        answer["report_html"] = registry.uri(
+            last.model_version, f"{REPORTS_DIR}/{last.release_id}/{release_report.HTML_FILE}"
         )
-        if alias == CANDIDATE:
-            served += 1
-            errors += int(response["statusCode"]) >= HTTPStatus.INTERNAL_SERVER_ERROR
-    return {"candidate_requests": served, "candidate_errors": errors}
+    return answer

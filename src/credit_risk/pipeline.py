@@ -4,9 +4,9 @@ The steps run in ``STEPS`` order and stop at the same two gates as
 ``step_functions/training_pipeline.asl.json``: the data-quality gate (too many
 quarantined rows: touch neither the store nor the model) and the model gate (the
 candidate does not beat the baseline or regresses against the champion: keep the
-champion). A run that passes both goes through the canary release's decisions
-against the local gateway (``credit_risk.local_canary``) and is promoted at the end,
-or rolled back.
+champion). A run that passes both is released as in AWS, on a local inference
+function (``credit_risk.local_canary``): shadow, canary steps, promotion, or a
+rollback; the release's report is written beside the model version.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ STEPS = names.PIPELINE_STEPS
 # Above this share of quarantined rows an extract is too broken to learn from or
 # serve; the state machine's quality gate reads the same number.
 DEFAULT_MAX_QUARANTINED_FRACTION = names.MAX_QUARANTINED_FRACTION
-# Customers of the new snapshot the local canary draws its requests from.
-CANARY_CUSTOMERS = 1000
 
 
 class PipelineStopped(CreditRiskError):  # noqa: N818 - the name callers catch
@@ -123,7 +121,7 @@ class PipelineRun:
         self.summary["store"] = loaded.as_dict()
 
         self.say(f"[4/{len(STEPS)}] train, evaluate and register")
-        from credit_risk.local_canary import run_canary
+        from credit_risk.local_canary import RELEASE_CUSTOMERS, run_canary
         from credit_risk.model.pipeline import run_training
 
         result = run_training(
@@ -145,10 +143,10 @@ class PipelineRun:
             )
             raise PipelineStopped("model_gate", message, self.summary)
 
-        # The canary release's decisions, against the local gateway's canary.
-        self.say(f"[6/{len(STEPS)}] release: canary of {result.version}")
+        # The model release, on a local inference function serving the champion.
+        self.say(f"[6/{len(STEPS)}] release: shadow and canary of {result.version}")
         with create_store(self.settings) as store:
-            customers = store.customer_ids(CANARY_CUSTOMERS)
+            customers = store.customer_ids(RELEASE_CUSTOMERS)
         outcome = run_canary(self.settings, result.version, customers, say=self.say)
         self.summary["release"] = outcome.as_dict()
         if not outcome.promoted:

@@ -237,7 +237,7 @@ def decide(
     if check is None:
         raise InvalidInputError("a release stage needs its check to be judged")
     if stage == SHADOW:
-        where, minimum, evidence = "in shadow", policy.shadow_min_requests, "scored in shadow"
+        where, minimum, evidence = "in shadow", policy.shadow_min_requests, "scored by both models"
     elif stage == CANARY:
         if step_index is None or not 0 <= step_index < len(steps):
             raise InvalidInputError(f"step {step_index} is not one of the {len(steps)} steps")

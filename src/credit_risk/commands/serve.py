@@ -7,10 +7,27 @@ import sys
 
 from credit_risk import names
 from credit_risk.errors import ConfigurationError, InvalidInputError
-from credit_risk.local_api import CANDIDATE, LIVE, LocalFunction, LocalGateway, make_server
+from credit_risk.local_api import LIVE, LocalFunction, LocalGateway, champion_function, make_server
 from credit_risk.monitoring.records import scoring_log_root
 from credit_risk.registry import ModelNotFoundError, Registry
 from credit_risk.settings import Settings
+
+# How often the local server re-reads the champion pointer and the release record.
+# In AWS every instance reads them once a minute (names.MODEL_REFRESH_SECONDS); a
+# local release (`credit-risk release run`, `release rollback` in another terminal)
+# moves between stages within seconds of traffic, and a server a minute behind
+# would score a stage that has already ended. Locally the read is one small file.
+LOCAL_REFRESH_SECONDS = 2.0
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Serve the scoring API on localhost. Each request becomes an API Gateway REST "
             "proxy event for the same handler that runs in AWS, reading the local feature "
-            "store and registry (or those CREDIT_RISK_* variables point at). When "
-            "CREDIT_RISK_API_KEY is set, requests must carry it in x-api-key. Every score "
-            "is appended to the scoring log (<lake>/scoring-log/date=YYYY-MM-DD/), which "
-            "`credit-risk monitor` reads."
+            "store and registry (or those CREDIT_RISK_* variables point at). It serves the "
+            "registry's champion and follows it: a promotion, a rollback and a model release "
+            "in progress (`credit-risk release`) are picked up within --refresh-seconds; "
+            "during a release each customer is answered by the model the release assigns "
+            "them, and the response's model_version says which. When CREDIT_RISK_API_KEY is "
+            "set, requests must carry it in x-api-key. Every score is appended to the "
+            "scoring log (<lake>/scoring-log/date=YYYY-MM-DD/), which `credit-risk monitor` "
+            "reads."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -32,20 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--model-version",
         default=None,
-        help="registry version the live function serves; default: the champion",
+        help="serve this registry version only, pinned like a Lambda version (it takes "
+        "no part in model releases); default: the champion, followed",
     )
     serve.add_argument(
-        "--candidate-model",
-        default=None,
-        metavar="VERSION",
-        help="registry version of a canary candidate",
-    )
-    serve.add_argument(
-        "--canary-percent",
-        type=float,
-        default=0.0,
-        metavar="N",
-        help="share of requests (0-100) sent to the candidate",
+        "--refresh-seconds",
+        type=_non_negative,
+        default=LOCAL_REFRESH_SECONDS,
+        metavar="S",
+        help="seconds between reads of the champion pointer and the release record "
+        "(0: on every request)",
     )
     serve.add_argument(
         "--no-scoring-log",
@@ -111,26 +128,31 @@ def scoring_log_uri(settings: Settings, enabled: bool = True) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     settings = Settings()
-    if args.canary_percent and not args.candidate_model:
-        raise InvalidInputError("--canary-percent needs --candidate-model")
     scoring_log = scoring_log_uri(settings, getattr(args, "scoring_log", True))
-    live_version = pinned_version(settings, args.model_version)
     common = {names.ENV_SCORING_LOG_URI: scoring_log}
-    live = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: live_version})
-    candidate = None
-    if args.candidate_model:
-        version = pinned_version(settings, args.candidate_model)
-        candidate = LocalFunction(CANDIDATE, {**common, names.ENV_MODEL_VERSION: version})
+    if args.model_version is not None:
+        version = pinned_version(settings, args.model_version)
+        function = LocalFunction(LIVE, {**common, names.ENV_MODEL_VERSION: version})
+        serving = f"model {version} (pinned)"
+    else:
+        pinned_version(settings, None)  # no champion yet: say how to get one
+        function = champion_function(common, refresh_seconds=args.refresh_seconds)
+        serving = (
+            f"the champion, now {function.module.initialize().model_version} "
+            f"(registry re-read every {args.refresh_seconds:g} s)"
+        )
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    gateway = LocalGateway(
-        live, candidate=candidate, canary_percent=args.canary_percent, api_key=api_key
-    )
-    server = make_server(gateway, args.host, args.port)
+    server = make_server(LocalGateway(function, api_key=api_key), args.host, args.port)
     host, port = server.server_address[:2]
     key_header = f" -H '{names.API_KEY_HEADER}: {api_key}'" if api_key else ""
-    print(f"serving model {live_version} on http://{host}:{port}", file=sys.stderr)
-    if candidate:
-        print(f"canary: {args.canary_percent:g}% to {args.candidate_model}", file=sys.stderr)
+    print(f"serving {serving} on http://{host}:{port}", file=sys.stderr)
+    release = Registry(settings.registry, settings.model_name).active_release()
+    if release is not None and args.model_version is None:
+        print(
+            f"model release {release.release_id} in progress: candidate "
+            f"{release.model_version}, {release.stage} at {release.percent:g}%",
+            file=sys.stderr,
+        )
     if scoring_log:
         print(f"scoring log: {scoring_log}", file=sys.stderr)
     print(
@@ -145,6 +167,7 @@ def run_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        function.close()
     return 0
 
 

@@ -278,7 +278,8 @@ class ScoringService:
             candidate_p, candidate_ms = _timed_probabilities(candidate, rows)
             candidate_answers = iter(self._scores(candidate, by_candidate))
         except Exception as exc:
-            logger.exception("release %s: the candidate failed", release.release_id)
+            # One line, no traceback: a broken candidate fails every request it sees.
+            logger.error("release %s: the candidate failed: %s", release.release_id, exc)
             counts = ReleaseCounts.observe(
                 candidate_served=answered, candidate_errors=len(rows), champion_ms=champion_ms
             )

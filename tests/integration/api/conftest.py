@@ -9,7 +9,7 @@ customers of the sample events under ``tests/events/`` are among them.
 from __future__ import annotations
 
 import json
-import random
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,14 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from credit_risk import io, names, schemas
-from credit_risk.local_api import (
-    CANDIDATE,
-    LIVE,
-    LambdaContext,
-    LocalFunction,
-    LocalGateway,
-    make_server,
-)
+from credit_risk.local_api import LambdaContext, LocalGateway, champion_function, make_server
 from credit_risk.model.pipeline import run_training
 from credit_risk.model.synthetic import training_features
 from credit_risk.registry import MODEL_FILE, Registry
@@ -218,33 +211,40 @@ def local_deployment(monkeypatch: pytest.MonkeyPatch, local_dir: Path, serving: 
 
 
 @pytest.fixture
-def serve(local_deployment: None, serving: Serving) -> Iterator[Serve]:
-    """Starts the local API on a free port; returns its base URL."""
-    servers = []
+def registry_copy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, local_deployment: None, serving: Serving
+) -> Registry:
+    """The local deployment on a copy of the tests' registry, for the tests that change
+    it (releases, promotions). Only versions that passed their gate are released; the
+    small training set of these tests may miss one, so the copies are marked passed."""
+    root = tmp_path / "registry"
+    shutil.copytree(serving.registry_uri, root)
+    for version in (serving.version, serving.candidate_version, serving.corrupt_version):
+        path = root / MODEL_NAME / version / "metadata.json"
+        metadata = json.loads(path.read_text())
+        metadata["gate"]["passed"] = True
+        path.write_text(json.dumps(metadata))
+    monkeypatch.setenv(names.ENV_REGISTRY_URI, str(root))
+    return Registry(str(root), MODEL_NAME)
 
-    def start(
-        *,
-        candidate: bool = False,
-        canary_percent: float = 0.0,
-        api_key: str | None = None,
-        rng: random.Random | None = None,
-    ) -> str:
-        live = LocalFunction(LIVE, {names.ENV_MODEL_VERSION: serving.version})
-        other = (
-            LocalFunction(CANDIDATE, {names.ENV_MODEL_VERSION: serving.candidate_version})
-            if candidate
-            else None
-        )
-        gateway = LocalGateway(
-            live, candidate=other, canary_percent=canary_percent, api_key=api_key, rng=rng
-        )
-        server = make_server(gateway, port=0)
+
+@pytest.fixture
+def serve(local_deployment: None) -> Iterator[Serve]:
+    """Starts the local API on a free port as `credit-risk serve` runs it: one function
+    serving the registry's champion, following it and the release record (re-read on
+    every request here); returns its base URL."""
+    started = []
+
+    def start(*, api_key: str | None = None) -> str:
+        function = champion_function(refresh_seconds=0)
+        server = make_server(LocalGateway(function, api_key=api_key), port=0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+        started.append((server, function))
         host, port = server.server_address[:2]
         return f"http://{host}:{port}"
 
     yield start
-    for server in servers:
+    for server, function in started:
         server.shutdown()
         server.server_close()
+        function.close()

@@ -1,16 +1,16 @@
-"""The local API server over real HTTP: API key, canary split and gateway limits, in
-front of the inference handler reading the local (SQLite) feature store."""
+"""The local API server over real HTTP: API key and gateway limits, in front of the
+inference handler reading the local (SQLite) feature store. Model releases on the
+local server: tests/integration/api/test_release_serving.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import random
 
 import requests
 
 from credit_risk import names
-from credit_risk.local_api import CANDIDATE, LIVE, MAX_BODY_BYTES
+from credit_risk.local_api import MAX_BODY_BYTES
 from tests.integration.api.conftest import Serve, Serving, load_event
 
 API_KEY = "local-test-key"
@@ -30,7 +30,6 @@ def test_scores_over_http_from_the_local_store(serve: Serve, serving: Serving):
     response = score(base_url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.headers["x-lambda-alias"] == LIVE
     body = response.json()
     assert body["customer_id"] == "5008804"
     assert body["model_version"] == serving.version
@@ -70,28 +69,7 @@ def test_api_key_is_required_when_configured(serve: Serve):
     for refused in (missing, wrong):
         assert refused.status_code == 403
         assert refused.json()["error"] == "forbidden"
-        assert "x-lambda-alias" not in refused.headers
     assert right.status_code == 200
-
-
-def test_canary_sends_its_share_to_the_candidate_and_labels_each_response(
-    serve: Serve, serving: Serving
-):
-    # Given a 30 % canary with a seeded traffic split
-    base_url = serve(candidate=True, canary_percent=30, rng=random.Random(42))
-    # When 200 requests are served one after the other
-    responses = [score(base_url) for _ in range(200)]
-    # Then each response names the alias and the model version that answered it
-    versions = {LIVE: serving.version, CANDIDATE: serving.candidate_version}
-    aliases = [r.headers["x-lambda-alias"] for r in responses]
-    for alias, response in zip(aliases, responses, strict=True):
-        assert response.status_code == 200
-        assert response.json()["model_version"] == versions[alias]
-    # And the split is exactly the seeded draw: 30 % of the traffic, give or take chance
-    replay = random.Random(42)
-    expected = sum(replay.random() * 100 < 30 for _ in range(200))
-    assert aliases.count(CANDIDATE) == expected
-    assert 40 <= expected <= 80
 
 
 def test_bodies_over_the_gateway_limit_are_413(serve: Serve):

@@ -61,14 +61,12 @@ def test_score_refuses_a_corrupt_model(capsys, serving: Serving):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--canary-percent", "10"], "--canary-percent needs --candidate-model"),
         (["--model-version", "20990101T000000Z-deadbeef"], "20990101T000000Z-deadbeef"),
-        (["--candidate-model", "CORRUPT", "--canary-percent", "10"], "sha256"),
-        (["--candidate-model", "CANDIDATE", "--canary-percent", "101"], "outside [0, 100]"),
+        (["--model-version", "CORRUPT"], "sha256"),
     ],
 )
 def test_serve_refuses_to_start_on_bad_options(capsys, serving: Serving, arguments, message):
-    versions = {"CORRUPT": serving.corrupt_version, "CANDIDATE": serving.candidate_version}
+    versions = {"CORRUPT": serving.corrupt_version}
     arguments = [versions.get(argument, argument) for argument in arguments]
 
     code = cli.main(["serve", "--port", "0", "--no-scoring-log", *arguments])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,13 @@ import requests
 from moto import mock_aws
 
 from credit_risk import names, schemas
-from credit_risk.monitoring.records import ScoreRecord, read_scoring_log, scan_scoring_log
+from credit_risk.monitoring.records import (
+    ScoreRecord,
+    read_scoring_log,
+    scan_scoring_log,
+    served_only,
+)
+from credit_risk.registry import CANARY
 from credit_risk.serving.service import IdHasher
 from tests.conftest import use_fake_aws_credentials
 from tests.integration.api.conftest import (  # noqa: F401 - fixtures shared with the API tests
@@ -34,6 +39,7 @@ from tests.integration.api.conftest import (  # noqa: F401 - fixtures shared wit
     load_event,
     local_deployment,
     local_dir,
+    registry_copy,
     serve,
     serving,
 )
@@ -152,16 +158,19 @@ def test_a_log_that_cannot_be_written_does_not_fail_the_score(
     assert counted in ([1], [[1]])
 
 
-def test_the_local_server_logs_both_canary_functions_into_one_readable_log(
+def test_the_local_server_logs_a_release_s_answers_and_shadows_into_one_readable_log(
     serve,  # noqa: F811
     serving: Serving,  # noqa: F811
+    registry_copy,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    # Given the local server with a canary, both functions appending to one scoring log
+    # Given the local server during a release at 50%: both models score every customer
     log = tmp_path / "scoring-log"
     monkeypatch.setenv(names.ENV_SCORING_LOG_URI, str(log))
-    base_url = serve(candidate=True, canary_percent=50, rng=random.Random(7))
+    registry_copy.open_release("r-scoring-log", serving.candidate_version)
+    registry_copy.move_release("r-scoring-log", CANARY, 50.0)
+    base_url = serve()
     # When customers are scored over HTTP, one by one and in batches
     ids = serving.customer_ids[:40]
     with requests.Session() as http:
@@ -174,16 +183,16 @@ def test_the_local_server_logs_both_canary_functions_into_one_readable_log(
             f"{base_url}{names.ROUTE_SCORE_BATCH}", json={"customer_ids": ids[20:]}
         )
         assert response.status_code == 200
-    # Then every score is one well-formed record, from either function
+    # Then every answer and every shadow is one well-formed record of the release
     scan = scan_scoring_log(str(log), *today_window())
     assert scan.malformed == 0
-    assert len(scan.records) == 40
-    assert {r.model_version for r in scan.records} <= {
-        serving.version,
-        serving.candidate_version,
-    }
+    served = served_only(scan.records)
+    assert len(served) == 40
+    assert len(scan.records) == 80
+    assert {r.model_version for r in served} == {serving.version, serving.candidate_version}
+    assert {r.release_id for r in scan.records} == {"r-scoring-log"}
     hash_id = IdHasher(HASH_KEY.encode())
-    assert sorted(r.customer_hash for r in scan.records) == sorted(hash_id(c) for c in ids)
+    assert sorted(r.customer_hash for r in served) == sorted(hash_id(c) for c in ids)
 
 
 # --- reading from S3 as Firehose delivers ---------------------------------------
