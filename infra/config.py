@@ -66,35 +66,79 @@ class FunctionsConfig(_Model):
 
 
 # The release alarms judge one-minute periods, and CloudWatch has a minute's
-# metrics about two minutes after the minute ends: a canary step shorter than
-# their sum ends before an alarm could have seen it.
+# metrics about two minutes after the minute ends: a stage (a model release's
+# shadow or canary step, a code release's canary) shorter than their sum ends
+# before an alarm could have seen it.
 ALARM_PERIOD_MINUTES = 1
 METRIC_LAG_MINUTES = 2
 MIN_STEP_MINUTES = ALARM_PERIOD_MINUTES + METRIC_LAG_MINUTES
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 def _long_enough(field: str, minutes: int) -> None:
     if minutes < MIN_STEP_MINUTES:
         raise ValueError(
-            f"{field} is {minutes}: a canary step must last at least {MIN_STEP_MINUTES} "
+            f"{field} is {minutes}: a release stage must last at least {MIN_STEP_MINUTES} "
             f"minutes (alarm period {ALARM_PERIOD_MINUTES} + metric delay "
             f"{METRIC_LAG_MINUTES}), or its alarms cannot see it"
         )
 
 
-class CanaryConfig(_Model):
-    """The model release: the stage canary's share of traffic, step by step."""
+class ModelReleaseConfig(_Model):
+    """A model release (DESIGN.md "Releases"): shadow for ``shadow_minutes`` (the
+    candidate scores every request beside the champion and answers no one), then
+    canary steps of ``wait_minutes`` each (the customers whose keyed hash falls in
+    the step's share get the candidate's answer), then promotion. After every stage
+    the gates are judged on the release's counts since it began
+    (``credit_risk.release_decision``); a stage with less evidence than
+    ``shadow_min_requests`` customers scored by both models, or ``min_requests``
+    customers answered by the candidate, rolls back."""
 
+    shadow_minutes: PositiveInt
+    shadow_min_requests: PositiveInt
     steps_percent: tuple[Annotated[float, Field(gt=0, lt=100)], ...] = Field(min_length=1)
     wait_minutes: PositiveInt
     min_requests: PositiveInt
+    # The gates (release_decision.Gates).
+    max_candidate_errors: Annotated[int, Field(ge=0)]
+    # Candidate p99 scoring time over the champion's.
+    max_latency_ratio: Annotated[float, Field(ge=1)]
+    # On the same customers: candidate minus champion approval rate (either way),
+    # and the share whose decision the candidate changes.
+    max_approval_rate_change: Fraction
+    max_swap_share: Fraction
+    # PSI of the candidate's score distribution against the champion's.
+    max_score_psi: Annotated[float, Field(gt=0)]
 
     @model_validator(mode="after")
-    def _steps_increase(self) -> CanaryConfig:
+    def _observable(self) -> ModelReleaseConfig:
         if list(self.steps_percent) != sorted(set(self.steps_percent)):
             raise ValueError("steps_percent must be strictly increasing")
+        _long_enough("shadow_minutes", self.shadow_minutes)
         _long_enough("wait_minutes", self.wait_minutes)
         return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a release execution takes them (its ``canary`` input):
+        waits in seconds, percentages as written in cdk.json."""
+        return {
+            "steps_percent": [_number(step) for step in self.steps_percent],
+            "wait_seconds": self.wait_minutes * 60,
+            "min_requests": self.min_requests,
+            "shadow_seconds": self.shadow_minutes * 60,
+            "shadow_min_requests": self.shadow_min_requests,
+            "max_candidate_errors": self.max_candidate_errors,
+            "max_latency_ratio": self.max_latency_ratio,
+            "max_approval_rate_change": self.max_approval_rate_change,
+            "max_swap_share": self.max_swap_share,
+            "max_score_psi": self.max_score_psi,
+        }
+
+
+def _number(value: float) -> int | float:
+    """10.0 -> 10: the percentages read as they are written in cdk.json."""
+    return int(value) if float(value).is_integer() else value
 
 
 class CodeReleaseConfig(_Model):
@@ -178,7 +222,7 @@ class EnvironmentConfig(_Model):
     database: DatabaseConfig
     glue: GlueConfig
     functions: FunctionsConfig
-    canary: CanaryConfig
+    model_release: ModelReleaseConfig
     code_release: CodeReleaseConfig
     alarms: AlarmConfig
     monitoring: MonitoringConfig

@@ -137,7 +137,6 @@ def build_environment(
         lake=lake,
         feature_job=features.job,
         functions=ml.functions,
-        api=api.scoring,
     )
     monitoring = MonitoringStack(
         scope,

@@ -1,15 +1,20 @@
 """Refuses a deployment while a model release runs in the environment, or while
-one that failed left the API stage's canary behind.
+an operator's canary is on the API stage.
 
-A model release moves the ``candidate`` alias and the API stage canary outside
-CloudFormation; a deployment of the same environment in the middle of it would
-race it, and one made while a failed release left the canary on would move the
-alias that canary sends customers to, with no canary of its own. The release
-pipeline runs this before each environment's stacks, with the ARN of that
-environment's canary-release state machine, its Api stack's name, and for an
-environment in another account the role to read them through (Step Functions has
-no resource policies). It needs only the standard library and boto3 (the
-CodeBuild image has no project environment).
+A model release (an execution of the canary-release state machine, or a rollback
+it runs) judges the candidate against the champion inside the live inference
+function; a deployment in the middle of it would change that function under the
+release, and the release's verdict would no longer be about the model alone.
+Releases never set a canary on the API stage (model releases follow the
+registry's release record, code releases move the ``live`` alias through
+CodeDeploy), so a stage canary is an operator's: its ``stageVariableOverrides``
+send a share of the stage to another alias or version, which a deployment would
+leave as it is, outside CloudFormation's view. The release pipeline runs this
+before each environment's stacks, with the ARN of that environment's
+canary-release state machine, its Api stack's name, and for an environment in
+another account the role to read them through (Step Functions has no resource
+policies). It needs only the standard library and boto3 (the CodeBuild image has
+no project environment).
 
     python infra/release_guard.py --state-machine-arn ARN [--state-machine-arn ARN ...]
         [--api-stack NAME] [--role-arn ARN]
@@ -50,10 +55,15 @@ class Running:
     execution_arn: str
 
     def message(self) -> str:
+        # Not stop-execution: a stopped release would leave its release record open,
+        # and every serving instance would go on scoring (or answering with) the
+        # candidate. A rollback closes the record; the release then ends by itself.
+        machine_arn = self.execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
         return (
             f"model release {self.name} started {self.started.isoformat()} is running on "
-            f"{self.machine}: deploy after it ends, or stop it with "
-            f"`aws stepfunctions stop-execution --execution-arn {self.execution_arn}`"
+            f"{self.machine}: deploy after it ends, or end it now by rolling it back with "
+            f"`aws stepfunctions start-execution --state-machine-arn {machine_arn} "
+            """--input '{"rollback": {"reason": "make way for a deployment"}}'`"""
         )
 
 
@@ -82,8 +92,8 @@ def stepfunctions_client(state_machine_arn: str, role_arn: str | None = None) ->
 
 def leftover_canary(api_stack: str, aws: Any) -> str | None:
     """Why the stage of ``api_stack``'s API may not be deployed over, or None: a
-    canary still on it (a model release that failed after moving traffic). A stack
-    not deployed yet has no stage, and nothing to protect."""
+    canary on it (set by an operator: no release sets one). A stack not deployed
+    yet has no stage, and nothing to protect."""
     try:
         stacks = aws.client("cloudformation").describe_stacks(StackName=api_stack)["Stacks"]
     except Exception as exc:  # botocore's errors, without importing botocore here
@@ -103,10 +113,12 @@ def leftover_canary(api_stack: str, aws: Any) -> str | None:
         return None
     share = canary.get("percentTraffic")
     share = f"{share:g}" if isinstance(share, int | float) else "some"
+    overrides = canary.get("stageVariableOverrides") or {}
+    where = ", ".join(f"{name}={value}" for name, value in sorted(overrides.items()))
     return (
-        f"the {url['stage']} stage of {api_stack} still sends {share}% "
-        "of its requests to the candidate alias: a model release did not finish (see its "
-        "notification). Check the aliases and the champion, then remove the canary with "
+        f"the {url['stage']} stage of {api_stack} has a canary sending {share}% of its "
+        f"requests elsewhere ({where or 'the stage variables unchanged'}): an operator set "
+        "it, no release does. Finish or undo it, then remove it with "
         f"`aws apigateway update-stage --rest-api-id {url['api']} --stage-name {url['stage']} "
         "--patch-operations op=remove,path=/canarySettings`"
     )
@@ -145,7 +157,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--api-stack",
         metavar="NAME",
-        help="the environment's Api stack: its stage must have no canary left by a release",
+        help="the environment's Api stack: its stage must have no operator's canary on it",
     )
     parser.add_argument(
         "--role-arn",

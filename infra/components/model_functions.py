@@ -1,5 +1,5 @@
 """Training, feature-loader, monitor and inference functions, the inference
-aliases and the code release of the ``live`` alias."""
+function's ``live`` alias and its code release."""
 
 from __future__ import annotations
 
@@ -38,19 +38,18 @@ class ModelFunctions(Construct):
     one row per customer, never a file); the feature loader and the monitor read
     Parquet and share the training image. Those three run in the VPC (they talk
     to the feature store); training needs only S3.
-    Clients call inference through an alias: ``live`` serves, ``candidate``
-    takes the stage canary's share. Two releases move them, each its own way:
+    Clients call inference through the ``live`` alias. Two kinds of release
+    change what it serves, each its own way and neither touching the other:
 
     - a code release (``cdk deploy`` of a new commit) publishes a version that
-      pins no model (it serves the registry's champion) and points both aliases
-      at it: CloudFormation moves ``candidate`` at once, CodeDeploy shifts
-      ``live`` in a canary (``code_release``) and rolls it back, failing the
-      deployment, when the ``live`` alarms below fire;
-    - a model release (the canary-release state machine) publishes a version
-      pinned to the new model and points ``candidate`` at it for the stage
-      canary; promoting the model makes ``live``, which serves the champion,
-      serve it too, and ``candidate`` goes back to ``live``'s version. It never
-      moves ``live``, so CloudFormation's view of that alias stays true.
+      pins no model (it serves the registry's champion); CodeDeploy shifts
+      ``live`` to it in a canary (``code_release``) and rolls it back, failing
+      the deployment, when the ``live`` alarms below fire;
+    - a model release (the canary-release state machine) moves no alias: it
+      writes the registry's release record, which every instance of ``live``
+      follows, scoring each request with the champion and the candidate
+      in-process (shadow, then a keyed-hash share of customers answered by the
+      candidate, then promotion of the champion pointer).
     """
 
     def __init__(
@@ -122,10 +121,7 @@ class ModelFunctions(Construct):
             version=version,
             provisioned_concurrent_executions=settings.inference.provisioned_concurrency,
         )
-        self.candidate = lambda_.Alias(
-            self, "Candidate", alias_name=names.CANDIDATE_ALIAS, version=version
-        )
-        self.aliases = (self.live, self.candidate)
+        self.aliases = (self.live,)
         self.release_alarms = self._live_alarms(alarm_prefix)
         self.code_release = self._code_release(code_release)
 

@@ -15,7 +15,7 @@ class Monitoring(Construct):
     """Every alarm notifies ``topic``; the dashboard shows them all.
 
     Alarm names are physical and predictable (``<prefix><what>``) because the
-    canary release reads the candidate alias's alarms by name prefix instead of
+    model release reads the candidate's alarms by name prefix instead of
     depending on this stack.
     """
 

@@ -32,10 +32,12 @@ _GATEWAY_ERRORS = {
 class ScoringApi(Construct):
     """REST API whose integration invokes ``function:${stageVariables.lambdaAlias}``.
 
-    The stage sets ``lambdaAlias=live``; a canary on the same stage overrides it
-    with ``candidate``, so a release never edits the integration. Every method
-    needs an API key; the key value is generated into Secrets Manager and the
-    template only holds a reference to it.
+    The stage sets ``lambdaAlias=live``. Releases never change the stage: a code
+    release moves the alias (CodeDeploy), a model release the registry's release
+    record, which the live function follows. A stage canary overriding the
+    variable would only be an operator's, and the release guard refuses a
+    deployment while one is on. Every method needs an API key; the key value is
+    generated into Secrets Manager and the template only holds a reference to it.
     """
 
     def __init__(

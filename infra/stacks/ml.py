@@ -85,10 +85,11 @@ class MlStack(EnvironmentStack):
                     **store,
                     **id_hash,
                     # No model pin here: a version CloudFormation publishes serves
-                    # the registry's champion; only a model release pins one.
+                    # the registry's champion and follows its release record.
                     names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",
-                    # How often live re-reads the champion; a promotion waits a little
-                    # longer before live takes the traffic back (LiveRefreshSeconds).
+                    # How often live re-reads the champion and the release record; a
+                    # release waits a little longer after each change
+                    # (LiveRefreshSeconds of the canary-release machine).
                     names.ENV_MODEL_REFRESH_SECONDS: str(names.MODEL_REFRESH_SECONDS),
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_INFERENCE,
                 },

@@ -15,7 +15,7 @@ from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions, alias_server_errors
 from infra.components.monitoring import FIVE_MINUTES, Monitoring
 from infra.components.scoring_api import ScoringApi
-from infra.config import EnvironmentConfig
+from infra.config import ALARM_PERIOD_MINUTES, EnvironmentConfig
 from infra.stacks.base import EnvironmentStack
 
 GIB = 1024**3
@@ -70,8 +70,8 @@ class MonitoringStack(EnvironmentStack):
         )
         monitor.graph("API 5xx and p99 latency", server_errors, latency)
 
-        # Per alias: the candidate's alarms are the ones the canary release reads
-        # (by the names.candidate_alarm_prefix prefix).
+        # The live alias's failures and throttles, over five minutes (its code
+        # release reads its own one-minute alarms, in the Ml stack).
         for alias in functions.aliases:
             prefix = config.resource_name("inference", alias.alias_name)
             errors = alias.metric_errors(period=FIVE_MINUTES, statistic="Sum")
@@ -97,21 +97,29 @@ class MonitoringStack(EnvironmentStack):
                 throttles,
                 alias.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
             )
-        # The candidate's 5xx, per minute like the canary's steps: a candidate that
-        # answers 500 without failing the invocation shows only here. (The live
-        # alias's alarms belong to its code release, in the Ml stack.)
-        candidate_server_errors = alias_server_errors(names.CANDIDATE_ALIAS)
+        # The model release's candidate failing inside the inference function (it
+        # could not be loaded, or it failed to score, in shadow or in a canary
+        # step), per minute like the release's stages. The release reads every
+        # alarm under names.candidate_alarm_prefix before each verdict.
+        candidate_errors = cw.Metric(
+            namespace=names.METRIC_NAMESPACE,
+            metric_name=names.METRIC_CANDIDATE_ERRORS,
+            dimensions_map={"service": names.SERVICE_INFERENCE},
+            statistic="Sum",
+            period=Duration.minutes(ALARM_PERIOD_MINUTES),
+        )
         monitor.alarm(
-            "CandidateServerErrors",
-            name=names.candidate_alarm_prefix(config.name) + "server-errors",
-            metric=candidate_server_errors,
+            "CandidateErrors",
+            name=names.candidate_alarm_prefix(config.name) + "errors",
+            metric=candidate_errors,
             threshold=1,
-            description="The candidate inference alias answered a 5xx",
+            description="A model release's candidate failed in the inference function; "
+            "the release rolls back",
         )
         monitor.graph(
-            "Inference 5xx per alias",
+            "Inference 5xx and candidate failures",
             alias_server_errors(names.LIVE_ALIAS),
-            candidate_server_errors,
+            candidate_errors,
         )
         # A promoted champion that the serving functions cannot load: they keep
         # serving the previous model, so nothing else would show it.

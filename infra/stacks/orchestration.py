@@ -17,7 +17,6 @@ from infra.components.data_lake import DataLake
 from infra.components.model_functions import ModelFunctions
 from infra.components.notifications import Notifications
 from infra.components.pipeline_triggers import PipelineTriggers, WarmUp
-from infra.components.scoring_api import ScoringApi
 from infra.config import EnvironmentConfig, FunctionConfig
 from infra.grants import allow_objects
 from infra.nag import acknowledge, rendered_account
@@ -25,18 +24,10 @@ from infra.stacks.base import EnvironmentStack
 
 TRAINING_PIPELINE = "training_pipeline"
 CANARY_RELEASE = "canary_release"
-# The release function makes API calls; its longest action is the publish,
-# which waits up to RELEASE_UPDATE_WAITS times RELEASE_UPDATE_WAIT_SECONDS for
-# configuration updates of $LATEST and then probes the new version (a cold
-# start). The function outlives those waits by a margin,
-# so a slow update fails in the action (clear error, retried by the state
-# machine) instead of timing the Lambda out mid-release.
-RELEASE_TIMEOUT_MARGIN_SECONDS = 120
-RELEASE_FUNCTION = FunctionConfig(
-    memory_mb=512,
-    timeout_seconds=names.RELEASE_UPDATE_WAITS * names.RELEASE_UPDATE_WAIT_SECONDS
-    + RELEASE_TIMEOUT_MARGIN_SECONDS,
-)
+# The release function's longest actions are the probe of the live function (a
+# cold start that loads two models) and the report, which reads the release's days
+# of the scoring log and the registry; memory is for that read.
+RELEASE_FUNCTION = FunctionConfig(memory_mb=2048, timeout_seconds=300)
 
 # Every ``${Name}`` an ASL definition may use. Values from configuration and
 # shared names come from ``configured_substitutions``; the rest are attributes of
@@ -54,23 +45,37 @@ RESOURCE_SUBSTITUTIONS = frozenset(
         "ReleaseFunctionArn",
         "InferenceFunctionName",
         "InferenceFunctionArn",
-        "RestApiId",
         "CanaryReleaseStateMachineArn",
         "NotificationTopicArn",
     }
 )
 
 
+# The model release settings (cdk.json ``model_release``, as a release execution
+# takes them: ModelReleaseConfig.settings) -> their substitution in the definitions.
+RELEASE_SETTINGS = {
+    "steps_percent": "CanaryStepsPercent",
+    "wait_seconds": "CanaryWaitSeconds",
+    "min_requests": "CanaryMinRequests",
+    "shadow_seconds": "ShadowSeconds",
+    "shadow_min_requests": "ShadowMinRequests",
+    "max_candidate_errors": "MaxCandidateErrors",
+    "max_latency_ratio": "MaxLatencyRatio",
+    "max_approval_rate_change": "MaxApprovalRateChange",
+    "max_swap_share": "MaxSwapShare",
+    "max_score_psi": "MaxScorePsi",
+}
+
+
 def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
     """The substitutions known before any resource exists: shared names, limits,
-    the canary of the environment (defaults of executions started by hand)."""
+    the model release of the environment (defaults of executions started by hand)."""
+    release = config.model_release.settings()
+    if release.keys() != RELEASE_SETTINGS.keys():
+        raise ValueError("RELEASE_SETTINGS does not name every model release setting")
     return {
         "ModelName": names.PROJECT,
         "LiveAlias": names.LIVE_ALIAS,
-        "CandidateAlias": names.CANDIDATE_ALIAS,
-        "ModelVersionVariable": names.ENV_MODEL_VERSION,
-        "StageName": names.API_STAGE_NAME,
-        "StageVariable": names.STAGE_VARIABLE_LAMBDA_ALIAS,
         "CandidateAlarmPrefix": names.candidate_alarm_prefix(config.name),
         "CuratedPrefix": names.CURATED_PREFIX,
         "QualityReportFile": names.QUALITY_REPORT_FILE,
@@ -82,19 +87,13 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "MaxQuarantinedFraction": json.dumps(names.MAX_QUARANTINED_FRACTION),
         "QualityGateMessage": names.QUALITY_GATE_MESSAGE,
         "ModelGateMessage": names.MODEL_GATE_MESSAGE,
-        "CanaryStepsPercent": json.dumps([_number(p) for p in config.canary.steps_percent]),
-        "CanaryWaitSeconds": json.dumps(config.canary.wait_minutes * 60),
-        "CanaryMinRequests": json.dumps(config.canary.min_requests),
+        **{RELEASE_SETTINGS[key]: json.dumps(value) for key, value in release.items()},
         "AdmissionWaitSeconds": json.dumps(names.ADMISSION_WAIT_SECONDS),
-        # How long a promotion waits for live to serve the new champion: a little
-        # longer than the live alias's re-read of it.
+        # How long a release waits for every instance of live to follow a change
+        # of the registry (a stage, the champion, a rollback): a little longer than
+        # their re-read of it.
         "LiveRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
     }
-
-
-def _number(value: float) -> int | float:
-    """10.0 -> 10: the percentages read as they are written in cdk.json."""
-    return int(value) if float(value).is_integer() else value
 
 
 class OrchestrationStack(EnvironmentStack):
@@ -117,7 +116,6 @@ class OrchestrationStack(EnvironmentStack):
         lake: DataLake,
         feature_job: glue.IJob,
         functions: ModelFunctions,
-        api: ScoringApi,
     ) -> None:
         super().__init__(scope, config=config)
         self.notifications = Notifications(
@@ -127,7 +125,7 @@ class OrchestrationStack(EnvironmentStack):
             topic_name=config.resource_name("notifications"),
         )
         self.topic = self.notifications.topic
-        self._lake, self._job, self._functions, self._api = lake, feature_job, functions, api
+        self._lake, self._job, self._functions = lake, feature_job, functions
         self.state_machines: dict[str, sfn.StateMachine] = {}
         self.release_function = container_function(
             self,
@@ -141,9 +139,9 @@ class OrchestrationStack(EnvironmentStack):
                 names.ENV_REGISTRY_URI: lake.models.s3_url_for_object(
                     names.REGISTRY_PREFIX.rstrip("/")
                 ),
+                # The release report reads the scoring log under the lake's root.
+                names.ENV_LAKE_URI: lake.curated.s3_url_for_object().rstrip("/"),
                 names.ENV_INFERENCE_FUNCTION_NAME: functions.inference.function_name,
-                names.ENV_REST_API_ID: api.api.rest_api_id,
-                names.ENV_API_STAGE_NAME: names.API_STAGE_NAME,
                 names.ENV_CANDIDATE_ALARM_PREFIX: names.candidate_alarm_prefix(config.name),
                 names.ENV_DEPLOY_STACK_NAME: names.stack_name(config.name, "Ml"),
                 names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_RELEASE,
@@ -152,7 +150,7 @@ class OrchestrationStack(EnvironmentStack):
             },
             log_retention=self.log_retention,
             removal_policy=self.removal_policy,
-            description="Canary release actions: publish, stage canary, checks, aliases, promotion",
+            description="Model release actions: release record, probes, checks, verdicts, report",
         )
 
         # Formatted from the names rather than read from the machines: the
@@ -220,16 +218,12 @@ class OrchestrationStack(EnvironmentStack):
             "environment": config.name,
             "model_name": names.PROJECT,
             "max_quarantined_fraction": names.MAX_QUARANTINED_FRACTION,
-            "canary": {
-                "steps_percent": list(config.canary.steps_percent),
-                "wait_seconds": config.canary.wait_minutes * 60,
-                "min_requests": config.canary.min_requests,
-            },
+            "canary": config.model_release.settings(),
         }
 
     def _substitutions(self, canary_arn: str) -> dict[str, str]:
         """Every value an ASL definition may reference as ``${Name}``."""
-        lake, functions, api = self._lake, self._functions, self._api
+        lake, functions = self._lake, self._functions
         resources = {
             "FeatureJobName": self._job.job_name,
             "RawBucket": lake.raw.bucket_name,
@@ -242,7 +236,6 @@ class OrchestrationStack(EnvironmentStack):
             "ReleaseFunctionArn": self.release_function.function_arn,
             "InferenceFunctionName": functions.inference.function_name,
             "InferenceFunctionArn": functions.inference.function_arn,
-            "RestApiId": api.api.rest_api_id,
             "CanaryReleaseStateMachineArn": canary_arn,
             "NotificationTopicArn": self.topic.topic_arn,
         }
@@ -322,57 +315,20 @@ class OrchestrationStack(EnvironmentStack):
 
     def _allow_releasing(self, canary: sfn.StateMachine) -> None:
         """The canary machine invokes the release function, which holds the
-        permissions of the release itself."""
+        permissions of the release itself: the registry, the live function's
+        warm-up, the candidate alarms and metrics. It changes no function, alias
+        or stage."""
         release = self.release_function
         # Not grant_invoke: it adds ``<arn>:*`` too, and only $LATEST is invoked.
         canary.add_to_role_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[release.function_arn])
         )
+        # The release's warm-up: live re-reads the registry and says what it serves
+        # and whether it loaded the candidate.
         inference = self._functions.inference.function_arn
         release.add_to_role_policy(
             iam.PolicyStatement(
-                actions=[
-                    "lambda:GetFunction",
-                    "lambda:GetFunctionConfiguration",
-                    "lambda:UpdateFunctionConfiguration",
-                    "lambda:PublishVersion",
-                    "lambda:GetAlias",
-                ],
-                resources=[
-                    inference,
-                    f"{inference}:{names.LIVE_ALIAS}",
-                    f"{inference}:{names.CANDIDATE_ALIAS}",
-                ],
-            )
-        )
-        # A model release moves the candidate alias only (live belongs to code
-        # releases: CloudFormation and CodeDeploy). Lambda authorises alias
-        # operations on the function's own ARN, so IAM cannot hold it to one alias:
-        # the release code never names live in an update.
-        release.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["lambda:UpdateAlias"],
-                resources=[inference, f"{inference}:{names.CANDIDATE_ALIAS}"],
-            )
-        )
-        release.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["apigateway:GET", "apigateway:PATCH"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/restapis/"
-                    f"{self._api.api.rest_api_id}/stages/{names.API_STAGE_NAME}"
-                ],
-            )
-        )
-        # Warm-up pings: the new version starts before it takes traffic; live
-        # serves the new champion before it takes the traffic back.
-        release.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"],
-                resources=[
-                    f"{inference}:{names.CANDIDATE_ALIAS}",
-                    f"{inference}:{names.LIVE_ALIAS}",
-                ],
+                actions=["lambda:InvokeFunction"], resources=[f"{inference}:{names.LIVE_ALIAS}"]
             )
         )
         # One release at a time, one training run at a time, and no release
@@ -411,7 +367,8 @@ class OrchestrationStack(EnvironmentStack):
                 resources=["*"],
             )
         )
-        # Promotion writes champion.json of the model; versions are read to check them.
+        # The release record, the champion pointer and the reports beside the
+        # versions are written; versions are read to check them.
         allow_objects(
             release,
             scope=release.role,
@@ -419,4 +376,12 @@ class OrchestrationStack(EnvironmentStack):
             bucket="models",
             prefix=names.REGISTRY_PREFIX,
             write=True,
+        )
+        # The report's sample of flipped customers comes from the scoring log.
+        allow_objects(
+            release,
+            scope=release.role,
+            environment=self.config.name,
+            bucket="curated",
+            prefix=names.SCORING_LOG_PREFIX,
         )

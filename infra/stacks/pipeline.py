@@ -5,7 +5,9 @@ the synth step is ``buildspec.yml`` (tests, lint, synth of every environment and
 of this stack), the pipeline updates itself first, publishes the file and Docker
 image assets, then deploys each environment as a ``Stage``. Before its stacks,
 each environment's release guard refuses the deployment while a model release
-runs there (``release_guard.py``): the two would move the same aliases. Staging and prod are
+runs there, or while an operator's canary is on its API stage (``release_guard.py``):
+a release judges the candidate against the champion on the function as it is, and a
+deployment in the middle would change the function under it. Staging and prod are
 smoke-tested through the real API after their deployment; prod waits for a
 manual approval. A failed action stops the execution, and the team is told on
 failure and when an approval waits. Once a week the locked dependencies are
@@ -192,7 +194,8 @@ class PipelineStack(Stack):
 
     def _release_guard(self, config: EnvironmentConfig) -> pipelines.CodeBuildStep:
         """Fails while the environment's canary-release state machine has a running
-        execution: a model release and a deployment must not move the aliases at once."""
+        execution (a model release's verdicts are about the model, on an unchanged
+        function), or while an operator's canary is on the API stage."""
         account = self._environment_account(config)
         machine = self.format_arn(
             service="states",
@@ -210,8 +213,8 @@ class PipelineStack(Stack):
         env = {"CANARY_RELEASE_ARN": machine, "API_STACK": api_stack}
         statements = [
             iam.PolicyStatement(actions=["states:ListExecutions"], resources=[machine]),
-            # A canary a failed release left on the stage: the stack's ApiUrl, then
-            # the stage itself (the API's id is only known once it is deployed).
+            # A canary an operator set on the stage: the stack's ApiUrl, then the
+            # stage itself (the API's id is only known once it is deployed).
             iam.PolicyStatement(
                 actions=["cloudformation:DescribeStacks"],
                 resources=[
@@ -452,7 +455,7 @@ class PipelineStack(Stack):
                 (
                     f"arn:aws:apigateway:{region_}::/restapis/*/stages/{names.API_STAGE_NAME}",
                     "The REST API's id is drawn at deployment in the environment; the guard "
-                    "only reads the stage the release's canary is set on.",
+                    "only reads the stage an operator's canary would be set on.",
                 ),
             ):
                 acknowledge(guard.project, f"AwsSolutions-IAM5[Resource::{rule}]", reason)

@@ -1,11 +1,13 @@
-"""Release function: the API calls of the canary release and training state machines.
+"""Release function: the actions of the canary release and training state machines.
 
 Event: ``{"action": <name>, ...}`` with one of the actions below; each maps to one
 function of ``credit_risk.release`` and returns what it did or found. What to do
-next (admit, raise the canary, promote, roll back) is ``credit_risk.release_decision``,
-returned by ``decide`` and the admissions; the state machines' Choice states follow it.
-Errors propagate with their type name (``InvalidInputError``, ``ClientError``, …)
-so that the state machine can retry or catch them.
+next (admit, shadow, the next canary step, promote, roll back) is
+``credit_risk.release_decision``, returned by ``decide``, ``judge`` and the
+admissions; the state machines' Choice states follow it. Errors propagate with
+their type name (``InvalidInputError``, ``ConcurrentUpdateError``,
+``ReleaseEndedError``, ``ClientError``, …) so that the state machine can retry or
+catch them.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from credit_risk import names, release
+from credit_risk import names, release, release_decision
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.settings import ENV_PREFIX
 
 logger = Logger(service=names.SERVICE_RELEASE)
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-FUNCTION_VERSION_PATTERN = r"^[0-9]+$"
-# A day: longer waits are a typo, not a canary.
+EXECUTION_ARN_PATTERN = r"^arn:[a-z-]+:states:[a-z0-9-]+:[0-9]{12}:execution:[^:]+:[^:]+$"
+# A day: longer waits are a typo, not a release stage.
 MAX_WAIT_SECONDS = 24 * 60 * 60
 
 
@@ -36,11 +46,11 @@ class Environment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     inference_function_name: str = Field(min_length=1)
-    rest_api_id: str = Field(min_length=1)
-    api_stage_name: str = Field(min_length=1)
     candidate_alarm_prefix: str = Field(min_length=1)
     registry_uri: str = Field(min_length=1)
     model_name: str = Field(min_length=1)
+    # The lake the inference function's scoring log is delivered to.
+    lake_uri: str | None = None
     deploy_stack_name: str | None = None
 
 
@@ -48,12 +58,35 @@ class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PublishCandidate(_Action):
-    action: Literal["publish_candidate"]
-    model_version: str = Field(pattern=VERSION_PATTERN)
+# An execution name as the release's id (credit_risk.release.release_id_of).
+ReleaseId = Annotated[
+    str, Field(min_length=1, max_length=80), AfterValidator(release.release_id_of)
+]
+Stage = Literal["shadow", "canary"]
 
 
-EXECUTION_ARN_PATTERN = r"^arn:[a-z-]+:states:[a-z0-9-]+:[0-9]{12}:execution:[^:]+:[^:]+$"
+class Settings(BaseModel):
+    """The release's settings (cdk.json ``model_release``; the state machine's
+    ``canary`` input may override any of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps_percent: list[float] = Field(min_length=1)
+    min_requests: int = Field(ge=1)
+    shadow_min_requests: int = Field(ge=1)
+    # Checked before the release opens, because the Wait states that read them
+    # cannot catch a bad value: a fraction, a string or a negative number given
+    # by hand would fail the execution with the release left open.
+    wait_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
+    shadow_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
+    max_candidate_errors: int = Field(ge=0)
+    max_latency_ratio: float
+    max_approval_rate_change: float
+    max_swap_share: float
+    max_score_psi: float
+
+    def policy(self) -> release_decision.CanaryPolicy:
+        return release.policy(self.model_dump())
 
 
 class AdmitRun(_Action):
@@ -68,75 +101,113 @@ class AdmitRelease(_Action):
     attempt: int = Field(default=0, ge=0)
 
 
-class Check(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    alarms: list[str] = []
-    requests: int = Field(default=0, ge=0)
-    moved: list[str] = []
+class OpenRelease(_Action):
+    action: Literal["open_release"]
+    release_id: ReleaseId
+    model_version: str = Field(pattern=VERSION_PATTERN)
+    settings: Settings
+    live_refresh_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
 
 
 class Decide(_Action):
     action: Literal["decide"]
     model_version: str = Field(pattern=VERSION_PATTERN)
     champion: str | None = None
-    steps_percent: list[float] = Field(min_length=1)
-    min_requests: int = Field(ge=1)
+    settings: Settings
     started: bool = True
     start_error: str | None = None
+
+
+class MoveRelease(_Action):
+    action: Literal["move_release"]
+    release_id: ReleaseId
+    stage: Stage
+    percent: float = Field(ge=0, le=100)
+
+
+class CheckRelease(_Action):
+    action: Literal["check_release"]
+    release_id: ReleaseId
+    stage: Stage
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    alarms: list[str] = []
+    requests: int = Field(default=0, ge=0)
+    counts: dict[str, float] = {}
+
+
+class Judge(_Action):
+    action: Literal["judge"]
+    release_id: ReleaseId
+    settings: Settings
+    stage: Stage
     step_index: int | None = Field(default=None, ge=0)
-    check: Check | None = None
-    # Checked here, before any traffic moves, because the Wait states that read
-    # them cannot catch a bad value: a release started by hand with a fraction,
-    # a string or a negative number would strand the stage canary.
-    wait_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
-    live_refresh_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_WAIT_SECONDS)
+    check: Check
 
 
-class SetCanary(_Action):
-    action: Literal["set_canary"]
-    percent: float = Field(gt=0, le=100)
+class Promote(_Action):
+    action: Literal["promote"]
+    release_id: ReleaseId
+    reason: str = Field(min_length=1)
 
 
-class CheckCandidate(_Action):
-    action: Literal["check_candidate"]
-    window_seconds: int = Field(gt=0)
-    candidate_version: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
-    live_version: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
+class Ending(BaseModel):
+    """Why a release ends: a verdict's reason, or the error a task failed with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    def text(self) -> str:
+        if self.reason:
+            return self.reason
+        return release.failure_reason(self.error or "Error", self.cause)
 
 
-class RemoveCanary(_Action):
-    action: Literal["remove_canary"]
-
-
-class PointAliases(_Action):
-    action: Literal["point_aliases"]
-    live: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
-    candidate: str | None = Field(default=None, pattern=FUNCTION_VERSION_PATTERN)
+class CloseRelease(_Action):
+    action: Literal["close_release"]
+    release_id: ReleaseId
+    ending: Ending
 
 
 class ConfirmLive(_Action):
     action: Literal["confirm_live"]
-    model_version: str = Field(pattern=VERSION_PATTERN)
+    model_version: str | None = Field(pattern=VERSION_PATTERN)
+    release_id: ReleaseId | None = None
 
 
-class PromoteModel(_Action):
-    action: Literal["promote_model"]
-    model_version: str = Field(pattern=VERSION_PATTERN)
-    expected_champion: str | None = None
+class Report(_Action):
+    action: Literal["report"]
+    release_id: ReleaseId
+
+
+class RollBack(_Action):
+    action: Literal["roll_back"]
+    reason: str = Field(min_length=1, max_length=500)
+    rollback_id: ReleaseId
+    # Checked before the write, as the release's waits are: the Wait that follows
+    # could not catch a bad value.
+    live_refresh_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
 
 
 Request = Annotated[
     AdmitRun
     | AdmitRelease
-    | PublishCandidate
+    | OpenRelease
     | Decide
-    | SetCanary
-    | CheckCandidate
-    | RemoveCanary
-    | PointAliases
-    | PromoteModel
-    | ConfirmLive,
+    | MoveRelease
+    | CheckRelease
+    | Judge
+    | Promote
+    | CloseRelease
+    | ConfirmLive
+    | Report
+    | RollBack,
     Field(discriminator="action"),
 ]
 _requests = TypeAdapter(Request)
@@ -148,13 +219,15 @@ def _target() -> release.ReleaseTarget:
         env = Environment()
     except ValidationError as exc:
         raise ConfigurationError(f"invalid environment: {exc}") from None
+    lake = env.lake_uri.rstrip("/") if env.lake_uri else None
     return release.ReleaseTarget(
         function_name=env.inference_function_name,
-        rest_api_id=env.rest_api_id,
-        stage_name=env.api_stage_name,
         alarm_prefix=env.candidate_alarm_prefix,
         registry_uri=env.registry_uri,
         model_name=env.model_name,
+        # Where Firehose delivers the inference function's score lines, and the
+        # monitor reads them (credit_risk.monitoring.records.scoring_log_root).
+        scoring_log_uri=f"{lake}/{names.SCORING_LOG_PREFIX.rstrip('/')}" if lake else None,
         deploy_stack_name=env.deploy_stack_name,
     )
 
@@ -165,7 +238,6 @@ def _clients() -> release.Clients:
 
     return release.Clients(
         lambda_=boto3.client("lambda"),
-        apigateway=boto3.client("apigateway"),
         cloudwatch=boto3.client("cloudwatch"),
         stepfunctions=boto3.client("stepfunctions"),
         cloudformation=boto3.client("cloudformation"),
@@ -179,32 +251,32 @@ def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -
             return release.admit_run(clients, request.execution_arn, request.attempt)
         case AdmitRelease():
             return release.admit_release(clients, target, request.execution_arn, request.attempt)
-        case PublishCandidate():
-            return release.publish_candidate(clients, target, request.model_version)
-        case SetCanary():
-            return release.set_canary(clients, target, request.percent)
-        case CheckCandidate():
-            expected = {
-                alias: version
-                for alias, version in (
-                    (names.CANDIDATE_ALIAS, request.candidate_version),
-                    (names.LIVE_ALIAS, request.live_version),
-                )
-                if version is not None
-            }
-            return release.check_candidate(
-                clients, target, request.window_seconds, expected=expected
+        case OpenRelease():
+            request.settings.policy()  # a policy the decision refuses opens nothing
+            return release.open_release(clients, target, request.release_id, request.model_version)
+        case MoveRelease():
+            return release.move_release(target, request.release_id, request.stage, request.percent)
+        case CheckRelease():
+            return release.check_release(clients, target, request.release_id, request.stage)
+        case Judge():
+            return release.judge(
+                target,
+                request.release_id,
+                request.settings.policy(),
+                stage=request.stage,
+                step_index=request.step_index,
+                check=request.check.model_dump(),
             )
-        case RemoveCanary():
-            return release.remove_canary(clients, target)
-        case PointAliases():
-            return release.point_aliases(
-                clients, target, live=request.live, candidate=request.candidate
-            )
+        case Promote():
+            return release.promote(target, request.release_id, request.reason)
+        case CloseRelease():
+            return release.close_release(target, request.release_id, request.ending.text())
         case ConfirmLive():
-            return release.confirm_live(clients, target, request.model_version)
-        case PromoteModel():
-            return release.promote_model(target, request.model_version, request.expected_champion)
+            return release.confirm_live(clients, target, request.model_version, request.release_id)
+        case Report():
+            return release.report(clients, target, request.release_id)
+        case RollBack():
+            return release.roll_back(target, request.reason, request.rollback_id)
     raise InvalidInputError(f"unknown release action {request!r}")
 
 
@@ -215,11 +287,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:
         raise InvalidInputError(f"invalid release event: {exc}") from None
     if isinstance(request, Decide):  # a pure decision: no environment, no client
-        fields = request.model_dump(
-            exclude={"action", "check", "wait_seconds", "live_refresh_seconds"}
+        result = release.decide(
+            model_version=request.model_version,
+            champion=request.champion,
+            policy=request.settings.policy(),
+            started=request.started,
+            start_error=request.start_error,
         )
-        check = request.check.model_dump() if request.check is not None else None
-        result = release.decide(**fields, check=check)
     else:
         result = act(request, _target(), _clients())
     logger.info("release action done", action=request.action, result=result)

@@ -28,24 +28,25 @@ ENV_MODEL_NAME: Final = f"{ENV_PREFIX}MODEL_NAME"
 # ids appear in logs and the scoring log: one key per environment, shared by the
 # inference function and the monitor (which joins labels and snapshots on it).
 ENV_ID_HASH_SECRET_ID: Final = f"{ENV_PREFIX}ID_HASH_SECRET_ID"
-# The model version an inference Lambda *version* is pinned to; the canary
-# release publishes a new function version with this variable set.
+# The model version a function is pinned to (local serving of one version, tests);
+# the deployed function pins none.
 ENV_MODEL_VERSION: Final = f"{ENV_PREFIX}MODEL_VERSION"
 # Set in the template (every version CloudFormation publishes): without a pinned
-# model version, serve the registry's champion, re-read every few seconds
-# (ENV_MODEL_REFRESH_SECONDS). A code release therefore serves the model in
-# service; only a model release pins a version to another model.
+# model version, serve the registry's champion and follow its release record, both
+# re-read every ENV_MODEL_REFRESH_SECONDS. A code release therefore serves the model
+# in service, and a model release reaches every instance within one refresh.
 ENV_MODEL_FALLBACK_TO_CHAMPION: Final = f"{ENV_PREFIX}MODEL_FALLBACK_TO_CHAMPION"
 ENV_MODEL_REFRESH_SECONDS: Final = f"{ENV_PREFIX}MODEL_REFRESH_SECONDS"
-MODEL_REFRESH_SECONDS: Final = 60
+# Short enough that a rollback (the release record closed, or the previous champion
+# back) reaches every instance within a minute, long enough to stay one small S3
+# read per instance and interval.
+MODEL_REFRESH_SECONDS: Final = 30
 # Commit the deployed code was built from, recorded in model metadata.
 ENV_CODE_VERSION: Final = f"{ENV_PREFIX}CODE_VERSION"
 ENV_ENVIRONMENT: Final = f"{ENV_PREFIX}ENVIRONMENT"
-# What the release function acts on: the inference function (its aliases), the
-# REST API stage carrying the canary, and the candidate alarms (by name prefix).
+# What the release function acts on: the inference function (whose live alias it
+# probes) and the candidate alarms (by name prefix).
 ENV_INFERENCE_FUNCTION_NAME: Final = f"{ENV_PREFIX}INFERENCE_FUNCTION_NAME"
-ENV_REST_API_ID: Final = f"{ENV_PREFIX}REST_API_ID"
-ENV_API_STAGE_NAME: Final = f"{ENV_PREFIX}API_STAGE_NAME"
 ENV_CANDIDATE_ALARM_PREFIX: Final = f"{ENV_PREFIX}CANDIDATE_ALARM_PREFIX"
 # The stack whose update is a code deploy of the inference function: a model
 # release waits while it is being updated (releases and deploys never overlap).
@@ -59,8 +60,9 @@ ENV_LOG_LEVEL: Final = "POWERTOOLS_LOG_LEVEL"
 # --- Lambda aliases and the API stage that selects them ------------------------
 LIVE_ALIAS: Final = "live"
 CANDIDATE_ALIAS: Final = "candidate"
-# API Gateway stage variable whose value is the alias the integration invokes;
-# the canary overrides it with CANDIDATE_ALIAS for its share of the traffic.
+# API Gateway stage variable whose value is the alias the integration invokes
+# (live). Model releases never touch it: the live function scores the candidate
+# in-process. Only an operator's stage canary would override it.
 STAGE_VARIABLE_LAMBDA_ALIAS: Final = "lambdaAlias"
 API_STAGE_NAME: Final = "api"
 API_KEY_HEADER: Final = "x-api-key"
@@ -185,11 +187,6 @@ QUALITY_REPORT_FILE: Final = "dq_report.json"
 # No quotes or backslashes: the text is inlined into an intrinsic function.
 QUALITY_GATE_MESSAGE: Final = "quarantined fraction {} is above the limit {}; see {}"
 MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted; failed checks: {}"
-# The publish of a model release waits up to this long, twice at most, for a
-# configuration update of the inference function to settle (seconds to a minute
-# in practice); the release function's timeout is derived from it.
-RELEASE_UPDATE_WAIT_SECONDS: Final = 180
-RELEASE_UPDATE_WAITS: Final = 2
 # How often an execution that waits for its turn (a training run behind another,
 # a release behind a code deploy) asks again: the definitions' default.
 ADMISSION_WAIT_SECONDS: Final = 60
@@ -224,5 +221,6 @@ def resource_name(environment: str, *parts: str) -> str:
 
 
 def candidate_alarm_prefix(environment: str) -> str:
-    """Name prefix shared by every alarm on the ``candidate`` inference alias."""
+    """Name prefix shared by the alarms on a model release's candidate (its failures
+    inside the inference function), which the release reads between stages."""
     return resource_name(environment, "inference", CANDIDATE_ALIAS) + "-"

@@ -1,12 +1,19 @@
-"""The AWS calls of a model release (step_functions/canary_release.asl.json) and of
+"""The AWS side of a model release (step_functions/canary_release.asl.json) and of
 the training pipeline's admission.
 
-Each function is one action of a state machine, run by the release Lambda: admit a
-run or a release, publish an inference version pinned to a model and probe that it
-starts, set or remove the stage canary, report what the candidate did, move the
-aliases, promote in the registry. They gather facts and act; what to do next is
-``credit_risk.release_decision``, which the Choice states follow. Every action is
-idempotent, so that the state machine may retry any of them.
+A model release changes no function, alias or stage: it writes the registry's
+release record (``credit_risk.registry``), which every instance of the ``live``
+inference function re-reads within ``names.MODEL_REFRESH_SECONDS`` and follows,
+scoring each request with the champion and the candidate in-process
+(``credit_risk.serving``). Each function here is one action of the state machine,
+run by the release Lambda: admit a release, open the record and probe that
+``live`` loaded the candidate, move the record between stages, read what the
+stage showed (the candidate alarms and the release's counts, summed from the
+metrics the inference function publishes), judge it, promote, close, confirm
+what ``live`` serves, write the report, and roll back on request. They gather
+facts and act; what to do next is ``credit_risk.release_decision``, which the
+Choice states follow. Every action is idempotent, so that the state machine may
+retry any of them.
 
 Clients are passed in (``Clients``), built lazily by the handler; nothing here
 creates one at import.
@@ -15,16 +22,42 @@ creates one at import.
 from __future__ import annotations
 
 import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from credit_risk import names, release_decision
-from credit_risk.errors import InvalidInputError
-from credit_risk.registry import Registry
+from credit_risk import names, release_decision, release_report
+from credit_risk.errors import CreditRiskError, InvalidInputError
+from credit_risk.registry import CANARY, ConcurrentUpdateError, Registry, ReleaseState
+from credit_risk.release_metrics import DIMENSION_RELEASE, ReleaseCounts
 
-# Alias metrics are published per minute; a shorter period only returns gaps.
+if TYPE_CHECKING:
+    from credit_risk.monitoring.records import ScoreRecord
+
+logger = logging.getLogger(__name__)
+
+# How a release ends, in the release record and the report.
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+# The inference function's EMF metrics have one-minute resolution: CloudWatch
+# rounds a query's start down to the minute, and a period is a whole number of them.
 METRIC_PERIOD_SECONDS = 60
+# GetMetricData takes at most 500 queries per call; a release has about 50 metrics.
+MAX_QUERIES = 500
+# The evidence of a stage: customers scored by both models in shadow, customers
+# the candidate answered in a canary step (release_decision.StepCheck.requests).
+EVIDENCE = {
+    release_decision.SHADOW: "ReleasePairs",
+    release_decision.CANARY: "ReleaseCandidateServed",
+}
+_RELEASE_ID = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ReleaseEndedError(CreditRiskError):
+    """The release record was closed by someone else (a rollback on request) while
+    the release was running: it must not go on."""
 
 
 @dataclass(frozen=True)
@@ -32,154 +65,53 @@ class ReleaseTarget:
     """What a release acts on; the release Lambda reads it from its environment."""
 
     function_name: str
-    rest_api_id: str
-    stage_name: str
     alarm_prefix: str
     registry_uri: str
     model_name: str
+    # The scoring log the report reads the release's served and shadow scores from.
+    scoring_log_uri: str | None = None
     # The stack a code deploy updates: a release waits while it is in progress.
     deploy_stack_name: str | None = None
+
+    def registry(self) -> Registry:
+        return Registry(self.registry_uri, self.model_name)
 
 
 @dataclass(frozen=True)
 class Clients:
     lambda_: Any
-    apigateway: Any
     cloudwatch: Any
     stepfunctions: Any = None
     cloudformation: Any = None
 
 
-def publish_candidate(clients: Clients, target: ReleaseTarget, model_version: str) -> dict:
-    """Publish an inference version serving ``model_version``; point ``candidate`` at
-    it and probe that it starts.
-
-    The environment of ``$LATEST`` is merged, not replaced: only the model version
-    variable is set for the publish, and removed again right after it. Returns the
-    new version, the version ``live`` serves now (what a rollback returns to), the
-    registry's champion (what the promotion expects to replace) and whether the
-    new version started.
-    """
-    registry = Registry(target.registry_uri, target.model_name)
-    registry.metadata(model_version)  # an unknown version fails here, before any change
-    client = clients.lambda_
-    live = client.get_alias(FunctionName=target.function_name, Name=names.LIVE_ALIAS)
-    _wait_for_update(clients, target)  # a restore of an earlier release may still run
-    config = client.get_function_configuration(FunctionName=target.function_name)
-    variables = dict(config.get("Environment", {}).get("Variables", {}))
-    if variables.get(names.ENV_MODEL_VERSION) != model_version:
-        _set_variables(
-            clients, target, {**variables, names.ENV_MODEL_VERSION: model_version}, config
-        )
-        _wait_for_update(clients, target)
-    # Publishing an unchanged $LATEST returns the version already published for
-    # it, so a retried publish does not pile up versions.
-    published = client.publish_version(
-        FunctionName=target.function_name,
-        Description=f"{target.model_name} model {model_version}"[:256],
-    )
-    pinned = published.get("Environment", {}).get("Variables", {}).get(names.ENV_MODEL_VERSION)
-    if pinned != model_version:
-        raise InvalidInputError(
-            f"version {published['Version']} of {target.function_name} serves model {pinned}, "
-            f"not {model_version}: the function changed during the release"
-        )
-    _unpin(clients, target, model_version)
-    client.update_alias(
-        FunctionName=target.function_name,
-        Name=names.CANDIDATE_ALIAS,
-        FunctionVersion=published["Version"],
-    )
-    start_error = probe_start(clients, target, model_version)
-    return {
-        "candidate_version": published["Version"],
-        "live_version": live["FunctionVersion"],
-        "champion": registry.champion_version(),
-        "model_version": model_version,
-        "started": start_error is None,
-        "start_error": start_error,
-    }
+def release_id_of(execution_name: str) -> str:
+    """The release id of a state-machine execution: its name, with the characters a
+    registry name may not hold replaced (the same name always gives the same id)."""
+    cleaned = _RELEASE_ID.sub("-", execution_name)[:128]
+    if not cleaned or not cleaned[0].isalnum():
+        cleaned = f"r{cleaned}"[:128]
+    return cleaned
 
 
-def _wait_for_update(clients: Clients, target: ReleaseTarget) -> None:
-    clients.lambda_.get_waiter("function_updated_v2").wait(
-        FunctionName=target.function_name,
-        WaiterConfig={"Delay": 5, "MaxAttempts": names.RELEASE_UPDATE_WAIT_SECONDS // 5},
+def policy(settings: Mapping[str, Any]) -> release_decision.CanaryPolicy:
+    """The release's policy from its settings (cdk.json ``model_release``, as the
+    state machine passes them); refuses values the decision function would not take."""
+    return release_decision.CanaryPolicy(
+        steps_percent=tuple(float(step) for step in settings["steps_percent"]),
+        min_requests=int(settings["min_requests"]),
+        shadow_min_requests=int(settings["shadow_min_requests"]),
+        gates=release_decision.Gates(
+            max_candidate_errors=int(settings["max_candidate_errors"]),
+            max_latency_ratio=float(settings["max_latency_ratio"]),
+            max_approval_rate_change=float(settings["max_approval_rate_change"]),
+            max_swap_share=float(settings["max_swap_share"]),
+            max_score_psi=float(settings["max_score_psi"]),
+        ),
     )
 
 
-def _set_variables(
-    clients: Clients, target: ReleaseTarget, variables: dict, config: dict | None = None
-) -> None:
-    """The environment of ``$LATEST``; with ``config``, only if it is still that
-    revision (fail rather than overwrite a concurrent change, such as a deployment)."""
-    revision = {"RevisionId": config["RevisionId"]} if config and "RevisionId" in config else {}
-    clients.lambda_.update_function_configuration(
-        FunctionName=target.function_name, Environment={"Variables": variables}, **revision
-    )
-
-
-def _unpin(clients: Clients, target: ReleaseTarget, model_version: str) -> None:
-    """The pin lives in the published version only: ``$LATEST`` goes back to serving
-    the champion, so that whatever publishes from it next (a code deploy that leaves
-    the environment alone, a later release) never inherits this model, released or
-    rolled back. Only this release's pin is removed, and only at the revision the
-    release left: a deployment that changed ``$LATEST`` meanwhile is not undone."""
-    config = clients.lambda_.get_function_configuration(FunctionName=target.function_name)
-    variables = dict(config.get("Environment", {}).get("Variables", {}))
-    if variables.pop(names.ENV_MODEL_VERSION, None) == model_version:
-        _set_variables(clients, target, variables, config)
-
-
-def _warm_up(clients: Clients, target: ReleaseTarget, alias: str) -> tuple[str | None, str | None]:
-    """The model ``alias`` serves, as its answer to a warm-up ping, and the error
-    when the invocation failed (a version that cannot start)."""
-    # The alias in the name ("function:alias"), which every implementation of the
-    # API reads; the permission is the alias's ARN either way.
-    response = clients.lambda_.invoke(
-        FunctionName=f"{target.function_name}:{alias}",
-        Payload=json.dumps({"warmup": True}).encode(),
-    )
-    body = response["Payload"].read()
-    try:
-        payload = json.loads(body) if body else None
-    except ValueError:
-        payload = None
-    if response.get("FunctionError"):
-        message = payload.get("errorMessage") if isinstance(payload, dict) else None
-        return (
-            None,
-            f"{response['FunctionError']}: {message or body[:500].decode(errors='replace')}",
-        )
-    return (payload.get("model_version") if isinstance(payload, dict) else None), None
-
-
-def probe_start(clients: Clients, target: ReleaseTarget, model_version: str) -> str | None:
-    """Why the ``candidate`` alias cannot serve ``model_version``, or None when it can.
-
-    A warm-up ping initialises the new version before any customer reaches it: a
-    model that fails to load or verify is caught here, with nothing to compare it
-    with, which is how the first model of an environment is checked at all.
-    """
-    served, error = _warm_up(clients, target, names.CANDIDATE_ALIAS)
-    if error is not None:
-        return error
-    if served != model_version:
-        return f"the candidate answers with model {served}, not {model_version}"
-    return None
-
-
-def confirm_live(clients: Clients, target: ReleaseTarget, model_version: str) -> dict:
-    """Whether the ``live`` alias, which serves the registry's champion, serves the
-    newly promoted ``model_version``."""
-    served, error = _warm_up(clients, target, names.LIVE_ALIAS)
-    # Always a string: the state machine quotes it in a message.
-    return {
-        "model_version": served or (f"none ({error})" if error else "none"),
-        "confirmed": error is None and served == model_version,
-    }
-
-
+# --- admission ------------------------------------------------------------------
 def _running(clients: Clients, execution_arn: str) -> tuple[str, list]:
     """This execution's name and the RUNNING executions of its state machine."""
     # arn:<partition>:states:<region>:<account>:execution:<machine>:<name>
@@ -219,97 +151,138 @@ def admit_release(
     return release_decision.admit_release(own, running, status, attempt).as_dict()
 
 
+# --- the live function --------------------------------------------------------------
+def _warm_up(clients: Clients, target: ReleaseTarget) -> tuple[dict | None, str | None]:
+    """The ``live`` alias's answer to the release's warm-up, which makes the instance
+    re-read the registry first, and the error when the invocation failed."""
+    # The alias in the name ("function:alias"), which every implementation of the
+    # API reads; the permission is the alias's ARN either way.
+    response = clients.lambda_.invoke(
+        FunctionName=f"{target.function_name}:{names.LIVE_ALIAS}",
+        Payload=json.dumps({"warmup": True, "refresh": True}).encode(),
+    )
+    body = response["Payload"].read()
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if response.get("FunctionError"):
+        message = payload.get("errorMessage") if isinstance(payload, dict) else None
+        return (
+            None,
+            f"{response['FunctionError']}: {message or body[:500].decode(errors='replace')}",
+        )
+    return (payload if isinstance(payload, dict) else {}), None
+
+
+def probe_start(clients: Clients, target: ReleaseTarget, state: ReleaseState) -> str | None:
+    """Why ``live`` does not score the release's candidate, or None when it does.
+
+    The probe reaches one instance; the others load the candidate at their next
+    refresh, and one that cannot counts a candidate error, which the candidate
+    alarm sees. A model that fails to load or verify is caught here, before any
+    stage, which is how the first model of an environment is checked at all.
+    """
+    answer, error = _warm_up(clients, target)
+    if error is not None:
+        return f"the {names.LIVE_ALIAS} function failed: {error}"
+    release = (answer or {}).get("release") or {}
+    if release.get("release_id") != state.release_id:
+        return (
+            f"the {names.LIVE_ALIAS} function does not follow release {state.release_id} "
+            f"(it reports {release.get('release_id') or 'none'})"
+        )
+    if not release.get("candidate_loaded") or release.get("candidate_version") != (
+        state.model_version
+    ):
+        return release.get("candidate_error") or (
+            f"the candidate {state.model_version} is not loaded "
+            f"(the function has {release.get('candidate_version') or 'none'})"
+        )
+    return None
+
+
+def confirm_live(
+    clients: Clients,
+    target: ReleaseTarget,
+    model_version: str | None,
+    release_id: str | None = None,
+) -> dict:
+    """Whether ``live`` serves ``model_version`` as its champion (None: no model, an
+    environment whose first release was rolled back), and no longer takes part in
+    release ``release_id`` (ended by a promotion or a rollback)."""
+    answer, error = _warm_up(clients, target)
+    served = (answer or {}).get("model_version")
+    in_release = ((answer or {}).get("release") or {}).get("release_id")
+    return {
+        # Always a string: the state machine quotes it in a message.
+        "model_version": served or (f"none ({error})" if error else "none"),
+        "release_id": in_release,
+        "confirmed": error is None
+        and served == model_version
+        and (release_id is None or in_release != release_id),
+    }
+
+
+# --- the release record -------------------------------------------------------------
+def _state(registry: Registry, release_id: str) -> ReleaseState:
+    """Release ``release_id`` as recorded; ``ReleaseEndedError`` once it has ended."""
+    state = registry.release_state()
+    if state is None or state.release_id != release_id:
+        raise ConcurrentUpdateError(
+            f"release {release_id} is not the release on record "
+            f"({state.release_id if state else 'none'})"
+        )
+    if not state.active:
+        raise ReleaseEndedError(
+            f"release {release_id} was ended meanwhile ({state.outcome}): {state.reason}"
+        )
+    return state
+
+
+def open_release(
+    clients: Clients, target: ReleaseTarget, release_id: str, model_version: str
+) -> dict:
+    """Opens the release record in shadow (a retry finds it open) and probes ``live``."""
+    state = target.registry().open_release(release_id, model_version)
+    start_error = probe_start(clients, target, state)
+    return {
+        "release_id": state.release_id,
+        "model_version": state.model_version,
+        "champion": state.champion,
+        "started_at": state.started_at,
+        "started": start_error is None,
+        "start_error": start_error,
+    }
+
+
 def decide(
     *,
     model_version: str,
     champion: str | None,
-    steps_percent: list[float],
-    min_requests: int,
-    started: bool = True,
-    start_error: str | None = None,
-    step_index: int | None = None,
-    check: dict | None = None,
+    policy: release_decision.CanaryPolicy,
+    started: bool,
+    start_error: str | None,
 ) -> dict:
-    """The release's next move (``release_decision.decide``) for the state machine."""
-    policy = release_decision.CanaryPolicy(tuple(steps_percent), min_requests)
-    observed = (
-        release_decision.StepCheck(
-            alarms=tuple(check.get("alarms", ())),
-            requests=int(check.get("requests", 0)),
-            moved=tuple(check.get("moved", ())),
-        )
-        if check is not None
-        else None
-    )
+    """The release's first move (``release_decision.decide`` before any stage)."""
     return release_decision.decide(
         model_version=model_version,
         champion=champion,
         policy=policy,
         started=started,
         start_error=start_error,
-        step_index=step_index,
-        check=observed,
     ).as_dict()
 
 
-def canary_operations(percent: float, deployment_id: str) -> list[dict[str, str]]:
-    """Patch operations that create or update the stage canary at ``percent``.
-
-    The canary runs the stage's own deployment: only the stage variable that
-    selects the alias differs, so the integration is never edited.
-    """
-    # 100: the promotion's last step, every request on the candidate while the
-    # champion changes.
-    if not 0.0 < percent <= 100.0:
-        raise InvalidInputError(f"canary percentage must be in (0, 100], got {percent}")
-    return [
-        {"op": "replace", "path": "/canarySettings/deploymentId", "value": deployment_id},
-        {"op": "replace", "path": "/canarySettings/percentTraffic", "value": f"{percent:g}"},
-        {
-            "op": "replace",
-            "path": f"/canarySettings/stageVariableOverrides/{names.STAGE_VARIABLE_LAMBDA_ALIAS}",
-            "value": names.CANDIDATE_ALIAS,
-        },
-    ]
+def move_release(target: ReleaseTarget, release_id: str, stage: str, percent: float) -> dict:
+    """Moves the record to ``stage`` at ``percent``; when the stage began."""
+    registry = target.registry()
+    _state(registry, release_id)
+    state = registry.move_release(release_id, stage, percent)
+    return {"stage": state.stage, "percent": state.percent, "since": state.updated_at}
 
 
-def set_canary(clients: Clients, target: ReleaseTarget, percent: float) -> dict:
-    stage = clients.apigateway.get_stage(restApiId=target.rest_api_id, stageName=target.stage_name)
-    updated = clients.apigateway.update_stage(
-        restApiId=target.rest_api_id,
-        stageName=target.stage_name,
-        patchOperations=canary_operations(percent, stage["deploymentId"]),
-    )
-    return {"percent": updated.get("canarySettings", {}).get("percentTraffic", percent)}
-
-
-def remove_canary(clients: Clients, target: ReleaseTarget) -> dict:
-    """All of the stage's traffic back on its own stage variables (``live``)."""
-    stage = clients.apigateway.get_stage(restApiId=target.rest_api_id, stageName=target.stage_name)
-    if "canarySettings" not in stage:
-        return {"removed": False}
-    clients.apigateway.update_stage(
-        restApiId=target.rest_api_id,
-        stageName=target.stage_name,
-        patchOperations=[{"op": "remove", "path": "/canarySettings"}],
-    )
-    return {"removed": True}
-
-
-def check_candidate(
-    clients: Clients,
-    target: ReleaseTarget,
-    window_seconds: int,
-    now: datetime | None = None,
-    *,
-    expected: dict[str, str] | None = None,
-) -> dict:
-    """The candidate alarms in ALARM, the requests the candidate alias served in the
-    last ``window_seconds``, and the aliases no longer on the version ``expected``
-    of them (alias -> version): anything but the release moving them (a deploy)
-    means the canary no longer measures what it releases."""
-    if window_seconds <= 0:
-        raise InvalidInputError(f"window_seconds must be positive, got {window_seconds}")
+def _alarms(clients: Clients, target: ReleaseTarget) -> list[str]:
     alarms: list[str] = []
     paginator = clients.cloudwatch.get_paginator("describe_alarms")
     for page in paginator.paginate(
@@ -322,79 +295,286 @@ def check_candidate(
         for alarm in (*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])):
             if alarm.get("StateValue") == "ALARM":
                 alarms.append(alarm["AlarmName"])
-    end = now or datetime.now(UTC)
-    # The window widens to whole metric periods, so a short wait still counts.
-    start = end - timedelta(seconds=max(window_seconds, METRIC_PERIOD_SECONDS))
-    metric = {
-        "Namespace": "AWS/Lambda",
-        "MetricName": "Invocations",
-        "Dimensions": [
-            {"Name": "FunctionName", "Value": target.function_name},
-            {"Name": "Resource", "Value": f"{target.function_name}:{names.CANDIDATE_ALIAS}"},
-        ],
-    }
-    requests = 0.0
-    token: str | None = None
-    while True:
-        response = clients.cloudwatch.get_metric_data(
-            MetricDataQueries=[
-                {
-                    "Id": "requests",
-                    "MetricStat": {
-                        "Metric": metric,
-                        "Period": METRIC_PERIOD_SECONDS,
-                        "Stat": "Sum",
-                    },
-                }
-            ],
-            StartTime=start,
-            EndTime=end,
-            **({"NextToken": token} if token else {}),
-        )
-        for result in response.get("MetricDataResults", []):
-            requests += sum(result.get("Values", []))
-        token = response.get("NextToken")
-        if not token:
-            break
-    moved = [
-        f"{alias} is on version {found}, not {version}"
-        for alias, version in sorted((expected or {}).items())
-        if (found := _alias_version(clients, target, alias)) != version
+    return sorted(alarms)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def metric_sums(
+    clients: Clients,
+    release_id: str,
+    metrics: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> dict[str, float]:
+    """Metric name -> sum of the release's ``metrics`` from ``since`` to ``until``,
+    as the inference function published them (names.METRIC_NAMESPACE, dimensions
+    ``service`` and ``release``). One period spans the whole window, widened to
+    whole minutes, so each metric comes back as one number."""
+    start = _minute(since)
+    end = max(_minute(until), start) + timedelta(seconds=METRIC_PERIOD_SECONDS)
+    period = int((end - start).total_seconds())
+    dimensions = [
+        {"Name": "service", "Value": names.SERVICE_INFERENCE},
+        {"Name": DIMENSION_RELEASE, "Value": release_id},
     ]
-    return {"alarms": sorted(alarms), "requests": int(requests), "moved": moved}
-
-
-def _alias_version(clients: Clients, target: ReleaseTarget, alias: str) -> str:
-    return clients.lambda_.get_alias(FunctionName=target.function_name, Name=alias)[
-        "FunctionVersion"
+    queries = [
+        {
+            "Id": f"m{index}",
+            "Label": name,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": names.METRIC_NAMESPACE,
+                    "MetricName": name,
+                    "Dimensions": dimensions,
+                },
+                "Period": period,
+                "Stat": "Sum",
+            },
+        }
+        for index, name in enumerate(metrics)
     ]
+    by_id = {query["Id"]: query["Label"] for query in queries}
+    sums = dict.fromkeys(metrics, 0.0)
+    for first in range(0, len(queries), MAX_QUERIES):
+        token: str | None = None
+        while True:
+            response = clients.cloudwatch.get_metric_data(
+                MetricDataQueries=queries[first : first + MAX_QUERIES],
+                StartTime=start,
+                EndTime=end,
+                **({"NextToken": token} if token else {}),
+            )
+            for result in response.get("MetricDataResults", []):
+                sums[by_id[result["Id"]]] += sum(result.get("Values", []))
+            token = response.get("NextToken")
+            if not token:
+                break
+    return sums
 
 
-def point_aliases(
-    clients: Clients, target: ReleaseTarget, *, live: str | None, candidate: str | None
+def check_release(
+    clients: Clients,
+    target: ReleaseTarget,
+    release_id: str,
+    stage: str,
+    now: datetime | None = None,
 ) -> dict:
-    """Point ``live`` and/or ``candidate`` at the given function versions."""
-    moved = {}
-    for alias, version in ((names.LIVE_ALIAS, live), (names.CANDIDATE_ALIAS, candidate)):
-        if version is None:
-            continue
-        clients.lambda_.update_alias(
-            FunctionName=target.function_name, Name=alias, FunctionVersion=version
+    """What the stage in progress showed: the candidate alarms in ALARM, the stage's
+    evidence since the stage began (``EVIDENCE``) and the release's counts since it
+    began, as metric sums (``ReleaseCounts.from_metrics`` reads them back)."""
+    state = _state(target.registry(), release_id)
+    if state.stage != stage:
+        raise ConcurrentUpdateError(
+            f"release {release_id} is in {state.stage}, not in {stage} as the check expected"
         )
-        moved[alias] = version
-    if not moved:
-        raise InvalidInputError("point_aliases needs a version for live, candidate or both")
-    return {"aliases": moved}
+    end = now or datetime.now(UTC)
+    totals = metric_sums(
+        clients,
+        release_id,
+        ReleaseCounts.metric_names(),
+        datetime.fromisoformat(state.started_at),
+        end,
+    )
+    evidence = EVIDENCE[stage]
+    window = metric_sums(
+        clients, release_id, [evidence], datetime.fromisoformat(state.updated_at), end
+    )
+    return {
+        "alarms": _alarms(clients, target),
+        "requests": round(window[evidence]),
+        # Zeros left out: a missing count sums as zero, and the payload stays small.
+        "counts": {name: value for name, value in totals.items() if value},
+        "stage": state.stage,
+        "percent": state.percent,
+        "since": state.updated_at,
+    }
 
 
-def promote_model(target: ReleaseTarget, model_version: str, expected_champion: str | None) -> dict:
-    """Make ``model_version`` the registry's champion, unless it already is.
+def judge(
+    target: ReleaseTarget,
+    release_id: str,
+    policy: release_decision.CanaryPolicy,
+    *,
+    stage: str,
+    step_index: int | None,
+    check: Mapping[str, Any],
+) -> dict:
+    """The verdict on the stage just observed (``release_decision.decide``),
+    recorded in the release's report."""
+    registry = target.registry()
+    state = _state(registry, release_id)
+    observed = release_decision.StepCheck(
+        alarms=tuple(check.get("alarms", ())),
+        requests=int(check.get("requests", 0)),
+        counts=ReleaseCounts.from_metrics(check.get("counts") or {}),
+    )
+    verdict = release_decision.decide(
+        model_version=state.model_version,
+        champion=state.champion,
+        policy=policy,
+        started=True,
+        stage=stage,
+        step_index=step_index,
+        check=observed,
+    )
+    release_report.record_stage(
+        registry, state, stage=stage, percent=state.percent, check=observed, verdict=verdict
+    )
+    return verdict.as_dict()
 
-    ``expected_champion`` is the champion when the release began: a promotion that
-    happened meanwhile makes this one fail instead of silently replacing it.
-    """
-    registry = Registry(target.registry_uri, target.model_name)
-    if registry.champion_version() == model_version:
-        return {"champion": model_version, "previous": None, "already": True}
-    record = registry.promote(model_version, expected_champion=expected_champion)
-    return {"champion": record["version"], "previous": record["previous"], "already": False}
+
+def promote(target: ReleaseTarget, release_id: str, reason: str) -> dict:
+    """Makes the release's candidate the champion, then closes the release as
+    promoted; the champion pointer changes only once every customer already is on
+    the candidate (canary at 100%). ``expected_champion`` is the champion when the
+    release began: a promotion that happened meanwhile makes this one fail instead
+    of silently replacing it."""
+    registry = target.registry()
+    recorded = registry.release_state()
+    if recorded is not None and recorded.release_id == release_id and recorded.outcome == PROMOTED:
+        return {"champion": recorded.model_version, "previous": recorded.champion, "already": True}
+    state = _state(registry, release_id)
+    if (state.stage, state.percent) != (CANARY, 100.0):
+        raise InvalidInputError(
+            f"release {release_id} is at {state.stage} {state.percent:g}%: the champion "
+            "changes only once every customer is on the candidate"
+        )
+    champion = registry.champion_version()
+    already = champion == state.model_version
+    if not already:
+        if state.champion is None and champion is not None:
+            raise ConcurrentUpdateError(
+                f"{champion} was promoted while release {release_id} ran on an empty registry"
+            )
+        registry.promote(state.model_version, expected_champion=state.champion)
+    closed = registry.close_release(release_id, PROMOTED, reason)
+    if closed.outcome != PROMOTED:
+        # A rollback on request closed the release between the check above and the
+        # promotion: it wins, and the champion it kept is put back.
+        if not already:
+            registry.roll_back(closed.reason or ROLLED_BACK, expected_champion=state.model_version)
+        raise ReleaseEndedError(
+            f"release {release_id} was ended meanwhile ({closed.outcome}): {closed.reason}"
+        )
+    return {"champion": state.model_version, "previous": champion, "already": already}
+
+
+# A release's reason is quoted in its record, its report and the notification.
+MAX_REASON = 1000
+
+
+def failure_reason(error: str, cause: str | None) -> str:
+    """Why a failed task ends the release, in a sentence: a Lambda task's cause is
+    the function's whole error document (message, type, stack trace), of which the
+    message is what a reader needs."""
+    message = cause or "no cause given"
+    try:
+        document = json.loads(message)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and document.get("errorMessage"):
+        message = str(document["errorMessage"])
+    return f"{error}: {message}"[:MAX_REASON]
+
+
+def close_release(target: ReleaseTarget, release_id: str, reason: str) -> dict:
+    """Closes the release as rolled back: the serving functions drop the candidate
+    at their next refresh. A release already ended keeps its outcome and reason (a
+    rollback on request closed it, or a retry); one never opened is reported so."""
+    registry = target.registry()
+    state = registry.release_state()
+    if state is None or state.release_id != release_id:
+        return {"closed": False, "outcome": ROLLED_BACK, "reason": reason}
+    closed = registry.close_release(release_id, ROLLED_BACK, reason)
+    return {"closed": True, "outcome": closed.outcome, "reason": closed.reason}
+
+
+def report(clients: Clients, target: ReleaseTarget, release_id: str) -> dict:
+    """Writes the ended release's report (``release_report.finish``): its stages as
+    judged, its counts from start to end, and its served and shadow scores from the
+    scoring log (what has reached it: Firehose delivers within minutes). The
+    report's URIs, or ``none`` for a release that was never opened."""
+    registry = target.registry()
+    state = registry.release_state()
+    if state is None or state.release_id != release_id:
+        return {"report_json": "none", "report_html": f"none (release {release_id} never opened)"}
+    if state.active:
+        raise InvalidInputError(f"release {release_id} is still in {state.stage}")
+    started = datetime.fromisoformat(state.started_at)
+    ended = datetime.fromisoformat(state.updated_at)
+    sums = metric_sums(clients, release_id, ReleaseCounts.metric_names(), started, ended)
+    return release_report.finish(
+        registry,
+        state,
+        outcome=state.outcome or ROLLED_BACK,
+        reason=state.reason or "",
+        records=_records(target, state, started, ended),
+        counts=ReleaseCounts.from_metrics(sums),
+    )
+
+
+def _records(
+    target: ReleaseTarget, state: ReleaseState, started: datetime, ended: datetime
+) -> list[ScoreRecord]:
+    if not target.scoring_log_uri:
+        return []
+    from credit_risk.monitoring.records import read_scoring_log
+
+    try:
+        records = read_scoring_log(target.scoring_log_uri, started.date(), ended.date())
+    except Exception:
+        # The report is worth writing without its sample of flipped customers.
+        logger.exception("the scoring log could not be read for release %s", state.release_id)
+        return []
+    return [record for record in records if record.release_id == state.release_id]
+
+
+# --- rollback on request ------------------------------------------------------------
+def roll_back(target: ReleaseTarget, reason: str, rollback_id: str) -> dict:
+    """The rollback input of the state machine, in one write: a release in progress
+    is closed as rolled back (the champion keeps serving, the candidate answers no
+    one); with none, the champion before the current one is the champion again.
+    ``rollback_id`` (the execution name) makes a retry find its own work done
+    instead of stepping one more champion back. Returns what it did and the model
+    ``live`` serves once its instances have refreshed."""
+    registry = target.registry()
+    marked = f"{reason} (rollback {rollback_id})"
+    state = registry.release_state()
+    if state is not None and state.reason == marked:
+        return _rolled("closed_release", registry.champion_version(), state, already=True)
+    if state is not None and state.active:
+        closed = registry.close_release(state.release_id, ROLLED_BACK, marked)
+        champion = registry.champion_version()
+        if champion == closed.model_version and closed.champion not in (None, champion):
+            # The promotion had just changed the champion: that is undone too.
+            registry.roll_back(marked, expected_champion=champion)
+            champion = registry.champion_version()
+        return _rolled("closed_release", champion, closed, already=False)
+    current = registry.champion()
+    if current is not None and current.get("reason") == marked:
+        return _rolled("restored_champion", current["version"], None, already=True, record=current)
+    if current is None:
+        raise InvalidInputError(f"{target.model_name} has no champion and no release to roll back")
+    record = registry.roll_back(marked, expected_champion=current["version"])
+    return _rolled("restored_champion", record["version"], None, already=False, record=record)
+
+
+def _rolled(
+    did: str,
+    serving: str | None,
+    state: ReleaseState | None,
+    *,
+    already: bool,
+    record: Mapping[str, Any] | None = None,
+) -> dict:
+    return {
+        "did": did,
+        "model_version": serving,
+        "release_id": state.release_id if state else None,
+        "candidate": state.model_version if state else None,
+        "rolled_back_from": (record or {}).get("rolled_back_from"),
+        "already": already,
+    }

@@ -4,7 +4,7 @@
 and gives every resource the release scenarios need a physical twin in moto: the
 lake buckets, the secrets, the notification topic (read back through an SQS queue),
 the Glue job, the REST API and its stage, the Lambda functions with their versions
-and aliases, the candidate alarms and both state machines. Property values go
+and alias, the candidate alarms and both state machines. Property values go
 through ``Resolver``, which evaluates the CloudFormation intrinsics the templates use
 (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select, Fn::Split, Fn::ImportValue and the
 pseudo parameters) against those physical resources, and fails on anything else.
@@ -16,7 +16,19 @@ Where moto stops short of AWS, a hook stands in, and only there:
 - Lambda: an invocation runs our real handler in-process (``LambdaRuntime``), one
   fresh copy of its module per published version and environment, as a new
   execution environment would, and publishes the AWS/Lambda metrics the Lambda
-  service would.
+  service would. What the handler prints goes where its log group sends it: the
+  embedded-metric (EMF) documents become CloudWatch metrics (``put_metric_data`` of
+  what ``release_metrics.parse_emf`` reads, as CloudWatch's EMF extraction does),
+  and the lines the log group's subscription filter selects reach the scoring log
+  in S3 as its Firehose stream delivers them, at once instead of within minutes
+  (``LogDelivery``).
+- CloudWatch alarms: moto keeps them but never evaluates them. Before each
+  invocation of the release function, ``AlarmEvaluator`` evaluates the alarms of
+  the templates that the release reads, from their definitions as deployed, on
+  moto's metrics: the statistic over each period, the last ``EvaluationPeriods``
+  periods (the current, unfinished minute the latest of them, as if CloudWatch had
+  no ingestion delay), ``DatapointsToAlarm`` of them breaching the comparison with
+  the threshold, missing data as ``TreatMissingData`` says.
 - Glue: starting a run of the feature job runs the real job on a local copy of its
   S3 input, with local Spark, before the call returns (``FeatureJobRunner``).
 - EventBridge: ``deliver`` matches an event against the templates' rules with moto's
@@ -29,12 +41,14 @@ Where moto stops short of AWS, a hook stands in, and only there:
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import importlib.util
 import io
 import json
+import operator
 import os
-import random
 import re
 import secrets
 import shutil
@@ -48,7 +62,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -57,6 +71,8 @@ import boto3
 
 from credit_risk import names
 from credit_risk.local_api import build_event
+from credit_risk.registry import Registry
+from credit_risk.release_metrics import parse_emf
 from tests.integration.orchestration.conftest import (
     Execution,
     moto_runnable,
@@ -279,6 +295,10 @@ class LambdaRuntime:
         self.modules: dict[tuple[str, str, str], Any] = {}
         self.lock = threading.RLock()
         self.invocations: list[tuple[str, str, str | None]] = []  # (function, version, error)
+        # Per function name: what runs before an invocation, and what receives the
+        # lines the handler printed (its log).
+        self.before: dict[str, Callable[[], None]] = {}
+        self.log_readers: dict[str, Callable[[list[str]], None]] = {}
 
     def install(self, monkeypatch: Any) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -336,6 +356,8 @@ class LambdaRuntime:
             invoked_arn = f"{invoked_arn}:{qualifier}"
         event = json.loads(body) if body else {}
         with self.lock:
+            if name in self.before:
+                self.before[name]()
             key = (name, version, json.dumps(variables, sort_keys=True))
             with self.environment(variables):
                 if key not in self.modules:
@@ -350,8 +372,11 @@ class LambdaRuntime:
                     memory_limit_in_mb=int(config.get("MemorySize", 128)),
                     log_group_name=f"/aws/lambda/{name}",
                 )
+                printed = io.StringIO()
                 try:
-                    result = getattr(self.modules[key], function)(event, context)
+                    # The handler's stdout is its log (a nested invocation has its own).
+                    with contextlib.redirect_stdout(printed):
+                        result = getattr(self.modules[key], function)(event, context)
                     error = None
                 except Exception as exc:
                     # What Lambda answers for an unhandled error; Step Functions' Catch
@@ -365,6 +390,8 @@ class LambdaRuntime:
                     response_headers["x-amz-function-error"] = "Unhandled"
             self.invocations.append((name, version, error))
             self._publish_metrics(name, qualifier, version, error)
+            if name in self.log_readers:
+                self.log_readers[name](printed.getvalue().splitlines())
         return json.dumps(result).encode()
 
     @staticmethod
@@ -403,6 +430,180 @@ def _become(environ: Any, target: Mapping[str, str]) -> None:
     for name, value in target.items():
         if environ.get(name) != value:
             environ[name] = value
+
+
+# --- CloudWatch Logs: what a function's log becomes ---------------------------------
+
+# The subscription filter patterns the harness reads: ``{ $.<field> = "<value>" }``.
+_FILTER = re.compile(r'^\{\s*\$\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(?P<value>[^"]*)"\s*\}$')
+# The one Firehose prefix expression the scoring log's stream uses.
+_DELIVERY_DAY = "!{timestamp:yyyy-MM-dd}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A log group's subscription filter and the S3 destination of its Firehose
+    stream, from the templates."""
+
+    field: str
+    value: str
+    bucket: str
+    prefix: str
+    extension: str
+    gzipped: bool
+
+    def selects(self, line: str) -> bool:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(record, dict) and str(record.get(self.field)) == self.value
+
+
+class LogDelivery:
+    """What CloudWatch does with a function's log: EMF documents become metrics,
+    and the lines a subscription filter selects are delivered to S3 by its stream."""
+
+    def __init__(self, subscriptions: list[Subscription]) -> None:
+        self.subscriptions = subscriptions
+        self.delivered: list[str] = []  # the S3 URIs written
+
+    def __call__(self, lines: list[str]) -> None:
+        self.put_metrics(lines)
+        for subscription in self.subscriptions:
+            selected = [line for line in lines if subscription.selects(line)]
+            if selected:
+                self.deliver(subscription, selected)
+
+    @staticmethod
+    def put_metrics(lines: list[str]) -> None:
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for value in parse_emf(lines):
+            if not value.values:
+                continue
+            by_namespace.setdefault(value.namespace, []).append(
+                {
+                    "MetricName": value.name,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in value.dimensions.items()],
+                    "Values": list(value.values),
+                    "Unit": value.unit,
+                    "Timestamp": datetime.fromtimestamp(value.timestamp_ms / 1000, UTC),
+                }
+            )
+        cloudwatch = boto3.client("cloudwatch")
+        for namespace, data in by_namespace.items():
+            for first in range(0, len(data), 500):
+                cloudwatch.put_metric_data(
+                    Namespace=namespace, MetricData=data[first : first + 500]
+                )
+
+    def deliver(self, subscription: Subscription, lines: list[str]) -> None:
+        body = "".join(f"{line}\n" for line in lines).encode()
+        if subscription.gzipped:
+            body = gzip.compress(body)
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        key = (
+            subscription.prefix.replace(_DELIVERY_DAY, day)
+            + f"delivery-{uuid.uuid4().hex}{subscription.extension}"
+        )
+        boto3.client("s3").put_object(Bucket=subscription.bucket, Key=key, Body=body)
+        self.delivered.append(f"s3://{subscription.bucket}/{key}")
+
+
+# --- CloudWatch alarms --------------------------------------------------------------
+
+_COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": operator.ge,
+    "GreaterThanThreshold": operator.gt,
+    "LessThanThreshold": operator.lt,
+    "LessThanOrEqualToThreshold": operator.le,
+}
+_STATISTICS = ("Sum", "Average", "Maximum", "Minimum", "SampleCount")
+
+
+class AlarmEvaluator:
+    """Evaluates metric alarms, given as their ``PutMetricAlarm`` definitions, on
+    moto's metrics and sets their state (see the module doc)."""
+
+    def __init__(self, alarms: list[dict[str, Any]]) -> None:
+        for alarm in alarms:
+            if alarm.get("Statistic") not in _STATISTICS or "Metrics" in alarm:
+                raise UnresolvableError(
+                    f"alarm {alarm['AlarmName']}: only {', '.join(_STATISTICS)} of one metric "
+                    "are evaluated here"
+                )
+            if alarm["ComparisonOperator"] not in _COMPARISONS:
+                raise UnresolvableError(
+                    f"alarm {alarm['AlarmName']}: comparison {alarm['ComparisonOperator']}"
+                )
+        self.alarms = alarms
+        self.history: list[tuple[str, str, list[float | None]]] = []  # (alarm, state, values)
+
+    def __call__(self, now: datetime | None = None) -> None:
+        cloudwatch = boto3.client("cloudwatch")
+        # A second on: what was published this very second counts.
+        end = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=1)
+        for alarm in self.alarms:
+            values = self.period_values(cloudwatch, alarm, end)
+            state, reason = self.state(alarm, values)
+            if state is None:
+                continue
+            self.history.append((alarm["AlarmName"], state, values))
+            cloudwatch.set_alarm_state(
+                AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason
+            )
+
+    @staticmethod
+    def period_values(cloudwatch: Any, alarm: dict[str, Any], end: datetime) -> list[float | None]:
+        """The statistic of each of the last ``EvaluationPeriods`` periods up to
+        ``end``, oldest first; None where the period has no data."""
+        period, count = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
+        start = end - timedelta(seconds=period * count)
+        result = cloudwatch.get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "alarm",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": alarm["Namespace"],
+                            "MetricName": alarm["MetricName"],
+                            "Dimensions": alarm.get("Dimensions", []),
+                        },
+                        "Period": period,
+                        "Stat": alarm["Statistic"],
+                        **({"Unit": alarm["Unit"]} if "Unit" in alarm else {}),
+                    },
+                }
+            ],
+            StartTime=start,
+            EndTime=end,
+        )["MetricDataResults"][0]
+        found = {
+            int((stamp - start).total_seconds()) // period: value
+            for stamp, value in zip(result["Timestamps"], result["Values"], strict=True)
+        }
+        return [found.get(index) for index in range(count)]
+
+    @staticmethod
+    def state(alarm: dict[str, Any], values: list[float | None]) -> tuple[str | None, str]:
+        """ALARM, OK, INSUFFICIENT_DATA, or None to keep the state (missing data
+        treated as ``ignore``)."""
+        compare = _COMPARISONS[alarm["ComparisonOperator"]]
+        threshold = float(alarm["Threshold"])
+        missing = alarm.get("TreatMissingData", "missing")
+        needed = int(alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"]))
+        present = [value for value in values if value is not None]
+        breaching = sum(compare(value, threshold) for value in present)
+        if missing == "breaching":
+            breaching += len(values) - len(present)
+        reason = f"{alarm['Statistic']} of the last periods {values} against {threshold:g}"
+        if breaching >= needed:
+            return "ALARM", reason
+        if not present and missing == "missing":
+            return "INSUFFICIENT_DATA", reason
+        if not present and missing == "ignore":
+            return None, reason
+        return "OK", reason
 
 
 # --- Glue ------------------------------------------------------------------------
@@ -672,9 +873,13 @@ class AwsWorld:
         self._state_machines()
         self.runtime = LambdaRuntime(_base_environment(self.region))
         self.runtime.install(monkeypatch)
+        inference = self.function(names.HANDLER_INFERENCE)
+        self.log_delivery = LogDelivery(self._subscriptions(inference))
+        self.runtime.log_readers[inference.name] = self.log_delivery
+        self.alarm_evaluator = AlarmEvaluator(self.alarm_definitions)
+        self.runtime.before[self.function(names.HANDLER_RELEASE).name] = self.alarm_evaluator
         self.feature_job.install(monkeypatch)
         read_sdk_bodies_as_text(monkeypatch)
-        stage_canary(monkeypatch)
         return self
 
     def _buckets(self) -> None:
@@ -896,8 +1101,8 @@ class AwsWorld:
 
     def _alarms(self) -> None:
         """The candidate alarms (name prefix from the release function's environment),
-        so that a release reads real alarm names. Actions are left out: moto does not
-        evaluate alarms, the scenario sets their state."""
+        which the release reads, as deployed; ``AlarmEvaluator`` evaluates them.
+        Actions are left out: the notifications read back are the state machines'."""
         release = self.function(names.HANDLER_RELEASE)
         self.candidate_prefix = self.lambda_environment(release.name)[
             names.ENV_CANDIDATE_ALARM_PREFIX
@@ -921,6 +1126,7 @@ class AwsWorld:
             "Unit",
         )
         self.candidate_alarms: list[str] = []
+        self.alarm_definitions: list[dict[str, Any]] = []
         for unit in ("Ml", "Monitoring"):
             for resource in self.resources(unit, "AWS::CloudWatch::Alarm").values():
                 props = resource["Properties"]
@@ -936,6 +1142,41 @@ class AwsWorld:
                 spec["Threshold"] = float(spec.get("Threshold", 0))
                 cloudwatch.put_metric_alarm(**spec)
                 self.candidate_alarms.append(name)
+                self.alarm_definitions.append(spec)
+
+    def _subscriptions(self, function: Function) -> list[Subscription]:
+        """The subscription filters on ``function``'s log group, each with the S3
+        destination of the Firehose stream it feeds."""
+        found = []
+        log_group = function.properties.get("LoggingConfig", {}).get("LogGroup")
+        for unit, _, resource in self.all_resources("AWS::Logs::SubscriptionFilter"):
+            props = resource["Properties"]
+            if unit != function.unit or props["LogGroupName"] != log_group:
+                continue
+            pattern = _FILTER.match(props["FilterPattern"])
+            destination = props["DestinationArn"].get("Fn::GetAtt", [None])[0]
+            stream = self.templates[unit]["Resources"].get(destination, {})
+            if pattern is None or stream.get("Type") != "AWS::KinesisFirehose::DeliveryStream":
+                raise UnresolvableError(f"{unit}: a subscription the harness cannot deliver")
+            destination = stream["Properties"]["ExtendedS3DestinationConfiguration"]
+            s3 = {
+                key: self.resolver.resolve(unit, destination[key])
+                for key in ("BucketARN", "Prefix", "FileExtension", "CompressionFormat")
+                if key in destination
+            }
+            found.append(
+                Subscription(
+                    field=pattern["field"],
+                    value=pattern["value"],
+                    bucket=s3["BucketARN"].removeprefix("arn:aws:s3:::"),
+                    prefix=s3.get("Prefix", ""),
+                    extension=s3.get("FileExtension", ""),
+                    gzipped=s3.get("CompressionFormat") == "GZIP",
+                )
+            )
+        if not found:
+            raise UnresolvableError(f"no subscription filter on the log group of {function.name}")
+        return found
 
     def _state_machines(self) -> None:
         sfn = boto3.client("stepfunctions")
@@ -984,6 +1225,11 @@ class AwsWorld:
             restApiId=self.rest_api_id, stageName=self.stage_name
         )
 
+    def registry(self) -> Registry:
+        """The model registry, where the release function's environment says."""
+        env = self.lambda_environment(self.function(names.HANDLER_RELEASE).name)
+        return Registry(env[names.ENV_REGISTRY_URI], env[names.ENV_MODEL_NAME])
+
     def notifications(self) -> list[dict[str, str]]:
         """Subject and message of everything published to the topics since last read."""
         return read_notifications(self.topic_queue_url)
@@ -999,15 +1245,9 @@ class AwsWorld:
     ) -> tuple[int, dict[str, Any]]:
         """One request as the stage's proxy integration passes it: to the inference
         function, qualified by the stage variable that selects the alias (or by
-        ``alias``); while the stage has a canary, its share of the requests takes the
-        canary's variable overrides, as API Gateway picks them."""
+        ``alias``)."""
         if alias is None:
-            stage = self.stage()
-            variables = dict(stage.get("variables", {}))
-            canary = stage.get("canarySettings")
-            if canary and random.uniform(0, 100) < float(canary.get("percentTraffic", 0)):
-                variables.update(canary.get("stageVariableOverrides", {}))
-            alias = variables[names.STAGE_VARIABLE_LAMBDA_ALIAS]
+            alias = self.stage()["variables"][names.STAGE_VARIABLE_LAMBDA_ALIAS]
         data = json.dumps(body).encode() if body is not None else b""
         headers = {"content-type": "application/json"} if data else {}
         event = build_event(method=method, target=path, headers=headers, body=data, alias=alias)
@@ -1129,7 +1369,7 @@ class AwsWorld:
         self, execution: Execution, canary: Mapping[str, Any] | None = None, **settings: Any
     ) -> str:
         """Starts the canary release as the training pipeline would have, with
-        ``canary`` settings overlaid on the recorded ones (a shorter wait) and the
+        ``canary`` settings overlaid on the recorded ones (shorter waits) and the
         other ``settings`` of a release's input set."""
         request = self.recorded_release(execution)
         payload = {**request["Input"], **settings}
@@ -1155,51 +1395,10 @@ class AwsWorld:
             FunctionName=function.name, Environment={"Variables": variables}
         )
         version = lam.publish_version(FunctionName=function.name, Description="code release")
-        # Both aliases are on the template's version: CodeDeploy shifts live,
-        # CloudFormation moves candidate (which takes no traffic between releases).
-        for alias in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS):
-            lam.update_alias(
-                FunctionName=function.name, Name=alias, FunctionVersion=version["Version"]
-            )
+        lam.update_alias(
+            FunctionName=function.name, Name=names.LIVE_ALIAS, FunctionVersion=version["Version"]
+        )
         return version["Version"]
-
-
-def stage_canary(monkeypatch: Any) -> None:
-    """The canary settings of a REST API stage, which moto 5.2 ignores (and would
-    take ``/canarySettings/deploymentId`` for the stage's own deployment): the patch
-    operations the release sends are kept, and ``GetStage`` answers them."""
-    from moto.apigateway.models import Stage
-
-    apply_operations, to_json = Stage.apply_operations, Stage.to_json
-
-    def apply(stage, operations):
-        others = []
-        for op in operations:
-            path = op["path"]
-            if path == "/canarySettings" and op["op"] == "remove":
-                stage.canary_settings = None
-            elif path.startswith("/canarySettings/") and op["op"] == "replace":
-                settings = getattr(stage, "canary_settings", None) or {}
-                key, _, variable = path.removeprefix("/canarySettings/").partition("/")
-                if key == "stageVariableOverrides":
-                    settings.setdefault(key, {})[variable] = op["value"]
-                elif key == "percentTraffic":
-                    settings[key] = float(op["value"])
-                else:
-                    settings[key] = op["value"]
-                stage.canary_settings = settings
-            else:
-                others.append(op)
-        return apply_operations(stage, others)
-
-    def as_json(stage):
-        answer = to_json(stage)
-        if getattr(stage, "canary_settings", None):
-            answer["canarySettings"] = stage.canary_settings
-        return answer
-
-    monkeypatch.setattr(Stage, "apply_operations", apply)
-    monkeypatch.setattr(Stage, "to_json", as_json)
 
 
 def _base_environment(region: str) -> dict[str, str]:

@@ -62,10 +62,53 @@ def test_the_error_names_the_field_at_fault(context):
 
 def test_canary_steps_must_increase(context):
     broken = copy.deepcopy(context)
-    broken["staging"]["canary"]["steps_percent"] = [50, 10]
+    broken["staging"]["model_release"]["steps_percent"] = [50, 10]
 
     with pytest.raises(ConfigurationError, match="strictly increasing"):
         load_config(broken, "staging")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_latency_ratio", 0.5),
+        ("max_approval_rate_change", 0),
+        ("max_swap_share", 1.5),
+        ("max_score_psi", 0),
+        ("max_candidate_errors", -1),
+        ("shadow_min_requests", 0),
+    ],
+)
+def test_a_gate_the_release_could_not_apply_is_refused_at_synth(context, field, value):
+    broken = copy.deepcopy(context)
+    broken["prod"]["model_release"][field] = value
+
+    with pytest.raises(ConfigurationError, match=rf"model_release\.{field}"):
+        load_config(broken, "prod")
+
+
+@pytest.mark.parametrize("environment", names.ENVIRONMENTS)
+def test_every_model_release_is_a_policy_the_decision_function_takes(context, environment):
+    from credit_risk import release
+
+    settings = load_config(context, environment).model_release.settings()
+    policy = release.policy(settings)
+
+    assert list(policy.steps_percent) == settings["steps_percent"]
+    assert policy.shadow_min_requests == settings["shadow_min_requests"]
+    assert policy.gates.max_swap_share == settings["max_swap_share"]
+    assert policy.gates.max_candidate_errors == 0
+
+
+def test_the_release_gates_tighten_from_dev_to_prod(context):
+    gates = {
+        environment: load_config(context, environment).model_release
+        for environment in names.ENVIRONMENTS
+    }
+
+    for field in ("max_approval_rate_change", "max_swap_share", "max_score_psi"):
+        values = [getattr(gates[environment], field) for environment in names.ENVIRONMENTS]
+        assert values == sorted(values, reverse=True), field
 
 
 def test_unknown_settings_are_refused_rather_than_ignored(context):

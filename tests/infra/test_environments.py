@@ -39,10 +39,7 @@ def test_only_prod_provisions_concurrency_on_the_live_alias(dev, staging, prod):
             for a in _props(synth, "Ml", "AWS::Lambda::Alias")
         }
 
-    assert provisioned(prod) == {
-        "live": {"ProvisionedConcurrentExecutions": 5},
-        "candidate": None,
-    }
+    assert provisioned(prod) == {"live": {"ProvisionedConcurrentExecutions": 5}}
     assert set(provisioned(dev).values()) == {None}
     assert set(provisioned(staging).values()) == {None}
 

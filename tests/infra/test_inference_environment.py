@@ -158,7 +158,8 @@ def test_the_function_serves_an_empty_environment_then_its_first_model(
     assert body["request_id"] == load_event("inference_health")["requestContext"]["requestId"]
     assert int(headers["retry-after"]) > 0
     warm = empty.lambda_handler(load_event("inference_warm_up"), live())
-    assert warm == {"warm": True, "model_version": None}
+    # (no model, and no release to take part in)
+    assert warm == {"warm": True, "model_version": None, "release": None}
 
     # Given a model registered and promoted in that environment
     registry = Registry(registry_root, variables[names.ENV_MODEL_NAME])

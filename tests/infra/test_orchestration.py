@@ -70,11 +70,49 @@ def test_both_state_machines_are_inlined_with_their_substitutions(staging):
     }
     assert "ReleaseFunctionArn" in canary["DefinitionSubstitutions"]
     assert canary["DefinitionSubstitutions"]["LiveAlias"] == names.LIVE_ALIAS
-    assert canary["DefinitionSubstitutions"]["StageVariable"] == names.STAGE_VARIABLE_LAMBDA_ALIAS
     assert canary["DefinitionSubstitutions"]["CanaryStepsPercent"] == "[10, 50]"
     assert pipeline["DefinitionSubstitutions"]["MaxQuarantinedFraction"] == json.dumps(
         names.MAX_QUARANTINED_FRACTION
     )
+
+
+def test_the_model_release_settings_of_cdk_json_are_the_release_defaults(
+    every_environment, cdk_context
+):
+    settings = cdk_context[every_environment.environment]["model_release"]
+    (canary,) = [
+        m["Properties"]
+        for m in _machines(every_environment).values()
+        if m["Properties"]["StateMachineName"].endswith("-canary-release")
+    ]
+    definition = json.loads(canary["DefinitionString"])
+    defaults = definition["States"]["Defaults"]["Parameters"]["canary"]
+
+    # Each setting's default is its substitution, parsed as JSON by the definition...
+    values = {
+        key.removesuffix(".$"): json.loads(
+            canary["DefinitionSubstitutions"][
+                value.removeprefix("States.StringToJson('${").removesuffix("}')")
+            ]
+        )
+        for key, value in defaults.items()
+    }
+    # ...which is cdk.json's value, the waits in seconds.
+    assert values == {
+        "steps_percent": settings["steps_percent"],
+        "wait_seconds": settings["wait_minutes"] * 60,
+        "min_requests": settings["min_requests"],
+        "shadow_seconds": settings["shadow_minutes"] * 60,
+        "shadow_min_requests": settings["shadow_min_requests"],
+        "max_candidate_errors": settings["max_candidate_errors"],
+        "max_latency_ratio": settings["max_latency_ratio"],
+        "max_approval_rate_change": settings["max_approval_rate_change"],
+        "max_swap_share": settings["max_swap_share"],
+        "max_score_psi": settings["max_score_psi"],
+    }
+    # A stage, a promotion and a rollback wait a refresh of every live instance.
+    refresh = canary["DefinitionSubstitutions"]["LiveRefreshSeconds"]
+    assert json.loads(refresh) == names.MODEL_REFRESH_SECONDS + 5 <= 60
 
 
 def test_state_machines_trace_and_log_everything(staging):
@@ -110,20 +148,37 @@ def test_the_canary_machine_may_only_invoke_the_release_function_and_notify(stag
     assert not json.dumps(invoke["Resource"]).endswith(':*"]}')
 
 
-def test_the_release_function_may_move_the_candidate_alias_and_patch_the_stage_only(staging):
+def test_the_release_function_changes_no_function_alias_or_stage(staging):
     statements = _policy_statements(staging, "ReleaseRole")
-    moves = [s for s in statements if "lambda:UpdateAlias" in _as_list(s["Action"])]
-    stage_statement = next(s for s in statements if "apigateway:PATCH" in s["Action"])
+    actions = {action for s in statements for action in _as_list(s["Action"])}
 
-    # Lambda authorises UpdateAlias on the function's ARN (alias ARNs alone are
-    # refused); live is not named: it belongs to code releases (CodeDeploy).
-    (move,) = moves
-    resources = json.dumps(move["Resource"])
-    assert f":{names.CANDIDATE_ALIAS}" in resources
-    assert f":{names.LIVE_ALIAS}" not in resources
-    # The function's own ARN: an import of the Ml stack's export, not joined to a qualifier.
-    assert any("Fn::Join" not in r for r in move["Resource"])
-    assert "/stages/api" in json.dumps(stage_statement["Resource"])
+    assert (
+        not {
+            "lambda:UpdateAlias",
+            "lambda:PublishVersion",
+            "lambda:UpdateFunctionConfiguration",
+        }
+        & actions
+    )
+    assert not [action for action in actions if action.startswith("apigateway:")]
+    # It only warms live up, which re-reads the registry and says what it serves.
+    (invoke,) = [s for s in statements if s["Action"] == "lambda:InvokeFunction"]
+    assert invoke["Resource"]["Fn::Join"][1][-1] == f":{names.LIVE_ALIAS}"
+    assert {"cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData"} <= actions
+
+
+def test_the_release_function_writes_the_registry_and_reads_the_scoring_log(staging):
+    statements = _policy_statements(staging, "ReleaseRole")
+
+    def objects(action: str) -> str:
+        return json.dumps([s["Resource"] for s in statements if action in _as_list(s["Action"])])
+
+    # release.json, champion.json and the reports beside the versions
+    assert "credit-risk-staging-models-" in objects("s3:PutObject")
+    assert f"/{names.REGISTRY_PREFIX}*" in objects("s3:PutObject")
+    assert "credit-risk-staging-curated-" not in objects("s3:PutObject")
+    # the release's served and shadow scores, for the report
+    assert f"/{names.SCORING_LOG_PREFIX}*" in objects("s3:GetObject")
 
 
 def test_the_release_function_knows_what_it_releases(staging):
@@ -136,12 +191,15 @@ def test_the_release_function_knows_what_it_releases(staging):
     variables = release["Properties"]["Environment"]["Variables"]
 
     assert variables[names.ENV_CANDIDATE_ALARM_PREFIX] == names.candidate_alarm_prefix("staging")
-    assert variables[names.ENV_API_STAGE_NAME] == names.API_STAGE_NAME
-    assert {
-        names.ENV_INFERENCE_FUNCTION_NAME,
-        names.ENV_REST_API_ID,
-        names.ENV_REGISTRY_URI,
-    } <= set(variables)
+    assert "ExportsOutputRefFunctionsInference" in json.dumps(
+        variables[names.ENV_INFERENCE_FUNCTION_NAME]
+    )
+    assert "/registry" in json.dumps(variables[names.ENV_REGISTRY_URI])
+    # The lake root the scoring log is delivered under: the curated bucket.
+    assert "DataLakeCurated" in json.dumps(variables[names.ENV_LAKE_URI])
+    assert variables[names.ENV_DEPLOY_STACK_NAME] == "CreditRisk-staging-Ml"
+    # Nothing of the API: a model release never touches the stage.
+    assert not [name for name in variables if "API" in name.removeprefix(names.ENV_PREFIX)]
 
 
 def test_schedule_and_new_raw_data_start_the_pipeline_with_the_configured_defaults(staging):
@@ -158,6 +216,8 @@ def test_schedule_and_new_raw_data_start_the_pipeline_with_the_configured_defaul
     schedule_input = schedule["Properties"]["Targets"][0]["InputTransformer"]["InputTemplate"]
     assert '"steps_percent":[10,50]' in schedule_input
     assert '"wait_seconds":300' in schedule_input
+    assert '"shadow_seconds":600' in schedule_input
+    assert '"max_score_psi":0.1' in schedule_input
     raw = next(p for p in pattern_rules if p["source"] == ["aws.s3"])
     assert raw["detail"]["object"]["key"] == [{"wildcard": names.RAW_DELIVERY_MARKER_PATTERN}]
     failures = next(p for p in pattern_rules if p["source"] == ["aws.states"])

@@ -164,7 +164,7 @@ def test_no_environment_is_deployed_while_a_model_release_runs_in_it(
     assert f":stateMachine:credit-risk-{environment}-canary-release" in machine
     assert len(lists) == 1
     assert json.dumps(lists[0]["Resource"]) == machine
-    # ...nor while a failed release left the stage canary on: the Api stack's URL
+    # ...nor while an operator's canary is on the stage: the Api stack's URL
     # output, then its stage, and nothing more.
     assert variables["API_STACK"] == f"CreditRisk-{environment}-Api"
     reads = {

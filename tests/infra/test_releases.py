@@ -2,9 +2,10 @@
 
 A code release (``cdk deploy``) publishes an inference version that pins no model
 and lets CodeDeploy shift the ``live`` alias to it, rolling back on the live
-alarms; a model release is run by the release function, whose time, permissions
-and environment are checked here. Also: the delivery marker that starts the
-training pipeline, and the stack outputs the bootstrap reads.
+alarms; a model release is run by the release function, whose permissions and
+environment are checked here, and by the settings of ``model_release``. Also: the
+delivery marker that starts the training pipeline, and the stack outputs the
+bootstrap reads.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def test_a_deployed_inference_version_serves_the_champion_and_names_its_commit(d
     variables = _function(dev, "Ml", names.HANDLER_INFERENCE)["Environment"]["Variables"]
 
     assert variables[names.ENV_MODEL_FALLBACK_TO_CHAMPION] == "true"
+    # A change of the registry (a release's stage, a promotion, a rollback) reaches
+    # every instance within this, and so every customer within a minute.
+    assert int(variables[names.ENV_MODEL_REFRESH_SECONDS]) == names.MODEL_REFRESH_SECONDS == 30
     # No pin in the template: only a model release publishes a pinned version.
     assert names.ENV_MODEL_VERSION not in variables
     assert variables[names.ENV_CODE_VERSION] == code_version()
@@ -170,28 +174,16 @@ def test_the_live_alarms_fire_on_one_error_or_one_5xx_in_a_minute(staging):
     }
 
 
-def test_the_model_release_reads_a_5xx_alarm_on_the_candidate(dev):
-    alarms = {
-        a["Properties"]["AlarmName"]: a["Properties"]
-        for a in dev.resources("Monitoring", "AWS::CloudWatch::Alarm").values()
-    }
-    alarm = alarms[names.candidate_alarm_prefix("dev") + "server-errors"]
-
-    assert alarm["MetricName"] == names.METRIC_SERVER_ERRORS
-    assert _dimensions(alarm) == {
-        "service": names.SERVICE_INFERENCE,
-        names.METRIC_DIMENSION_ALIAS: names.CANDIDATE_ALIAS,
-    }
-    assert alarm["Period"] == 60
-    assert alarm["Threshold"] == 1
-    assert alarm["TreatMissingData"] == "notBreaching"
-
-
 # --- Settings that make a release observable ----------------------------------
 
 
 @pytest.mark.parametrize(
-    ("section", "field"), [("canary", "wait_minutes"), ("code_release", "canary_minutes")]
+    ("section", "field"),
+    [
+        ("model_release", "shadow_minutes"),
+        ("model_release", "wait_minutes"),
+        ("code_release", "canary_minutes"),
+    ],
 )
 def test_a_canary_step_shorter_than_an_alarm_can_see_is_refused(cdk_context, section, field):
     broken = copy.deepcopy(cdk_context)
@@ -205,7 +197,8 @@ def test_a_canary_step_shorter_than_an_alarm_can_see_is_refused(cdk_context, sec
 def test_every_environment_waits_long_enough_for_its_alarms(cdk_context, environment):
     config = load_config(cdk_context, environment)
 
-    assert config.canary.wait_minutes >= MIN_STEP_MINUTES
+    assert config.model_release.shadow_minutes >= MIN_STEP_MINUTES
+    assert config.model_release.wait_minutes >= MIN_STEP_MINUTES
     assert config.code_release.canary_minutes >= MIN_STEP_MINUTES
 
 
@@ -221,13 +214,6 @@ def test_the_smoke_test_scores_a_customer_every_generated_dataset_has(cdk_contex
 # --- The model release function -------------------------------------------------
 
 
-def test_the_release_function_outlives_the_wait_for_a_configuration_update(staging):
-    release = _function(staging, "Orchestration", names.HANDLER_RELEASE)
-
-    waits = names.RELEASE_UPDATE_WAITS * names.RELEASE_UPDATE_WAIT_SECONDS
-    assert release["Timeout"] > waits + 60
-
-
 def test_the_release_function_knows_which_stack_a_code_deploy_updates(staging):
     variables = _function(staging, "Orchestration", names.HANDLER_RELEASE)["Environment"][
         "Variables"
@@ -237,7 +223,7 @@ def test_the_release_function_knows_which_stack_a_code_deploy_updates(staging):
     assert staging.stacks.ml.stack_name == variables[names.ENV_DEPLOY_STACK_NAME]
 
 
-def test_the_release_function_may_see_runs_deploys_and_warm_the_candidate(staging):
+def test_the_release_function_may_see_runs_deploys_and_warm_live_up(staging):
     statements = _statements(staging, "Orchestration", "ReleaseRole")
 
     def resources_of(action: str) -> str:
@@ -249,11 +235,8 @@ def test_the_release_function_may_see_runs_deploys_and_warm_the_candidate(stagin
     stacks = resources_of("cloudformation:DescribeStacks")
     assert ":stack/CreditRisk-staging-Ml/*" in stacks
     (invoke,) = [s for s in statements if s["Action"] == "lambda:InvokeFunction"]
-    # Warm-up pings only: the new version before traffic, live before it takes it back.
-    assert sorted(r["Fn::Join"][1][-1] for r in invoke["Resource"]) == [
-        f":{names.CANDIDATE_ALIAS}",
-        f":{names.LIVE_ALIAS}",
-    ]
+    # The release's warm-up of live only (its probe and confirmations).
+    assert invoke["Resource"]["Fn::Join"][1][-1] == f":{names.LIVE_ALIAS}"
 
 
 def test_the_training_pipeline_may_ask_the_release_function_for_admission(staging):

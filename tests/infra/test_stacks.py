@@ -158,12 +158,15 @@ def test_the_database_url_carries_no_password_and_iam_auth_is_on(dev):
     assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_INFERENCE
 
 
-def test_inference_has_live_and_candidate_aliases_on_the_same_version(dev):
+def test_inference_has_one_alias_live_on_the_published_version(dev):
     aliases = dev.resources("Ml", "AWS::Lambda::Alias")
+    versions = dev.resources("Ml", "AWS::Lambda::Version")
     by_name = {a["Properties"]["Name"]: a["Properties"] for a in aliases.values()}
 
-    assert set(by_name) == {names.LIVE_ALIAS, names.CANDIDATE_ALIAS}
-    assert by_name["live"]["FunctionVersion"] == by_name["candidate"]["FunctionVersion"]
+    # A model release moves no alias: the live function follows the release record.
+    assert set(by_name) == {names.LIVE_ALIAS}
+    (version,) = versions
+    assert by_name["live"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
 
 
 def test_the_integration_selects_the_alias_through_the_stage_variable(dev):
@@ -181,13 +184,12 @@ def test_the_integration_selects_the_alias_through_the_stage_variable(dev):
     assert "DestinationArn" in stage["AccessLogSetting"]
 
 
-def test_api_gateway_may_invoke_both_aliases(dev):
+def test_api_gateway_may_invoke_the_live_alias_only(dev):
     permissions = dev.resources("Api", "AWS::Lambda::Permission")
     targets = json.dumps([p["Properties"]["FunctionName"] for p in permissions.values()])
 
-    assert len(permissions) == 2
+    assert len(permissions) == 1
     assert "FunctionsLive" in targets
-    assert "FunctionsCandidate" in targets
 
 
 def test_requests_are_validated_and_usage_is_planned(dev):
@@ -243,22 +245,28 @@ def test_alarms_cover_the_api_aliases_glue_database_and_model_staleness(dev):
     } <= alarm_names
 
 
-def test_the_canary_reads_the_candidate_alarms_by_their_shared_prefix(dev):
-    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
+def test_the_release_reads_one_candidate_alarm_by_its_prefix_on_candidate_errors(dev):
     prefix = names.candidate_alarm_prefix("dev")
     candidate = [
-        a["Properties"] for a in alarms.values() if a["Properties"]["AlarmName"].startswith(prefix)
+        a["Properties"]
+        for unit in dev.templates
+        for a in dev.resources(unit, "AWS::CloudWatch::Alarm").values()
+        if str(a["Properties"].get("AlarmName", "")).startswith(prefix)
     ]
 
-    assert {a["AlarmName"] for a in candidate} == {
-        f"{prefix}errors",
-        f"{prefix}throttles",
-        f"{prefix}server-errors",
-    }
-    for alarm in candidate:
-        dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-        alias = dimensions.get("Resource", dimensions.get(names.METRIC_DIMENSION_ALIAS))
-        assert json.dumps(alias).count(names.CANDIDATE_ALIAS) == 1
+    (alarm,) = candidate
+    assert alarm["AlarmName"] == f"{prefix}errors"
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        names.METRIC_NAMESPACE,
+        names.METRIC_CANDIDATE_ERRORS,
+    )
+    # The dimension the inference handler publishes it with, and no other: an
+    # alarm's dimensions must match the published set exactly.
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": names.SERVICE_INFERENCE}]
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 60, 1)
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
 
 
 def test_the_p99_alarm_uses_the_configured_latency(dev):

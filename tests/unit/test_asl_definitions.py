@@ -89,8 +89,17 @@ def test_every_catch_leads_to_the_one_failure_path(path):
     states = _load(path)["States"]
     catch_targets = {c["Next"] for s in states.values() for c in s.get("Catch", [])}
     # The failure notification catches into the terminal description of the failure;
-    # a release that fails before it changed anything says so (NotifyNotStarted).
-    allowed = {"NotifyFailure", "DescribeFailure", "ErrorDuringCanary", "NotifyNotStarted"}
+    # a release that fails before it changed anything says so (NotifyNotStarted); one
+    # that fails once its record may be open closes it (ErrorDuringRelease); a report
+    # that cannot be written leaves the notification without its link.
+    allowed = {
+        "NotifyFailure",
+        "DescribeFailure",
+        "ErrorDuringRelease",
+        "NotifyNotStarted",
+        "NoPromotionReport",
+        "NoRollbackReport",
+    }
     assert catch_targets <= allowed
     assert "NotifyFailure" in catch_targets
 
@@ -138,6 +147,135 @@ def test_the_training_pipeline_takes_the_shared_steps_in_order():
     # The only success without the steps: a run skipped at admission, touching nothing.
     assert all(path[-2:] == ["NotifySkipped", "Skipped"] for path in skipped)
     assert pipeline.STEPS == names.PIPELINE_STEPS
+
+
+RELEASE = REPO_ROOT / "step_functions" / "canary_release.asl.json"
+
+
+def _payload_action(state: dict[str, Any]) -> str | None:
+    return state.get("Parameters", {}).get("Payload", {}).get("action")
+
+
+def _paths_from(states: dict[str, Any], start: str, until: str) -> list[list[str]]:
+    """Every path from ``start`` to ``until`` (Next, Default, Choices; no Catch)."""
+    found, todo = [], [[start]]
+    while todo:
+        path = todo.pop()
+        if path[-1] == until:
+            found.append(path)
+            continue
+        state = states[path[-1]]
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [c["Next"] for c in state.get("Choices", [])]
+        todo += [[*path, t] for t in targets if t and t not in path]
+    return found
+
+
+def _reachable(states: dict[str, Any], start: str) -> set[str]:
+    """``start`` and the states its transitions lead to (Next, Default, Choices)."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        todo += [t for t in (state.get("Next"), state.get("Default")) if t]
+        todo += [c["Next"] for c in state.get("Choices", [])]
+    return seen
+
+
+def test_a_release_that_may_have_opened_closes_its_record_whatever_fails():
+    states = _load(RELEASE)["States"]
+    from_open = _reachable(states, "OpenRelease")
+    opened_to_promotion = {
+        name
+        for name in from_open
+        if states[name]["Type"] == "Task" and "Promote" in _reachable(states, name)
+    }
+
+    assert opened_to_promotion == {
+        "OpenRelease",
+        "Decide",
+        "MoveRelease",
+        "CheckRelease",
+        "Judge",
+        "FullTraffic",
+        "Promote",
+    }
+    for name in opened_to_promotion:
+        catch_all = [c for c in states[name]["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
+        assert catch_all[0]["Next"] == "ErrorDuringRelease", name
+    # Only the refusals that change nothing skip the close.
+    (refusal,) = [c for c in states["OpenRelease"]["Catch"] if c["Next"] == "NotifyNotStarted"]
+    assert set(refusal["ErrorEquals"]) == {
+        "InvalidInputError",
+        "ModelNotFoundError",
+        "ConcurrentUpdateError",
+    }
+    assert [
+        name for path in _paths_from(states, "ErrorDuringRelease", "RolledBack") for name in path
+    ] == [
+        "ErrorDuringRelease",
+        "CloseRelease",
+        "ReportRollback",
+        "NotifyRolledBack",
+        "RolledBack",
+    ]
+
+
+def test_the_champion_changes_only_once_every_customer_is_on_the_candidate():
+    states = _load(RELEASE)["States"]
+
+    for path in _paths_from(states, "Defaults", "Promote"):
+        assert path[-4:] == ["Follow", "FullTraffic", "WaitForRefresh", "Promote"], path
+    full = states["FullTraffic"]["Parameters"]["Payload"]
+    assert (full["action"], full["stage"], full["percent"]) == ("move_release", "canary", 100)
+    assert states["WaitForRefresh"]["SecondsPath"] == "$.release.live_refresh_seconds"
+    assert _payload_action(states["Promote"]) == "promote"
+
+
+def test_a_rollback_on_request_is_one_write_then_one_refresh_with_no_traffic_minimum():
+    from infra.config import load_config
+    from infra.stacks.orchestration import configured_substitutions
+
+    states = _load(RELEASE)["States"]
+    (path,) = _paths_from(states, "Defaults", "RollbackDone")
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+    assert [_payload_action(states[name]) for name in path if states[name]["Type"] == "Task"] == [
+        "roll_back",
+        "confirm_live",
+        None,  # the notification
+    ]
+    waits = [name for name in path if states[name]["Type"] == "Wait"]
+    assert waits == ["WaitForRollback"]
+    assert states["WaitForRollback"]["SecondsPath"] == "$.release.live_refresh_seconds"
+    assert "Admit" not in path
+    for environment in names.ENVIRONMENTS:
+        refresh = configured_substitutions(load_config(context, environment))["LiveRefreshSeconds"]
+        assert int(refresh) < 60, "a rollback reaches every customer within a minute"
+
+
+def test_the_release_observes_shadow_and_each_step_for_their_own_time():
+    states = _load(RELEASE)["States"]
+
+    assert states["ObserveShadow"]["SecondsPath"] == "$.release.canary.shadow_seconds"
+    assert states["ObserveStep"]["SecondsPath"] == "$.release.canary.wait_seconds"
+    (shadow,) = states["Observe"]["Choices"]
+    assert (shadow["StringEquals"], shadow["Next"]) == ("shadow", "ObserveShadow")
+    assert states["Observe"]["Default"] == "ObserveStep"
+    assert states["ObserveShadow"]["Next"] == states["ObserveStep"]["Next"] == "CheckRelease"
+
+
+def test_the_release_takes_every_model_release_setting_with_its_default():
+    from infra.config import load_config
+
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    defaults = _load(RELEASE)["States"]["Defaults"]["Parameters"]["canary"]
+
+    settings = load_config(context, "dev").model_release.settings()
+    assert {key.removesuffix(".$") for key in defaults} == set(settings)
 
 
 def test_the_quality_gate_uses_the_shared_limit_and_report():

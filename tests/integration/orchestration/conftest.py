@@ -9,7 +9,8 @@ it, so ``moto_runnable`` makes these changes, and only these, to a copy:
    Pass state that records the request it would send (``$.release.request``) and
    answers with a stand-in execution ARN: moto's ``states:startExecution`` fails in
    any form (it adds an ``Input`` argument that botocore's camelCase API rejects).
-   The canary machine is executed on its own in test_canary_release.py.
+   The canary machine is executed on its own, with the real release function, in
+   tests/infra (test_model_release.py, test_day_one.py).
 3. Retry intervals shrink to one second with no growth, so that a retried task
    fails in seconds; attempts and error names are untouched.
 
@@ -291,7 +292,6 @@ def world(monkeypatch: pytest.MonkeyPatch, aws_sdk_bodies_as_text) -> Iterator[W
             "ReleaseFunctionArn": functions["release"],
             "InferenceFunctionName": "credit-risk-dev-inference",
             "InferenceFunctionArn": functions["inference"],
-            "RestApiId": "a1b2c3d4e5",
             "CanaryReleaseStateMachineArn": (
                 f"arn:aws:states:{REGION}:{account}:stateMachine:credit-risk-dev-canary-release"
             ),

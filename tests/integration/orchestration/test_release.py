@@ -1,39 +1,61 @@
-"""The release actions against moto (Lambda versions and aliases, CloudWatch, the S3
-registry) and, for API Gateway's canary settings, which moto ignores, against
-botocore's Stubber: the exact requests the stage receives are the contract."""
+"""The release function's actions against moto: Step Functions (admission), S3 (the
+registry's release record, champion and reports; the scoring log) and CloudWatch
+(the release's metrics as the inference function's EMF documents give them, the
+candidate alarms). What the ``live`` function answers to the release's probe is
+exercised with the real inference handler in tests/infra (test_model_release.py,
+test_day_one.py)."""
 
 from __future__ import annotations
 
-import io
+import gzip
 import json
-import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 from moto import mock_aws
 
-from credit_risk import names, release
+from credit_risk import names, release, release_report
 from credit_risk.errors import InvalidInputError
 from credit_risk.local_api import LambdaContext
-from credit_risk.registry import ConcurrentUpdateError, ModelNotFoundError, Registry
+from credit_risk.monitoring.records import SERVED, SHADOW, ScoreRecord
+from credit_risk.registry import CANARY, ConcurrentUpdateError, Registry
+from credit_risk.registry import SHADOW as SHADOW_STAGE
+from credit_risk.release_metrics import Decided, ReleaseCounts, emf_document, parse_emf
 from lambdas.release import handler
 from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 
 REGION = "eu-west-1"
 FUNCTION = "credit-risk-dev-inference"
 MODELS_BUCKET = "credit-risk-dev-models-test"
+CURATED_BUCKET = "credit-risk-dev-curated-test"
 REGISTRY = f"s3://{MODELS_BUCKET}/registry"
-OLD_MODEL, NEW_MODEL = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
-STAGE = {"deploymentId": "dep123", "stageName": names.API_STAGE_NAME}
-TEMPLATE_VARIABLES = {names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true", "KEEP": "me"}
+SCORING_LOG = f"s3://{CURATED_BUCKET}/{names.SCORING_LOG_PREFIX.rstrip('/')}"
+OLDER, OLD_MODEL, NEW_MODEL = (
+    "20231101T030000Z-9999eeee",
+    "20231201T030000Z-aaaa1111",
+    "20240101T030000Z-0123abcd",
+)
+RELEASE_ID = "training-2024-01-01-6f1c2b8e"
+ALARM = names.candidate_alarm_prefix("dev") + "errors"
+POLICY = release.policy(
+    {
+        "steps_percent": [10, 50],
+        "min_requests": 3,
+        "shadow_min_requests": 3,
+        "max_candidate_errors": 0,
+        "max_latency_ratio": 2.0,
+        "max_approval_rate_change": 0.10,
+        "max_swap_share": 0.50,
+        "max_score_psi": 1.0,
+    }
+)
 
 
 @pytest.fixture
 def aws(monkeypatch):
     use_fake_aws_credentials(monkeypatch, REGION)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
+    with mock_aws():
         yield
 
 
@@ -41,11 +63,10 @@ def aws(monkeypatch):
 def target() -> release.ReleaseTarget:
     return release.ReleaseTarget(
         function_name=FUNCTION,
-        rest_api_id="a1b2c3d4e5",
-        stage_name=names.API_STAGE_NAME,
         alarm_prefix=names.candidate_alarm_prefix("dev"),
         registry_uri=REGISTRY,
         model_name=names.PROJECT,
+        scoring_log_uri=SCORING_LOG,
     )
 
 
@@ -53,142 +74,79 @@ def target() -> release.ReleaseTarget:
 def clients(aws) -> release.Clients:
     return release.Clients(
         lambda_=boto3.client("lambda", region_name=REGION),
-        apigateway=boto3.client("apigateway", region_name=REGION),
         cloudwatch=boto3.client("cloudwatch", region_name=REGION),
         stepfunctions=boto3.client("stepfunctions", region_name=REGION),
         cloudformation=boto3.client("cloudformation", region_name=REGION),
     )
 
 
-def answer_warm_ups(monkeypatch, answer) -> list[dict]:
-    """The inference function's answer to the release's warm-up ping, as moto's
-    Lambda returns it: ``answer(event)`` gives (payload, function error or None)."""
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-
-    seen: list[dict] = []
-
-    def invoke(self, function_name, qualifier, body, headers, response_headers):
-        event = json.loads(body)
-        seen.append({"function": function_name, "event": event})
-        payload, error = answer(event)
-        if error:
-            response_headers["x-amz-function-error"] = error
-        return json.dumps(payload).encode()
-
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-    return seen
-
-
-@pytest.fixture
-def serving_candidate(monkeypatch) -> list[dict]:
-    """A candidate that starts and serves the model it is pinned to (NEW_MODEL)."""
-    return answer_warm_ups(
-        monkeypatch, lambda event: ({"warm": True, "model_version": NEW_MODEL}, None)
-    )
-
-
-@pytest.fixture
-def deployed(clients) -> str:
-    """The inference function serving OLD_MODEL, both aliases on its version."""
-    role = boto3.client("iam").create_role(RoleName="inference", AssumeRolePolicyDocument="{}")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
-    clients.lambda_.create_function(
-        FunctionName=FUNCTION,
-        Runtime="python3.11",
-        Role=role["Role"]["Arn"],
-        Handler="handler.handler",
-        Code={"ZipFile": buffer.getvalue()},
-        # As the template deploys it: no model pin, the champion served.
-        Environment={"Variables": TEMPLATE_VARIABLES},
-    )
-    version = clients.lambda_.publish_version(FunctionName=FUNCTION)["Version"]
-    for alias in (names.LIVE_ALIAS, names.CANDIDATE_ALIAS):
-        clients.lambda_.create_alias(FunctionName=FUNCTION, Name=alias, FunctionVersion=version)
-    return version
-
-
 @pytest.fixture
 def registry(aws) -> Registry:
-    boto3.client("s3").create_bucket(
-        Bucket=MODELS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
+    """OLDER then OLD_MODEL promoted; NEW_MODEL registered, all past their gate."""
+    for bucket in (MODELS_BUCKET, CURATED_BUCKET):
+        boto3.client("s3").create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
     models = Registry(REGISTRY, names.PROJECT)
-    for version in (OLD_MODEL, NEW_MODEL):
+    for version in (OLDER, OLD_MODEL, NEW_MODEL):
         models.publish(version, b"model " + version.encode(), {"gate": {"passed": True}})
+    models.promote(OLDER)
     models.promote(OLD_MODEL)
     return models
 
 
-def _alias(clients, name: str) -> str:
-    return clients.lambda_.get_alias(FunctionName=FUNCTION, Name=name)["FunctionVersion"]
+def publish_emf(*lines: str | None) -> None:
+    """What CloudWatch makes of the EMF documents the inference function prints."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for value in parse_emf(line for line in lines if line):
+        cloudwatch.put_metric_data(
+            Namespace=value.namespace,
+            MetricData=[
+                {
+                    "MetricName": value.name,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in value.dimensions.items()],
+                    "Values": list(value.values),
+                    "Timestamp": datetime.fromtimestamp(value.timestamp_ms / 1000, UTC),
+                }
+            ],
+        )
 
 
-def test_publishing_pins_a_new_version_to_the_model_and_moves_only_the_candidate(
-    clients, target, deployed, registry, serving_candidate
-):
-    published = release.publish_candidate(clients, target, NEW_MODEL)
-
-    assert published["live_version"] == deployed
-    assert published["candidate_version"] != deployed
-    assert published["champion"] == OLD_MODEL
-    assert _alias(clients, names.CANDIDATE_ALIAS) == published["candidate_version"]
-    assert _alias(clients, names.LIVE_ALIAS) == deployed
-    pinned = clients.lambda_.get_function_configuration(
-        FunctionName=FUNCTION, Qualifier=published["candidate_version"]
-    )["Environment"]["Variables"]
-    # Merged, not replaced: only the model version changed.
-    assert pinned == {**TEMPLATE_VARIABLES, names.ENV_MODEL_VERSION: NEW_MODEL}
-    # ...and only in the published version: whatever publishes from $LATEST next (a
-    # code deploy) serves the champion, not this model.
-    latest = clients.lambda_.get_function_configuration(FunctionName=FUNCTION)
-    assert latest["Environment"]["Variables"] == TEMPLATE_VARIABLES
-    # The new version was started through the candidate alias before any traffic.
-    assert serving_candidate == [
-        {"function": f"{FUNCTION}:{names.CANDIDATE_ALIAS}", "event": {"warmup": True}}
-    ]
-    assert (published["started"], published["start_error"]) == (True, None)
+def request_counts(
+    champion: str, candidate: str, *, served: int = 0, errors: int = 0
+) -> ReleaseCounts:
+    """One request's counts: one customer scored by both models with these decisions."""
+    if errors:
+        return ReleaseCounts.observe(candidate_errors=errors, champion_ms=1.0)
+    pair = (Decided(0.02, champion), Decided(0.019, candidate))  # one score bin
+    return ReleaseCounts.observe([pair], candidate_served=served, champion_ms=1.0, candidate_ms=1.5)
 
 
-def test_a_candidate_that_fails_to_start_is_reported_with_its_error(
-    monkeypatch, clients, target, deployed, registry
-):
-    failure = {"errorType": "IntegrityError", "errorMessage": "model.ubj does not match"}
-    answer_warm_ups(monkeypatch, lambda event: (failure, "Unhandled"))
-
-    published = release.publish_candidate(clients, target, NEW_MODEL)
-
-    assert published["started"] is False
-    assert published["start_error"] == "Unhandled: model.ubj does not match"
+def requests(release_id: str, *counts: ReleaseCounts) -> None:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    publish_emf(*(emf_document(c, release_id, now) for c in counts))
 
 
-def test_live_is_confirmed_only_when_it_serves_the_promoted_model(
-    monkeypatch, clients, target, deployed
-):
-    served = {"model": OLD_MODEL}
-    pings = answer_warm_ups(
-        monkeypatch, lambda event: ({"warm": True, "model_version": served["model"]}, None)
-    )
+def candidate_alarms(*firing: str) -> None:
+    """The candidate alarm and a live one, those in ``firing`` in ALARM."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for name in (ALARM, "credit-risk-dev-inference-live-errors"):
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace=names.METRIC_NAMESPACE,
+            MetricName=names.METRIC_CANDIDATE_ERRORS,
+            Dimensions=[{"Name": "service", "Value": names.SERVICE_INFERENCE}],
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+        state = "ALARM" if name in firing else "OK"
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
 
-    before = release.confirm_live(clients, target, NEW_MODEL)
-    served["model"] = NEW_MODEL
-    after = release.confirm_live(clients, target, NEW_MODEL)
 
-    assert before == {"model_version": OLD_MODEL, "confirmed": False}
-    assert after == {"model_version": NEW_MODEL, "confirmed": True}
-    assert {ping["function"] for ping in pings} == {f"{FUNCTION}:{names.LIVE_ALIAS}"}
-
-
-def test_a_candidate_serving_another_model_did_not_start_the_release(
-    monkeypatch, clients, target, deployed, registry
-):
-    answer_warm_ups(monkeypatch, lambda event: ({"warm": True, "model_version": OLD_MODEL}, None))
-
-    published = release.publish_candidate(clients, target, NEW_MODEL)
-
-    assert published["started"] is False
-    assert OLD_MODEL in published["start_error"]
+# --- admission ----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -253,152 +211,313 @@ def test_an_execution_arn_of_another_kind_is_refused(clients):
         release.admit_run(clients, "arn:aws:states:eu-west-1:123456789012:stateMachine:x")
 
 
-def test_publishing_an_unknown_model_changes_nothing(clients, target, deployed, registry):
-    with pytest.raises(ModelNotFoundError):
-        release.publish_candidate(clients, target, "20990101T000000Z-ffffffff")
-
-    assert _alias(clients, names.CANDIDATE_ALIAS) == deployed
+# --- the stages -----------------------------------------------------------------------
 
 
-def test_the_check_reports_candidate_alarms_and_requests_only(clients, target):
-    cloudwatch = clients.cloudwatch
-    for name in (
-        target.alarm_prefix + "errors",
-        target.alarm_prefix + "throttles",
-        "credit-risk-dev-inference-live-errors",
-    ):
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Statistic="Sum",
-            Period=300,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
-    for name in (target.alarm_prefix + "errors", "credit-risk-dev-inference-live-errors"):
-        cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
-    now = datetime.now(UTC)
-    for alias, count in ((names.CANDIDATE_ALIAS, 12), (names.LIVE_ALIAS, 500)):
-        cloudwatch.put_metric_data(
-            Namespace="AWS/Lambda",
-            MetricData=[
-                {
-                    "MetricName": "Invocations",
-                    "Dimensions": [
-                        {"Name": "FunctionName", "Value": FUNCTION},
-                        {"Name": "Resource", "Value": f"{FUNCTION}:{alias}"},
-                    ],
-                    "Timestamp": now - timedelta(seconds=30),
-                    "Value": count,
-                    "Unit": "Count",
-                }
-            ],
-        )
+def test_a_check_sums_this_releases_metrics_and_reads_the_candidate_alarms(
+    clients, target, registry
+):
+    # given a release in shadow, another release's counts and a live alarm firing too
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    candidate_alarms(ALARM, "credit-risk-dev-inference-live-errors")
+    requests(RELEASE_ID, *[request_counts("approve", "approve")] * 4)
+    requests(RELEASE_ID, request_counts("approve", "decline"))
+    requests("another-release", *[request_counts("decline", "approve")] * 7)
 
-    found = release.check_candidate(clients, target, window_seconds=300, now=now)
+    # when the stage is checked
+    check = release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE)
 
-    assert found == {"alarms": [target.alarm_prefix + "errors"], "requests": 12, "moved": []}
+    # then only the candidate alarm, and only this release's customers, count
+    assert check["alarms"] == [ALARM]
+    assert check["requests"] == 5  # customers scored by both models in shadow
+    counts = ReleaseCounts.from_metrics(check["counts"])
+    assert (counts.pairs, counts.champion_approvals, counts.candidate_approvals) == (5, 5, 4)
+    assert (counts.to_decline, counts.to_approve, counts.candidate_served) == (1, 0, 0)
+    assert (check["stage"], check["percent"]) == (SHADOW_STAGE, 0.0)
 
 
-def test_the_check_reports_aliases_that_something_else_moved(clients, target, deployed):
-    clients.lambda_.update_function_configuration(
-        FunctionName=FUNCTION, Environment={"Variables": {"A": "deploy"}}
+def test_a_canary_steps_evidence_is_the_customers_the_candidate_answered(clients, target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    requests(RELEASE_ID, *[request_counts("approve", "approve")] * 6)  # in shadow
+    release.move_release(target, RELEASE_ID, CANARY, 10)
+    requests(
+        RELEASE_ID,
+        request_counts("approve", "approve", served=1),
+        request_counts("approve", "approve", served=1),
+        request_counts("approve", "approve"),
     )
-    deployed_again = clients.lambda_.publish_version(FunctionName=FUNCTION)["Version"]
-    clients.lambda_.update_alias(
-        FunctionName=FUNCTION, Name=names.CANDIDATE_ALIAS, FunctionVersion=deployed_again
+
+    check = release.check_release(clients, target, RELEASE_ID, CANARY)
+
+    assert check["requests"] == 2
+    assert ReleaseCounts.from_metrics(check["counts"]).pairs == 9  # since the release began
+    with pytest.raises(ConcurrentUpdateError, match="not in shadow"):
+        release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE)
+
+
+def test_judging_a_stage_follows_the_decision_function_and_records_it(target, registry):
+    state = registry.open_release(RELEASE_ID, NEW_MODEL)
+    failing = ReleaseCounts.total([request_counts("approve", "approve")] * 4).metrics()
+    failing["ReleaseCandidateErrors"] = 2
+
+    verdict = release.judge(
+        target,
+        RELEASE_ID,
+        POLICY,
+        stage=SHADOW_STAGE,
+        step_index=None,
+        check={"alarms": [ALARM], "requests": 4, "counts": failing},
     )
-    expected = {names.CANDIDATE_ALIAS: deployed, names.LIVE_ALIAS: deployed}
 
-    found = release.check_candidate(clients, target, window_seconds=60, expected=expected)
-
-    assert found["moved"] == [f"candidate is on version {deployed_again}, not {deployed}"]
-
-
-def test_the_canary_is_created_on_the_stage_deployment_with_the_candidate_override(clients, target):
-    with Stubber(clients.apigateway) as stage:
-        stage.add_response(
-            "get_stage", STAGE, {"restApiId": "a1b2c3d4e5", "stageName": names.API_STAGE_NAME}
-        )
-        stage.add_response(
-            "update_stage",
-            {**STAGE, "canarySettings": {"percentTraffic": 10.0}},
-            {
-                "restApiId": "a1b2c3d4e5",
-                "stageName": names.API_STAGE_NAME,
-                "patchOperations": [
-                    {"op": "replace", "path": "/canarySettings/deploymentId", "value": "dep123"},
-                    {"op": "replace", "path": "/canarySettings/percentTraffic", "value": "10"},
-                    {
-                        "op": "replace",
-                        "path": "/canarySettings/stageVariableOverrides/lambdaAlias",
-                        "value": names.CANDIDATE_ALIAS,
-                    },
-                ],
-            },
-        )
-
-        assert release.set_canary(clients, target, 10) == {"percent": 10.0}
-        stage.assert_no_pending_responses()
+    assert verdict["action"] == "roll_back"
+    assert verdict["reason"].startswith("gates failed in shadow: alarms: ")
+    assert "errors: 2 candidate errors (at most 0)" in verdict["reason"]
+    (recorded,) = release_report.stages(registry, state)
+    assert (recorded["stage"], recorded["requests"], recorded["alarms"]) == (
+        SHADOW_STAGE,
+        4,
+        [ALARM],
+    )
+    assert recorded["verdict"]["action"] == "roll_back"
 
 
-def test_removing_the_canary_is_idempotent(clients, target):
-    with Stubber(clients.apigateway) as stage:
-        stage.add_response("get_stage", {**STAGE, "canarySettings": {"percentTraffic": 50.0}})
-        stage.add_response(
-            "update_stage",
-            STAGE,
-            {
-                "restApiId": "a1b2c3d4e5",
-                "stageName": names.API_STAGE_NAME,
-                "patchOperations": [{"op": "remove", "path": "/canarySettings"}],
-            },
-        )
-        stage.add_response("get_stage", STAGE)
+def test_a_healthy_shadow_leads_to_the_first_step(target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    healthy = ReleaseCounts.total([request_counts("approve", "approve")] * 4).metrics()
 
-        assert release.remove_canary(clients, target) == {"removed": True}
-        assert release.remove_canary(clients, target) == {"removed": False}
-        stage.assert_no_pending_responses()
+    verdict = release.judge(
+        target,
+        RELEASE_ID,
+        POLICY,
+        stage=SHADOW_STAGE,
+        step_index=None,
+        check={"alarms": [], "requests": 4, "counts": healthy},
+    )
+
+    assert (verdict["action"], verdict["step_index"], verdict["percent"]) == ("canary", 0, 10.0)
 
 
-@pytest.mark.parametrize("percent", [0, 100.5, -5])
-def test_a_canary_percentage_outside_the_interval_is_refused(percent):
-    with pytest.raises(InvalidInputError, match="canary percentage"):
-        release.canary_operations(percent, "dep123")
+# --- the end of a release ---------------------------------------------------------------
 
 
-def test_promotion_moves_the_champion_once_and_refuses_a_stale_expectation(target, registry):
-    first = release.promote_model(target, NEW_MODEL, expected_champion=OLD_MODEL)
-    again = release.promote_model(target, NEW_MODEL, expected_champion=OLD_MODEL)
+def test_the_champion_changes_only_once_every_customer_is_on_the_candidate(target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 50)
+    with pytest.raises(InvalidInputError, match="only once every customer"):
+        release.promote(target, RELEASE_ID, "every step passed")
+    assert registry.champion_version() == OLD_MODEL
 
-    assert first == {"champion": NEW_MODEL, "previous": OLD_MODEL, "already": False}
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    promoted = release.promote(target, RELEASE_ID, "every step passed")
+    again = release.promote(target, RELEASE_ID, "every step passed")
+
+    assert promoted == {"champion": NEW_MODEL, "previous": OLD_MODEL, "already": False}
     assert again["already"] is True
     assert registry.champion_version() == NEW_MODEL
-    with pytest.raises(ConcurrentUpdateError):
-        release.promote_model(target, OLD_MODEL, expected_champion="someone-else")
+    ended = registry.release_state()
+    assert (ended.active, ended.outcome, ended.reason) == (False, "promoted", "every step passed")
 
 
-def test_the_aliases_move_back_on_rollback(clients, target, deployed, registry, serving_candidate):
-    published = release.publish_candidate(clients, target, NEW_MODEL)
+def test_a_promotion_that_happened_meanwhile_refuses_this_one(target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    registry.promote(OLDER)  # someone else's promotion, while the release ran
 
-    release.point_aliases(clients, target, live=deployed, candidate=deployed)
+    with pytest.raises(ConcurrentUpdateError, match=f"not {OLD_MODEL}"):
+        release.promote(target, RELEASE_ID, "every step passed")
 
-    assert published["candidate_version"] != deployed
-    assert _alias(clients, names.CANDIDATE_ALIAS) == deployed
-    assert _alias(clients, names.LIVE_ALIAS) == deployed
+    assert registry.champion_version() == OLDER
+    assert registry.active_release().release_id == RELEASE_ID
+
+
+def test_closing_keeps_whoever_closed_first_and_a_release_never_opened_is_said_so(target, registry):
+    assert release.close_release(target, RELEASE_ID, "InvalidInputError: bad id") == {
+        "closed": False,
+        "outcome": "rolled_back",
+        "reason": "InvalidInputError: bad id",
+    }
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.roll_back(target, "approvals dropped", "rollback-1")
+
+    # the release's own close, after the rollback on request closed it
+    closed = release.close_release(target, RELEASE_ID, "ReleaseEndedError: ended meanwhile")
+
+    assert closed == {
+        "closed": True,
+        "outcome": "rolled_back",
+        "reason": "approvals dropped (rollback rollback-1)",
+    }
+
+
+def test_a_release_closed_meanwhile_takes_no_further_step(clients, target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.roll_back(target, "approvals dropped", "rollback-1")
+
+    for step in (
+        lambda: release.move_release(target, RELEASE_ID, CANARY, 10),
+        lambda: release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE),
+        lambda: release.judge(
+            target, RELEASE_ID, POLICY, stage=SHADOW_STAGE, step_index=None, check={}
+        ),
+        lambda: release.promote(target, RELEASE_ID, "every step passed"),
+    ):
+        with pytest.raises(release.ReleaseEndedError, match="approvals dropped"):
+            step()
+    assert registry.champion_version() == OLD_MODEL
+
+
+# --- rollback on request ----------------------------------------------------------------
+
+
+def test_a_rollback_during_a_release_closes_it_and_keeps_the_champion(target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 50)
+
+    rolled = release.roll_back(target, "approvals dropped", "rollback-1")
+    again = release.roll_back(target, "approvals dropped", "rollback-1")
+
+    assert rolled == {
+        "did": "closed_release",
+        "model_version": OLD_MODEL,
+        "release_id": RELEASE_ID,
+        "candidate": NEW_MODEL,
+        "rolled_back_from": None,
+        "already": False,
+    }
+    assert again == {**rolled, "already": True}
+    assert registry.champion_version() == OLD_MODEL
+    assert registry.active_release() is None
+
+
+def test_a_rollback_without_a_release_restores_the_previous_champion_once(target, registry):
+    rolled = release.roll_back(target, "approvals dropped", "rollback-1")
+    # A retry of the same execution finds its work done...
+    again = release.roll_back(target, "approvals dropped", "rollback-1")
+
+    assert (rolled["did"], rolled["model_version"], rolled["rolled_back_from"]) == (
+        "restored_champion",
+        OLDER,
+        OLD_MODEL,
+    )
+    assert again == {**rolled, "already": True}
+    assert registry.champion_version() == OLDER
+    # ...and a second rollback has nothing older to return to.
+    with pytest.raises(InvalidInputError, match="no earlier one"):
+        release.roll_back(target, "still wrong", "rollback-2")
+    assert registry.champion_version() == OLDER
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def score_lines(release_id: str) -> bytes:
+    """A request of the release: the champion's answer served, the candidate's shadow
+    declining the same customer; and a record of another release."""
+    features = {"age": 40, "years_on_the_job": 5, "nb_previous_loans": 2}
+    features |= {"avg_amount_loans_previous": 100.0, "flag_own_car": 1}
+    common = {
+        "request_id": "request-1",
+        "customer_hash": "0f1e2d3c4b5a69788796a5b4",
+        "snapshot_id": "snapshot-1",
+        "features_as_of": datetime.now(UTC).date(),
+        "features": features,
+        "scored_at": datetime.now(UTC),
+        "environment": "dev",
+    }
+    records = [
+        ScoreRecord(
+            **common,
+            model_version=OLD_MODEL,
+            default_probability=0.02,
+            decision="approve",
+            role=SERVED,
+            release_id=release_id,
+        ),
+        ScoreRecord(
+            **common,
+            model_version=NEW_MODEL,
+            default_probability=0.4,
+            decision="decline",
+            role=SHADOW,
+            release_id=release_id,
+            reasons=("short_job_tenure",),
+        ),
+        ScoreRecord(
+            **{**common, "customer_hash": "ffffffffffffffffffffffff"},
+            model_version=NEW_MODEL,
+            default_probability=0.4,
+            decision="decline",
+            role=SHADOW,
+            release_id="another-release",
+        ),
+    ]
+    return gzip.compress("".join(f"{r.to_json()}\n" for r in records).encode())
+
+
+def test_the_report_holds_the_counts_and_the_flipped_customers_of_the_release(
+    clients, target, registry
+):
+    # given a release that ran in shadow, judged once and rolled back
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    requests(RELEASE_ID, *[request_counts("approve", "approve")] * 3)
+    requests(RELEASE_ID, request_counts("approve", "decline"))
+    check = release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE)
+    release.judge(target, RELEASE_ID, POLICY, stage=SHADOW_STAGE, step_index=None, check=check)
+    release.close_release(target, RELEASE_ID, "gates failed in shadow")
+    day = datetime.now(UTC).date().isoformat()
+    boto3.client("s3").put_object(
+        Bucket=CURATED_BUCKET,
+        Key=f"{names.SCORING_LOG_PREFIX}date={day}/delivery-1.jsonl.gz",
+        Body=score_lines(RELEASE_ID),
+    )
+
+    # when its report is written
+    links = release.report(clients, target, RELEASE_ID)
+
+    # then it sits beside the candidate, with the release's own counts and customers
+    assert links["report_html"] == (
+        f"{REGISTRY}/{names.PROJECT}/{NEW_MODEL}/releases/{RELEASE_ID}/report.html"
+    )
+    report = json.loads(
+        registry.read_report(NEW_MODEL, RELEASE_ID, release_report.JSON_FILE).decode()
+    )
+    assert (report["outcome"], report["reason"]) == ("rolled_back", "gates failed in shadow")
+    assert [entry["stage"] for entry in report["stages"]] == [SHADOW_STAGE]
+    assert (report["totals"]["pairs"], report["totals"]["swaps_to_decline"]) == (4, 1)
+    (flipped,) = report["swap_sample"]
+    assert flipped["candidate"] == {
+        "model_version": NEW_MODEL,
+        "default_probability": 0.4,
+        "decision": "decline",
+        "reasons": ["short_job_tenure"],
+    }
+    html = registry.read_report(NEW_MODEL, RELEASE_ID, release_report.HTML_FILE).decode()
+    assert "gates failed in shadow" in html
+
+
+def test_a_report_waits_for_the_release_to_end_and_names_one_never_opened(
+    clients, target, registry
+):
+    assert release.report(clients, target, RELEASE_ID) == {
+        "report_json": "none",
+        "report_html": f"none (release {RELEASE_ID} never opened)",
+    }
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    with pytest.raises(InvalidInputError, match="still in shadow"):
+        release.report(clients, target, RELEASE_ID)
+
+
+# --- the handler --------------------------------------------------------------------------
 
 
 @pytest.fixture
 def handler_environment(monkeypatch, target):
     for name, value in {
         names.ENV_INFERENCE_FUNCTION_NAME: target.function_name,
-        names.ENV_REST_API_ID: target.rest_api_id,
-        names.ENV_API_STAGE_NAME: target.stage_name,
         names.ENV_CANDIDATE_ALARM_PREFIX: target.alarm_prefix,
         names.ENV_REGISTRY_URI: target.registry_uri,
         names.ENV_MODEL_NAME: target.model_name,
+        names.ENV_LAKE_URI: f"s3://{CURATED_BUCKET}",
     }.items():
         monkeypatch.setenv(name, value)
     handler._target.cache_clear()
@@ -408,90 +527,95 @@ def handler_environment(monkeypatch, target):
     handler._clients.cache_clear()
 
 
-def test_the_handler_runs_the_action_of_the_event(
-    handler_environment, deployed, registry, serving_candidate
-):
-    event = json.loads((EVENTS_DIR / "release_publish_candidate.json").read_text())
+def context() -> LambdaContext:
+    return LambdaContext("credit-risk-dev-release")
 
-    result = handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
 
-    assert result["model_version"] == event["model_version"] == NEW_MODEL
-    assert result["live_version"] == deployed
+def test_the_handler_reads_the_scoring_log_under_the_lake(handler_environment):
+    assert handler._target().scoring_log_uri == SCORING_LOG
 
 
 def test_the_handler_refuses_an_unknown_action(handler_environment):
     event = json.loads((EVENTS_DIR / "release_invalid.json").read_text())
 
     with pytest.raises(InvalidInputError, match="invalid release event"):
-        handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+        handler.lambda_handler(event, context())
 
 
-def test_the_handler_answers_the_verdict_of_the_one_decision_function(handler_environment):
-    event = {
-        "action": "decide",
+def test_the_handler_judges_a_stage_as_the_state_machine_sends_it(
+    aws, handler_environment, registry
+):
+    event = json.loads((EVENTS_DIR / "release_judge.json").read_text())
+    registry.open_release(event["release_id"], NEW_MODEL)
+
+    verdict = handler.lambda_handler(event, context())
+
+    assert verdict["action"] == "roll_back"
+    assert verdict["reason"] == (
+        "3 customers scored by both models in shadow, fewer than the 5 required: "
+        "no evidence to go on"
+    )
+    assert release_report.stages(registry, registry.release_state())[0]["requests"] == 3
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("wait_seconds", 90.5), ("shadow_seconds", "90"), ("wait_seconds", 0), ("max_swap_share", 2)],
+)
+def test_settings_the_release_could_not_follow_open_nothing(
+    aws, handler_environment, registry, setting, value
+):
+    event = json.loads((EVENTS_DIR / "release_judge.json").read_text())
+    opening = {
+        "action": "open_release",
+        "release_id": RELEASE_ID,
         "model_version": NEW_MODEL,
-        "champion": OLD_MODEL,
-        "steps_percent": [10, 50],
-        "min_requests": 20,
-        "started": True,
-        "start_error": None,
-        "step_index": 0,
-        "check": {"alarms": [], "requests": 7},
+        "settings": {**event["settings"], setting: value},
+        "live_refresh_seconds": 35,
     }
 
-    verdict = handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
+    with pytest.raises(InvalidInputError):
+        handler.lambda_handler(opening, context())
 
-    assert verdict == {
+    assert registry.release_state() is None
+
+
+def test_an_execution_name_is_a_release_id_the_registry_takes():
+    assert release.release_id_of("training-2024-01-01-6f1c") == "training-2024-01-01-6f1c"
+    assert release.release_id_of("ingest_date=2024-02-01") == "ingest_date-2024-02-01"
+    assert release.release_id_of("_manual run") == "r_manual-run"
+
+
+def test_a_failed_task_ends_the_release_with_the_functions_message_only():
+    document = json.dumps(
+        {
+            "errorMessage": "the champion is v2, not v1 as expected",
+            "errorType": "ConcurrentUpdateError",
+            "stackTrace": ["  File handler.py, line 1"],
+        }
+    )
+
+    assert release.failure_reason("ConcurrentUpdateError", document) == (
+        "ConcurrentUpdateError: the champion is v2, not v1 as expected"
+    )
+    assert release.failure_reason("States.Timeout", "the task timed out") == (
+        "States.Timeout: the task timed out"
+    )
+    assert release.failure_reason("States.TaskFailed", None) == "States.TaskFailed: no cause given"
+
+
+def test_a_rollback_whose_wait_could_not_be_taken_changes_nothing(
+    aws, handler_environment, registry
+):
+    request = json.loads((EVENTS_DIR / "canary_release_rollback_input.json").read_text())
+    event = {
         "action": "roll_back",
-        "reason": "the candidate served 7 requests at 10%, fewer than the 20 required",
-        "step_index": None,
-        "percent": None,
+        "reason": request["rollback"]["reason"],
+        "rollback_id": "rollback-1",
+        "live_refresh_seconds": 35.5,
     }
 
+    with pytest.raises(InvalidInputError, match="live_refresh_seconds"):
+        handler.lambda_handler(event, context())
 
-@pytest.mark.parametrize("wait", [90.5, "90", 0, -5])
-def test_a_release_timing_the_wait_states_could_not_take_is_refused_before_traffic(
-    handler_environment, wait
-):
-    event = {
-        "action": "decide",
-        "model_version": NEW_MODEL,
-        "champion": OLD_MODEL,
-        "steps_percent": [10, 50],
-        "min_requests": 20,
-        "wait_seconds": wait,
-        "live_refresh_seconds": 65,
-    }
-
-    with pytest.raises(InvalidInputError, match="wait_seconds"):
-        handler.lambda_handler(event, LambdaContext("credit-risk-dev-release"))
-
-
-class DeployingLambda:
-    """The Lambda client of the release, with a code deploy (CloudFormation updating
-    ``$LATEST``'s environment) landing right after the release publishes its version."""
-
-    def __init__(self, client):
-        self._client = client
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def publish_version(self, **kwargs):
-        published = self._client.publish_version(**kwargs)
-        self._client.update_function_configuration(
-            FunctionName=kwargs["FunctionName"],
-            Environment={"Variables": {**TEMPLATE_VARIABLES, "CODE": "next-commit"}},
-        )
-        return published
-
-
-def test_the_unpin_never_undoes_a_deploy_that_changed_latest_meanwhile(
-    clients, target, deployed, registry, serving_candidate
-):
-    deploying = release.Clients(**{**clients.__dict__, "lambda_": DeployingLambda(clients.lambda_)})
-
-    release.publish_candidate(deploying, target, NEW_MODEL)
-
-    latest = clients.lambda_.get_function_configuration(FunctionName=FUNCTION)
-    assert latest["Environment"]["Variables"] == {**TEMPLATE_VARIABLES, "CODE": "next-commit"}
+    assert registry.champion_version() == OLD_MODEL

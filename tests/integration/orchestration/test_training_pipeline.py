@@ -3,7 +3,7 @@
 The Glue job is started (not run) and each test writes the data-quality report the
 job would have written; the feature-loader and training results come from the
 lambda-simple queue. The release is recorded, not started (see conftest.py); the
-canary machine is executed on its own in test_canary_release.py.
+canary machine is executed on its own in tests/infra/test_model_release.py.
 """
 
 from __future__ import annotations

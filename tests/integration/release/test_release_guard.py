@@ -1,8 +1,9 @@
 """The release guard against Step Functions (moto, executing state machines).
 
-A model release is a canary-release execution that waits between its steps; one
+A model release is a canary-release execution that waits between its stages; one
 started here waits an hour, so it is RUNNING while the guard looks. The script's
-``main`` runs as the pipeline runs it.
+``main`` runs as the pipeline runs it. An operator's canary on the API stage is
+kept by ``stage_canary``: moto 5.2 ignores a stage's canary settings.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from moto import mock_aws
 from credit_risk import names
 from infra import release_guard
 from tests.conftest import use_fake_aws_credentials
-from tests.infra.aws_world import stage_canary
 
 REGION = "eu-west-1"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
@@ -80,12 +80,16 @@ def test_a_running_release_stops_the_deployment_and_says_how_to_go_on(sfn, capsy
     # when the pipeline is about to deploy the environment
     status = _guard(canary)
 
-    # then it refuses, naming the release and the way to stop it
+    # then it refuses, naming the release and the way to end it: a rollback, which
+    # closes the release record (a stopped execution would leave it open)
     assert status == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("model release run-20261201 started 20"), line
     assert "is running on credit-risk-dev-canary-release: deploy after it ends" in line
-    assert f"`aws stepfunctions stop-execution --execution-arn {execution}`" in line
+    assert f"--state-machine-arn {canary} " in line
+    assert """--input '{"rollback": {"reason": """ in line
+    assert "stop-execution" not in line
+    assert execution.endswith(":run-20261201")
 
 
 def test_once_the_release_is_stopped_the_deployment_may_go(sfn):
@@ -129,8 +133,47 @@ def test_a_machine_that_cannot_be_read_is_an_error_not_a_pass(sfn, capsys):
 API_STACK = names.stack_name("dev", "Api")
 
 
+def stage_canary(monkeypatch) -> None:
+    """The canary settings of a REST API stage, which moto 5.2 ignores (and would
+    take ``/canarySettings/deploymentId`` for the stage's own deployment): the patch
+    operations an operator sends are kept, and ``GetStage`` answers them."""
+    from moto.apigateway.models import Stage
+
+    apply_operations, to_json = Stage.apply_operations, Stage.to_json
+
+    def apply(stage, operations):
+        others = []
+        for op in operations:
+            path = op["path"]
+            if path == "/canarySettings" and op["op"] == "remove":
+                stage.canary_settings = None
+            elif path.startswith("/canarySettings/") and op["op"] == "replace":
+                settings = getattr(stage, "canary_settings", None) or {}
+                key, _, variable = path.removeprefix("/canarySettings/").partition("/")
+                if key == "stageVariableOverrides":
+                    settings.setdefault(key, {})[variable] = op["value"]
+                elif key == "percentTraffic":
+                    settings[key] = float(op["value"])
+                else:
+                    settings[key] = op["value"]
+                stage.canary_settings = settings
+            else:
+                others.append(op)
+        return apply_operations(stage, others)
+
+    def as_json(stage):
+        answer = to_json(stage)
+        if getattr(stage, "canary_settings", None):
+            answer["canarySettings"] = stage.canary_settings
+        return answer
+
+    monkeypatch.setattr(Stage, "apply_operations", apply)
+    monkeypatch.setattr(Stage, "to_json", as_json)
+
+
 def _api_stack(monkeypatch, canary_percent: float | None) -> None:
-    """The dev Api stack: its ApiUrl output, and its stage with or without a canary."""
+    """The dev Api stack: its ApiUrl output, and its stage with or without an
+    operator's canary (sending its share to version 7 of the function)."""
     stage_canary(monkeypatch)
     apigateway = boto3.client("apigateway", region_name=REGION)
     api = apigateway.create_rest_api(name="credit-risk-dev")["id"]
@@ -155,6 +198,12 @@ def _api_stack(monkeypatch, canary_percent: float | None) -> None:
                     "path": "/canarySettings/percentTraffic",
                     "value": f"{canary_percent:g}",
                 },
+                {
+                    "op": "replace",
+                    "path": "/canarySettings/stageVariableOverrides/"
+                    + names.STAGE_VARIABLE_LAMBDA_ALIAS,
+                    "value": "7",
+                },
             ],
         )
     url = f"https://{api}.execute-api.{REGION}.amazonaws.com/{names.API_STAGE_NAME}/"
@@ -167,19 +216,18 @@ def _api_stack(monkeypatch, canary_percent: float | None) -> None:
     )
 
 
-def test_a_canary_left_on_the_stage_by_a_failed_release_stops_the_deployment(
-    sfn, monkeypatch, capsys
-):
-    # given a release that failed after sending every request to the candidate
-    _api_stack(monkeypatch, canary_percent=100)
+def test_an_operators_canary_on_the_stage_stops_the_deployment(sfn, monkeypatch, capsys):
+    # given an operator's canary sending a tenth of the stage to version 7
+    _api_stack(monkeypatch, canary_percent=10)
     canary = sfn.machine("credit-risk-dev-canary-release")
 
-    # when the pipeline is about to deploy: nothing runs, but the canary is still on
+    # when the pipeline is about to deploy: no release runs, but the canary is on
     status = release_guard.main(["--state-machine-arn", canary, "--api-stack", API_STACK])
 
     assert status == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert "still sends 100% of its requests to the candidate alias" in line
+    assert "has a canary sending 10% of its requests elsewhere (lambdaAlias=7)" in line
+    assert "an operator set it, no release does" in line
     assert "op=remove,path=/canarySettings" in line
 
 

@@ -1,0 +1,243 @@
+"""The model release state machine as deployed, on the paths that need no traffic:
+refusals before anything changes, a promotion someone else's overtakes, a live
+function that cannot load the new champion, a rollback on request during a
+release and one with nothing to return to.
+
+The environment is the dev templates in moto (tests/infra/aws_world.py), every
+Lambda invocation our real handler; the registry holds small real XGBoost models.
+No customer calls the API here, so the inference function never opens its store:
+shadow and canary stages with traffic are test_day_one.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+import xgboost as xgb
+from moto import mock_aws
+
+from credit_risk import names, schemas
+from credit_risk.registry import MODEL_FILE, Registry
+from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
+from tests.infra.aws_world import MOTO_CONFIG, AwsWorld, Execution
+
+pytestmark = pytest.mark.infra
+
+CHAMPION, CANDIDATE = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
+# Serving functions re-read the registry every second here (30 s as deployed).
+REFRESH_SECONDS = 1
+RELEASE = {"live_refresh_seconds": REFRESH_SECONDS + 2}
+# A store the function is configured with and never reaches: nobody scores here.
+NO_STORE = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"
+TIMEOUT = 90
+
+
+def no_spark() -> Any:
+    raise AssertionError("no feature job runs in these scenarios")
+
+
+@pytest.fixture
+def world(dev, monkeypatch) -> Iterator[AwsWorld]:
+    aws = AwsWorld(
+        dev, database_url=NO_STORE, spark_session=no_spark, model_refresh_seconds=REFRESH_SECONDS
+    )
+    use_fake_aws_credentials(monkeypatch, aws.region)
+    monkeypatch.setenv("AWS_REGION", aws.region)
+    with mock_aws(config=MOTO_CONFIG):
+        yield aws.build(monkeypatch)
+
+
+def publish(models: Registry, version: str, seed: int) -> str:
+    """A small real model over the store's features, past its gate."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(0, 60, size=(300, len(schemas.FEATURE_NAMES)))
+    labels = (inputs[:, 0] + rng.normal(0, 10, size=300) < 30).astype(int)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2},
+        xgb.DMatrix(inputs, label=labels, feature_names=list(schemas.FEATURE_NAMES)),
+        num_boost_round=5,
+    )
+    metadata = {
+        "feature_names": list(schemas.FEATURE_NAMES),
+        "threshold": {"value": 0.5},
+        "gate": {"passed": True},
+    }
+    models.publish(version, bytes(booster.save_raw("ubj")), metadata)
+    return version
+
+
+def release_input(model_version: str, **settings: Any) -> dict[str, Any]:
+    """What the training pipeline sends, for ``model_version``."""
+    sent = json.loads((EVENTS_DIR / "canary_release_input.json").read_text())
+    return {**sent, "model_version": model_version, **RELEASE, **settings}
+
+
+def start(world: AwsWorld, name: str, execution_input: dict[str, Any]) -> str:
+    return boto3.client("stepfunctions").start_execution(
+        stateMachineArn=world.machine(names.OUTPUT_CANARY_RELEASE_ARN),
+        name=name,
+        input=json.dumps(execution_input),
+    )["executionArn"]
+
+
+def actions(execution: Execution) -> list[str]:
+    return [payload["action"] for payload in execution.lambda_payloads()]
+
+
+def payload_of(execution: Execution, action: str) -> dict[str, Any]:
+    (found,) = [p for p in execution.lambda_payloads() if p["action"] == action]
+    return found
+
+
+def entered(state: str) -> Any:
+    return lambda execution: state in execution.entered()
+
+
+def one_notification(world: AwsWorld) -> dict[str, str]:
+    (notification,) = world.notifications()
+    return notification
+
+
+def test_settings_the_release_could_not_follow_open_nothing(world):
+    models = world.registry()
+    publish(models, CANDIDATE, seed=1)
+
+    # given a release started by hand with a wait the Wait states could not take
+    release = world.wait(
+        start(world, "by-hand", release_input(CANDIDATE, canary={"wait_seconds": 90.5})), TIMEOUT
+    )
+
+    # then it is refused before the release record opens, and says nothing changed
+    assert (release.status, release.error) == ("FAILED", "CanaryReleaseFailed")
+    assert release.cause.startswith("InvalidInputError: "), release.cause
+    assert "open_release.settings.wait_seconds" in release.cause
+    assert actions(release) == ["admit_release", "open_release"]
+    assert models.release_state() is None
+    notification = one_notification(world)
+    assert "not started" in notification["subject"]
+    assert "nothing was changed" in notification["message"]
+    # The other settings kept the environment's (cdk.json model_release).
+    settings = payload_of(release, "open_release")["settings"]
+    assert (settings["shadow_seconds"], settings["max_score_psi"]) == (300, 0.25)
+
+
+def test_a_release_while_another_is_open_changes_nothing(world):
+    models = world.registry()
+    publish(models, CHAMPION, seed=1)
+    publish(models, CANDIDATE, seed=2)
+    models.promote(CHAMPION)
+    other = models.open_release("someone-elses-release", CHAMPION)
+
+    release = world.wait(start(world, "second-release", release_input(CANDIDATE)), TIMEOUT)
+
+    assert (release.status, release.error) == ("FAILED", "CanaryReleaseFailed")
+    assert "one model release at a time" in release.cause
+    assert models.release_state() == other
+    assert "not started" in one_notification(world)["subject"]
+
+
+def test_a_promotion_someone_made_meanwhile_rolls_this_release_back(world):
+    # given an empty environment's first release, all traffic already on the candidate
+    models = world.registry()
+    publish(models, CANDIDATE, seed=1)
+    publish(models, CHAMPION, seed=2)
+    arn = start(world, "first-release", release_input(CANDIDATE))
+    world.wait(arn, TIMEOUT, until=entered("WaitForRefresh"))
+
+    # when another version is promoted before the champion pointer moves
+    models.promote(CHAMPION)
+    release = world.wait(arn, TIMEOUT)
+
+    # then the release refuses to replace it, closes and says why, with its report
+    assert (release.status, release.error) == ("FAILED", "CanaryRolledBack")
+    assert release.cause == (
+        f"ConcurrentUpdateError: {CHAMPION} was promoted while release first-release ran "
+        "on an empty registry"
+    )
+    assert models.champion_version() == CHAMPION
+    ended = models.release_state()
+    assert (ended.release_id, ended.outcome) == ("first-release", "rolled_back")
+    notification = one_notification(world)
+    assert "rolled back" in notification["subject"]
+    assert f"/{CANDIDATE}/releases/first-release/report.html" in notification["message"]
+
+
+def test_a_new_champion_live_cannot_load_is_reported_for_attention(world):
+    # given the first release of an empty environment, its file damaged once live
+    # has loaded it as the candidate
+    models = world.registry()
+    publish(models, CANDIDATE, seed=1)
+    arn = start(world, "first-release", release_input(CANDIDATE))
+    world.wait(arn, TIMEOUT, until=entered("WaitForRefresh"))
+    bucket, _, key = models.uri(CANDIDATE, MODEL_FILE).removeprefix("s3://").partition("/")
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not a model")
+
+    release = world.wait(arn, TIMEOUT)
+
+    # then the champion moved, live keeps what it served (nothing), and the
+    # notification asks for a look instead of claiming a promotion
+    assert (release.status, release.error) == ("FAILED", "CanaryReleaseFailed")
+    assert release.cause.startswith("LiveNotServingChampion: the live function serves none")
+    assert models.champion_version() == CANDIDATE
+    notification = one_notification(world)
+    assert "failed" in notification["subject"]
+    assert "needs attention" in notification["message"]
+
+
+def test_a_rollback_during_a_release_ends_it_and_keeps_the_champion(world):
+    # given a release in shadow
+    models = world.registry()
+    publish(models, CHAMPION, seed=1)
+    publish(models, CANDIDATE, seed=2)
+    models.promote(CHAMPION)
+    arn = start(world, "release", release_input(CANDIDATE, canary={"shadow_seconds": 6}))
+    world.wait(arn, TIMEOUT, until=entered("ObserveShadow"))
+    assert world.registry().active_release().stage == "shadow"
+
+    # when a rollback is asked for
+    request = json.loads((EVENTS_DIR / "canary_release_rollback_input.json").read_text())
+    rollback = world.wait(start(world, "rollback", {**request, **RELEASE}), TIMEOUT)
+
+    # then the rollback closes the release at once, live drops the candidate...
+    assert rollback.status == "SUCCEEDED", (rollback.error, rollback.cause)
+    assert rollback.output["did"] == "closed_release"
+    assert (rollback.output["model_version"], rollback.output["release_id"]) == (
+        CHAMPION,
+        "release",
+    )
+    # ...and the release stops at its next action, closed with the rollback's reason
+    release = world.wait(arn, TIMEOUT)
+    assert (release.status, release.error) == ("FAILED", "CanaryRolledBack")
+    reason = request["rollback"]["reason"]
+    assert release.cause == f"{reason} (rollback rollback)"
+    assert "Promote" not in release.entered()
+    assert models.champion_version() == CHAMPION
+    subjects = sorted(n["subject"] for n in world.notifications())
+    assert subjects == ["credit-risk: model release rolled back", "credit-risk: rolled back"]
+
+
+def test_a_rollback_with_nothing_to_return_to_fails_and_changes_nothing(world):
+    models = world.registry()
+    publish(models, CHAMPION, seed=1)
+    models.promote(CHAMPION)
+
+    request = json.loads((EVENTS_DIR / "canary_release_rollback_input.json").read_text())
+    rollback = world.wait(start(world, "rollback", request), TIMEOUT)
+
+    assert (rollback.status, rollback.error) == ("FAILED", "CanaryReleaseFailed")
+    assert "there is no earlier one to roll back to" in rollback.cause
+    assert models.champion_version() == CHAMPION
+    assert "needs attention" in one_notification(world)["message"]
+
+
+def test_an_input_that_asks_for_nothing_is_refused(world):
+    execution = world.wait(start(world, "nothing", {"run_id": "x"}), TIMEOUT)
+
+    assert (execution.status, execution.error) == ("FAILED", "InvalidInputError")
+    assert "model_version" in execution.cause
+    assert actions(execution) == []
