@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from credit_risk import release_decision
+from credit_risk.errors import InvalidInputError
 from credit_risk.names import ENV_PREFIX, ENVIRONMENTS, resource_name
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -117,6 +119,10 @@ class ModelReleaseConfig(_Model):
             raise ValueError("steps_percent must be strictly increasing")
         _long_enough("shadow_minutes", self.shadow_minutes)
         _long_enough("wait_minutes", self.wait_minutes)
+        try:  # the decision function's own rules, so that synth refuses what it would
+            release_decision.CanaryPolicy.from_settings(self.settings())
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def settings(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_ec2 as ec2
@@ -122,8 +122,21 @@ class ModelFunctions(Construct):
             provisioned_concurrent_executions=settings.inference.provisioned_concurrency,
         )
         self.aliases = (self.live,)
+        self._keep_for_upgrades(version)
         self.release_alarms = self._live_alarms(alarm_prefix)
         self.code_release = self._code_release(code_release)
+
+    def _keep_for_upgrades(self, version: lambda_.IVersion) -> None:
+        """The ``candidate`` alias model releases used before they moved into the
+        function, kept with its export while environments deployed before then are
+        upgraded: their Api stack still imports it, and CloudFormation refuses to
+        delete an export in use (the Ml stack deploys first). It takes no traffic
+        and no release moves it. Remove it, and its export, once every environment
+        has deployed this release."""
+        candidate = lambda_.Alias(
+            self, "Candidate", alias_name=names.CANDIDATE_ALIAS, version=version
+        )
+        Stack.of(self).export_value(candidate.function_arn)
 
     def _live_alarms(self, prefix: str) -> tuple[cw.Alarm, ...]:
         """Failed invocations and 5xx answers of the ``live`` alias, per minute.

@@ -67,6 +67,11 @@ class ApiStack(EnvironmentStack):
         self._acknowledge()
         # The release smoke test and clients find the API and its key here.
         self.url_output = CfnOutput(self, names.OUTPUT_API_URL, value=self.scoring.api.url)
+        # Imported by the Orchestration stack of environments deployed before model
+        # releases stopped patching the stage: kept while they are upgraded (the Api
+        # stack deploys first, and an export in use cannot be deleted). Remove it
+        # once every environment has deployed this release.
+        self.export_value(self.scoring.api.rest_api_id)
         self.key_secret_output = CfnOutput(
             self, names.OUTPUT_API_KEY_SECRET_ARN, value=self.api_key.secret.secret_arn
         )

@@ -86,7 +86,7 @@ class Settings(BaseModel):
     max_score_psi: float
 
     def policy(self) -> release_decision.CanaryPolicy:
-        return release.policy(self.model_dump())
+        return release_decision.CanaryPolicy.from_settings(self.model_dump())
 
 
 class AdmitRun(_Action):

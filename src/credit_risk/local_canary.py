@@ -25,8 +25,7 @@ report has read this release's records from it (unless the caller names a folder
 to keep it in), and the function neither logs nor publishes metrics on the
 caller's console.
 
-``roll_back`` is the release's one-step rollback, with no traffic minimum: the
-release in progress ends, or the previous champion serves again.
+The one-step rollback is ``credit_risk.rollback``, shared with the AWS release.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import random
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,13 @@ from credit_risk.local_api import (
     patched_environment,
 )
 from credit_risk.monitoring.records import ScoreRecord, read_scoring_log
-from credit_risk.registry import CANARY, REPORTS_DIR, Registry, ReleaseState
+from credit_risk.registry import CANARY, PROMOTED, ROLLED_BACK, Registry, ReleaseState
 from credit_risk.release_metrics import ReleaseCounts, parse_emf, release_sums
 from credit_risk.settings import Settings
 
 # What the function is told besides following the registry: quiet, and scoring into
 # a directory removed afterwards.
 QUIET = {names.ENV_LOG_LEVEL: "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
-PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 # Customers of the store a local release draws its requests from.
 RELEASE_CUSTOMERS = 1000
 # The deployment configuration whose model_release block a local release can follow.
@@ -67,48 +65,45 @@ CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 # The model_release settings of cdk.json that only the AWS release reads: locally a
 # stage lasts a number of requests, not a number of minutes.
 WAIT_FIELDS = ("wait_minutes", "shadow_minutes")
+# Without a named environment a local release judges as dev does.
+DEFAULT_ENVIRONMENT = "dev"
+REQUESTS_PER_STEP = 200
 
 
 @dataclass(frozen=True)
 class LocalReleasePolicy:
-    """``cdk.json``'s ``model_release`` block, with requests in place of waits: each
-    shadow stage and canary step sends ``requests_per_step`` single-customer requests.
-    The defaults are the ``dev`` environment's."""
+    """``cdk.json``'s ``model_release`` block, with requests in place of waits: the
+    shadow stage and each canary step send ``requests_per_step`` single-customer
+    requests."""
 
-    steps_percent: tuple[float, ...] = (50.0,)
-    min_requests: int = 5
-    shadow_min_requests: int = 5
-    max_candidate_errors: int = 0
-    max_latency_ratio: float = 2.0
-    max_approval_rate_change: float = 0.10
-    max_swap_share: float = 0.15
-    max_score_psi: float = 0.25
-    requests_per_step: int = 200
+    release: release_decision.CanaryPolicy
+    requests_per_step: int = REQUESTS_PER_STEP
 
     def __post_init__(self) -> None:
         if self.requests_per_step < 1:
             raise InvalidInputError("requests_per_step must be positive")
-        _ = self.release  # the release's own checks of the steps, volumes and gates
 
     @classmethod
     def from_model_release(
         cls, block: Mapping[str, Any], *, requests_per_step: int | None = None
     ) -> LocalReleasePolicy:
         """The policy of a ``model_release`` block as ``cdk.json`` holds it."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(block) - known - set(WAIT_FIELDS))
+        known = {*release_decision.POLICY_SETTINGS, *WAIT_FIELDS}
+        unknown = sorted(set(block) - known)
         if unknown:
             raise InvalidInputError(f"unknown model_release settings: {', '.join(unknown)}")
-        values = {name: value for name, value in block.items() if name in known}
-        if "steps_percent" in values:
-            values["steps_percent"] = tuple(float(step) for step in values["steps_percent"])
-        if requests_per_step is not None:
-            values["requests_per_step"] = requests_per_step
-        return cls(**values)
+        return cls(
+            release_decision.CanaryPolicy.from_settings(block),
+            REQUESTS_PER_STEP if requests_per_step is None else requests_per_step,
+        )
 
     @classmethod
     def of_environment(
-        cls, environment: str, *, requests_per_step: int | None = None, cdk_json: Path = CDK_JSON
+        cls,
+        environment: str = DEFAULT_ENVIRONMENT,
+        *,
+        requests_per_step: int | None = None,
+        cdk_json: Path = CDK_JSON,
     ) -> LocalReleasePolicy:
         """The policy of ``environment``'s ``model_release`` block in ``cdk.json``."""
         try:
@@ -122,21 +117,6 @@ class LocalReleasePolicy:
         if not isinstance(block, dict):
             raise ConfigurationError(f"{cdk_json} has no model_release block for {environment}")
         return cls.from_model_release(block, requests_per_step=requests_per_step)
-
-    @property
-    def release(self) -> release_decision.CanaryPolicy:
-        return release_decision.CanaryPolicy(
-            steps_percent=tuple(self.steps_percent),
-            min_requests=self.min_requests,
-            shadow_min_requests=self.shadow_min_requests,
-            gates=release_decision.Gates(
-                max_candidate_errors=self.max_candidate_errors,
-                max_latency_ratio=self.max_latency_ratio,
-                max_approval_rate_change=self.max_approval_rate_change,
-                max_swap_share=self.max_swap_share,
-                max_score_psi=self.max_score_psi,
-            ),
-        )
 
 
 @dataclass
@@ -189,7 +169,7 @@ def run_canary(
     promotes it or leaves the champion, as ``decide`` says, and writes the report.
     The release's score records go to ``scoring_log`` when given (a folder, kept),
     else to a temporary folder removed afterwards."""
-    policy = policy or LocalReleasePolicy()
+    policy = policy or LocalReleasePolicy.of_environment()
     registry = Registry(settings.registry, settings.model_name)
     gate = registry.metadata(version).get("gate", {})
     if not gate.get("passed", False):
@@ -369,42 +349,3 @@ def _records_of(scoring_log: str, release_id: str, started_on: date) -> list[Sco
     """The release's served and shadow records, for the report's swap sample."""
     records = read_scoring_log(scoring_log, started_on, datetime.now(UTC).date())
     return [record for record in records if record.release_id == release_id]
-
-
-def roll_back(registry: Registry, reason: str) -> dict[str, Any]:
-    """One step back, with no traffic minimum: a release in progress is closed as
-    rolled back (its candidate stops scoring; the champion never changed), else the
-    champion before the current one serves again (``Registry.roll_back``). What was
-    done, and where the report of the release concerned is."""
-    release = registry.active_release()
-    if release is not None:
-        closed = registry.close_release(release.release_id, ROLLED_BACK, reason)
-        report = release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=reason)
-        return {
-            "rolled_back": "release",
-            "release_id": closed.release_id,
-            "candidate": closed.model_version,
-            "champion": registry.champion_version(),
-            "reason": reason,
-            **report,
-        }
-    record = registry.roll_back(reason)
-    answer = {
-        "rolled_back": "champion",
-        "champion": record["version"],
-        "previous_champion": record["rolled_back_from"],
-        "reason": reason,
-    }
-    # The report of the release that made the removed version champion, if it was
-    # the last one: the rollback is the end of that story.
-    last = registry.release_state()
-    if (
-        last is not None
-        and last.model_version == record["rolled_back_from"]
-        and registry.read_report(last.model_version, last.release_id, release_report.HTML_FILE)
-    ):
-        answer["release_id"] = last.release_id
-        answer["report_html"] = registry.uri(
-            last.model_version, f"{REPORTS_DIR}/{last.release_id}/{release_report.HTML_FILE}"
-        )
-    return answer

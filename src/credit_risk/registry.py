@@ -56,6 +56,8 @@ HISTORY_LENGTH = 20
 # returned (shadow), answers the customers of its share (canary), or no longer
 # takes part (ended: promoted or rolled back).
 SHADOW, CANARY, ENDED = "shadow", "canary", "ended"
+# How an ended release ended.
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # S3's bucket naming rules, checked here so that a typo reads as one clear line
 # rather than botocore's parameter validation error.

@@ -29,9 +29,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from credit_risk import names, release_decision, release_report
+from credit_risk import names, release_decision, release_report, rollback
 from credit_risk.errors import CreditRiskError, InvalidInputError
-from credit_risk.registry import CANARY, ConcurrentUpdateError, Registry, ReleaseState
+from credit_risk.registry import (
+    CANARY,
+    PROMOTED,
+    ROLLED_BACK,
+    ConcurrentUpdateError,
+    Registry,
+    ReleaseState,
+)
 from credit_risk.release_metrics import DIMENSION_RELEASE, ReleaseCounts
 
 if TYPE_CHECKING:
@@ -39,8 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How a release ends, in the release record and the report.
-PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 # The inference function's EMF metrics have one-minute resolution: CloudWatch
 # rounds a query's start down to the minute, and a period is a whole number of them.
 METRIC_PERIOD_SECONDS = 60
@@ -92,23 +97,6 @@ def release_id_of(execution_name: str) -> str:
     if not cleaned or not cleaned[0].isalnum():
         cleaned = f"r{cleaned}"[:128]
     return cleaned
-
-
-def policy(settings: Mapping[str, Any]) -> release_decision.CanaryPolicy:
-    """The release's policy from its settings (cdk.json ``model_release``, as the
-    state machine passes them); refuses values the decision function would not take."""
-    return release_decision.CanaryPolicy(
-        steps_percent=tuple(float(step) for step in settings["steps_percent"]),
-        min_requests=int(settings["min_requests"]),
-        shadow_min_requests=int(settings["shadow_min_requests"]),
-        gates=release_decision.Gates(
-            max_candidate_errors=int(settings["max_candidate_errors"]),
-            max_latency_ratio=float(settings["max_latency_ratio"]),
-            max_approval_rate_change=float(settings["max_approval_rate_change"]),
-            max_swap_share=float(settings["max_swap_share"]),
-            max_score_psi=float(settings["max_score_psi"]),
-        ),
-    )
 
 
 # --- admission ------------------------------------------------------------------
@@ -534,47 +522,8 @@ def _records(
 
 # --- rollback on request ------------------------------------------------------------
 def roll_back(target: ReleaseTarget, reason: str, rollback_id: str) -> dict:
-    """The rollback input of the state machine, in one write: a release in progress
-    is closed as rolled back (the champion keeps serving, the candidate answers no
-    one); with none, the champion before the current one is the champion again.
-    ``rollback_id`` (the execution name) makes a retry find its own work done
-    instead of stepping one more champion back. Returns what it did and the model
-    ``live`` serves once its instances have refreshed."""
-    registry = target.registry()
-    marked = f"{reason} (rollback {rollback_id})"
-    state = registry.release_state()
-    if state is not None and state.reason == marked:
-        return _rolled("closed_release", registry.champion_version(), state, already=True)
-    if state is not None and state.active:
-        closed = registry.close_release(state.release_id, ROLLED_BACK, marked)
-        champion = registry.champion_version()
-        if champion == closed.model_version and closed.champion not in (None, champion):
-            # The promotion had just changed the champion: that is undone too.
-            registry.roll_back(marked, expected_champion=champion)
-            champion = registry.champion_version()
-        return _rolled("closed_release", champion, closed, already=False)
-    current = registry.champion()
-    if current is not None and current.get("reason") == marked:
-        return _rolled("restored_champion", current["version"], None, already=True, record=current)
-    if current is None:
-        raise InvalidInputError(f"{target.model_name} has no champion and no release to roll back")
-    record = registry.roll_back(marked, expected_champion=current["version"])
-    return _rolled("restored_champion", record["version"], None, already=False, record=record)
-
-
-def _rolled(
-    did: str,
-    serving: str | None,
-    state: ReleaseState | None,
-    *,
-    already: bool,
-    record: Mapping[str, Any] | None = None,
-) -> dict:
-    return {
-        "did": did,
-        "model_version": serving,
-        "release_id": state.release_id if state else None,
-        "candidate": state.model_version if state else None,
-        "rolled_back_from": (record or {}).get("rolled_back_from"),
-        "already": already,
-    }
+    """The rollback input of the state machine: ``credit_risk.rollback.roll_back``,
+    the rule ``credit-risk release rollback`` follows too, with the execution name
+    making a retry find its own work done. The model ``live`` serves once its
+    instances have refreshed is in ``model_version``."""
+    return rollback.roll_back(target.registry(), reason, rollback_id)

@@ -14,10 +14,10 @@ Pure functions of their arguments: no clients, no clock, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from credit_risk.errors import InvalidInputError
 from credit_risk.release_metrics import ReleaseCounts
@@ -62,6 +62,19 @@ class Gates:
             raise InvalidInputError("max_score_psi must be positive")
 
 
+# The model_release settings a policy is made of.
+POLICY_SETTINGS: Final = (
+    "steps_percent",
+    "min_requests",
+    "shadow_min_requests",
+    "max_candidate_errors",
+    "max_latency_ratio",
+    "max_approval_rate_change",
+    "max_swap_share",
+    "max_score_psi",
+)
+
+
 @dataclass(frozen=True)
 class CanaryPolicy:
     """The model release of ``cdk.json`` (``model_release``): the shadow stage's
@@ -72,6 +85,30 @@ class CanaryPolicy:
     min_requests: int = 5
     shadow_min_requests: int = 5
     gates: Gates = field(default_factory=Gates)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> CanaryPolicy:
+        """The policy of ``cdk.json``'s ``model_release`` settings, as the file holds
+        them or the state machine passes them on (the waits, which only the state
+        machine reads, are left to it); refuses values no release could run with."""
+        missing = [name for name in POLICY_SETTINGS if name not in settings]
+        if missing:
+            raise InvalidInputError(f"model_release lacks {', '.join(missing)}")
+        try:
+            return cls(
+                steps_percent=tuple(float(step) for step in settings["steps_percent"]),
+                min_requests=int(settings["min_requests"]),
+                shadow_min_requests=int(settings["shadow_min_requests"]),
+                gates=Gates(
+                    max_candidate_errors=int(settings["max_candidate_errors"]),
+                    max_latency_ratio=float(settings["max_latency_ratio"]),
+                    max_approval_rate_change=float(settings["max_approval_rate_change"]),
+                    max_swap_share=float(settings["max_swap_share"]),
+                    max_score_psi=float(settings["max_score_psi"]),
+                ),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"model_release: {exc}") from None
 
     def __post_init__(self) -> None:
         steps = list(self.steps_percent)

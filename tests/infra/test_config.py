@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk import names
+from credit_risk import names, release_decision
 from infra.components.asl_state_machine import placeholders
 from infra.config import ConfigurationError, load_config
 
@@ -89,10 +89,8 @@ def test_a_gate_the_release_could_not_apply_is_refused_at_synth(context, field, 
 
 @pytest.mark.parametrize("environment", names.ENVIRONMENTS)
 def test_every_model_release_is_a_policy_the_decision_function_takes(context, environment):
-    from credit_risk import release
-
     settings = load_config(context, environment).model_release.settings()
-    policy = release.policy(settings)
+    policy = release_decision.CanaryPolicy.from_settings(settings)
 
     assert list(policy.steps_percent) == settings["steps_percent"]
     assert policy.shadow_min_requests == settings["shadow_min_requests"]

@@ -158,15 +158,38 @@ def test_the_database_url_carries_no_password_and_iam_auth_is_on(dev):
     assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_INFERENCE
 
 
-def test_inference_has_one_alias_live_on_the_published_version(dev):
+def test_inference_serves_through_live_on_the_published_version(dev):
     aliases = dev.resources("Ml", "AWS::Lambda::Alias")
     versions = dev.resources("Ml", "AWS::Lambda::Version")
     by_name = {a["Properties"]["Name"]: a["Properties"] for a in aliases.values()}
 
     # A model release moves no alias: the live function follows the release record.
-    assert set(by_name) == {names.LIVE_ALIAS}
+    # candidate stays (no traffic, no release moves it) while older environments
+    # upgrade: their Api stack imports it until it is deployed again.
+    assert set(by_name) == {names.LIVE_ALIAS, names.CANDIDATE_ALIAS}
     (version,) = versions
-    assert by_name["live"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    for alias in by_name.values():
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+
+
+def test_the_exports_older_environments_import_are_kept_while_they_upgrade(dev):
+    """CloudFormation refuses to delete an export another stack imports, and the
+    exporting stack deploys first: the candidate alias (imported by the Api stack
+    before model releases moved into the function) and the REST API id (imported by
+    the Orchestration stack) stay exported for one release."""
+
+    def exported(unit: str) -> list[str]:
+        outputs = dev.template(unit).get("Outputs", {}).values()
+        return [json.dumps(o["Value"]) for o in outputs if "Export" in o]
+
+    (candidate,) = [
+        logical_id
+        for logical_id, alias in dev.resources("Ml", "AWS::Lambda::Alias").items()
+        if alias["Properties"]["Name"] == names.CANDIDATE_ALIAS
+    ]
+    (api,) = dev.resources("Api", "AWS::ApiGateway::RestApi")
+    assert json.dumps({"Ref": candidate}) in exported("Ml")
+    assert json.dumps({"Ref": api}) in exported("Api")
 
 
 def test_the_integration_selects_the_alias_through_the_stage_variable(dev):

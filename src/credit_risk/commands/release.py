@@ -9,12 +9,14 @@ import sys
 from credit_risk import names
 from credit_risk.commands import positive_int
 from credit_risk.local_canary import (
+    DEFAULT_ENVIRONMENT,
     RELEASE_CUSTOMERS,
+    REQUESTS_PER_STEP,
     LocalReleasePolicy,
-    roll_back,
     run_canary,
 )
 from credit_risk.registry import Registry
+from credit_risk.rollback import CLOSED_RELEASE, roll_back
 from credit_risk.settings import Settings
 
 EXIT_ROLLED_BACK = 1
@@ -51,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--requests-per-step",
         type=positive_int,
-        default=LocalReleasePolicy().requests_per_step,
+        default=REQUESTS_PER_STEP,
         metavar="N",
         help="single-customer requests sent in the shadow stage and in each canary step "
         "(where AWS waits wait_minutes for traffic)",
@@ -61,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=names.ENVIRONMENTS,
         default=None,
         help="judge with this environment's model_release settings in cdk.json "
-        "(None: dev's, built in)",
+        f"(default: {DEFAULT_ENVIRONMENT}'s)",
     )
     run.add_argument(
         "--seed", type=int, default=0, help="seed of the random choice of customers per request"
@@ -104,12 +106,9 @@ def run_release(args: argparse.Namespace) -> int:
     from credit_risk.store import create_store
 
     settings = Settings()
-    if args.env is None:
-        policy = LocalReleasePolicy(requests_per_step=args.requests_per_step)
-    else:
-        policy = LocalReleasePolicy.of_environment(
-            args.env, requests_per_step=args.requests_per_step
-        )
+    policy = LocalReleasePolicy.of_environment(
+        args.env or DEFAULT_ENVIRONMENT, requests_per_step=args.requests_per_step
+    )
     _registry(settings).metadata(args.version)  # an unknown version fails before the store
     with create_store(settings) as store:
         customers = store.customer_ids(RELEASE_CUSTOMERS)
@@ -120,13 +119,13 @@ def run_release(args: argparse.Namespace) -> int:
 
 def run_rollback(args: argparse.Namespace) -> int:
     done = roll_back(_registry(Settings()), args.reason)
-    if done["rolled_back"] == "release":
+    if done["did"] == CLOSED_RELEASE:
         _say(
             f"release {done['release_id']} of {done['candidate']} rolled back; "
-            f"the champion is still {done['champion'] or 'none'}"
+            f"the champion is {done['model_version'] or 'none'}"
         )
     else:
-        _say(f"champion is now {done['champion']} (was {done['previous_champion']})")
+        _say(f"the champion is now {done['model_version']} (was {done['rolled_back_from']})")
     if "report_html" in done:
         _say(f"report: {done['report_html']}")
     print(json.dumps(done, indent=2))

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from credit_risk import names
+
 if TYPE_CHECKING:
     from credit_risk.model.package import ModelPackage
     from credit_risk.registry import Registry, ReleaseState
@@ -61,7 +63,7 @@ class ModelSource:
         registry: Registry,
         *,
         pinned_version: str | None,
-        refresh_seconds: float = 60.0,
+        refresh_seconds: float = float(names.MODEL_REFRESH_SECONDS),
         # The wall clock: a monotonic one may not advance while Lambda keeps an
         # execution environment frozen between invocations, and an idle instance
         # would then never see the interval pass.

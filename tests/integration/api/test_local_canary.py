@@ -9,6 +9,7 @@ the store is the local SQLite one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -17,15 +18,19 @@ import pytest
 
 from credit_risk import cli
 from credit_risk.errors import InvalidInputError
-from credit_risk.local_canary import (
+from credit_risk.local_canary import CDK_JSON, LocalReleasePolicy, run_canary
+from credit_risk.monitoring.records import SERVED, SHADOW, read_scoring_log
+from credit_risk.registry import (
+    CANARY,
+    ENDED,
     PROMOTED,
     ROLLED_BACK,
-    LocalReleasePolicy,
-    run_canary,
+    ConcurrentUpdateError,
+    Registry,
+    ReleaseState,
 )
-from credit_risk.monitoring.records import SERVED, SHADOW, read_scoring_log
-from credit_risk.registry import CANARY, ENDED, ConcurrentUpdateError, Registry, ReleaseState
 from credit_risk.release_report import STEPS_FILE
+from credit_risk.rollback import CLOSED_RELEASE, RESTORED_CHAMPION
 from credit_risk.settings import Settings
 from credit_risk.store import create_store
 from tests.integration.api.conftest import MODEL_NAME, Serving
@@ -33,7 +38,13 @@ from tests.integration.api.registries import promote, publish_variant
 
 # Two steps, so that a healthy release shows shadow → 10% → 50% → promotion.
 POLICY = LocalReleasePolicy(
-    steps_percent=(10.0, 50.0), min_requests=5, shadow_min_requests=5, requests_per_step=150
+    dataclasses.replace(
+        LocalReleasePolicy.of_environment("dev").release,
+        steps_percent=(10.0, 50.0),
+        min_requests=5,
+        shadow_min_requests=5,
+    ),
+    requests_per_step=150,
 )
 
 
@@ -233,10 +244,12 @@ class TestPolicy:
         policy = LocalReleasePolicy.of_environment(environment, requests_per_step=50)
 
         assert policy.requests_per_step == 50
-        assert policy.release.steps_percent == policy.steps_percent
+        block = json.loads(CDK_JSON.read_text())["context"][environment]["model_release"]
+        assert list(policy.release.steps_percent) == block["steps_percent"]
+        assert policy.release.gates.max_swap_share == block["max_swap_share"]
 
-    def test_the_built_in_policy_is_dev_s(self):
-        assert LocalReleasePolicy() == LocalReleasePolicy.of_environment("dev")
+    def test_without_an_environment_the_policy_is_dev_s(self):
+        assert LocalReleasePolicy.of_environment() == LocalReleasePolicy.of_environment("dev")
 
     def test_unknown_settings_are_refused(self):
         with pytest.raises(InvalidInputError, match="unknown model_release settings: max_gap"):
@@ -251,8 +264,10 @@ class TestPolicy:
         ],
     )
     def test_a_policy_that_cannot_work_is_refused(self, settings, message):
+        dev = json.loads(CDK_JSON.read_text())["context"]["dev"]["model_release"]
+        requests = settings.pop("requests_per_step", None)
         with pytest.raises(InvalidInputError, match=message):
-            LocalReleasePolicy.from_model_release(settings)
+            LocalReleasePolicy.from_model_release({**dev, **settings}, requests_per_step=requests)
 
 
 class TestCommands:
@@ -279,8 +294,8 @@ class TestCommands:
         code, first, err = self.run_cli(capsys, "rollback", "--reason", "declines too many")
         # Then the champion before it serves again, in one call
         assert code == 0
-        assert (first["rolled_back"], first["champion"]) == ("champion", earlier)
-        assert first["previous_champion"] == serving.candidate_version
+        assert (first["did"], first["model_version"]) == (RESTORED_CHAMPION, earlier)
+        assert first["rolled_back_from"] == serving.candidate_version
         assert registry_copy.champion()["reason"] == "declines too many"
         # And the report of the release that promoted it is named
         assert Path(first["report_html"]) == Path(summary["report_html"])
@@ -289,7 +304,7 @@ class TestCommands:
         # When rolled back again: one further back, not forward
         code, second, _ = self.run_cli(capsys, "rollback")
         assert code == 0
-        assert second["champion"] == serving.version
+        assert second["model_version"] == serving.version
         assert registry_copy.champion_version() == serving.version
 
         # When there is nothing left to roll back to: a clear error
@@ -309,8 +324,8 @@ class TestCommands:
         code, done, err = self.run_cli(capsys, "rollback")
 
         assert code == 0
-        assert (done["rolled_back"], done["release_id"]) == ("release", "in-flight")
-        assert done["champion"] == serving.version
+        assert (done["did"], done["release_id"]) == (CLOSED_RELEASE, "in-flight")
+        assert done["model_version"] == serving.version
         assert registry_copy.active_release() is None
         assert registry_copy.release_state().outcome == ROLLED_BACK
         assert registry_copy.champion_version() == serving.version
@@ -324,7 +339,10 @@ class TestCommands:
 
         assert code == cli.EXIT_USER_ERROR
         assert done is None
-        assert err == f"credit-risk release: error: {MODEL_NAME} has no champion to roll back\n"
+        assert err == (
+            f"credit-risk release: error: {MODEL_NAME} has no champion and no release "
+            "in progress to roll back\n"
+        )
         assert registry_copy.champion() is None
 
     def test_a_rolled_back_release_exits_non_zero(

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from credit_risk import names, release, release_report
+from credit_risk import names, release, release_decision, release_report
 from credit_risk.errors import InvalidInputError
 from credit_risk.local_api import LambdaContext
 from credit_risk.monitoring.records import SERVED, SHADOW, ScoreRecord
@@ -38,7 +38,7 @@ OLDER, OLD_MODEL, NEW_MODEL = (
 )
 RELEASE_ID = "training-2024-01-01-6f1c2b8e"
 ALARM = names.candidate_alarm_prefix("dev") + "errors"
-POLICY = release.policy(
+POLICY = release_decision.CanaryPolicy.from_settings(
     {
         "steps_percent": [10, 50],
         "min_requests": 3,
@@ -383,6 +383,8 @@ def test_a_rollback_during_a_release_closes_it_and_keeps_the_champion(target, re
         "candidate": NEW_MODEL,
         "rolled_back_from": None,
         "already": False,
+        # The closed release's report, written by the rollback.
+        "report_html": registry.uri(NEW_MODEL, f"releases/{RELEASE_ID}/report.html"),
     }
     assert again == {**rolled, "already": True}
     assert registry.champion_version() == OLD_MODEL

@@ -1,0 +1,88 @@
+"""Rolling a model back in one step, with no traffic minimum.
+
+The one rule behind ``credit-risk release rollback`` and the rollback input of the
+canary-release state machine (``credit_risk.release.roll_back``):
+
+- a release in progress is closed as rolled back: its candidate answers no one from
+  the serving functions' next refresh, and the champion never changed (if the
+  promotion had just changed it, that is undone too);
+- with none in progress, the champion before the current one is the champion again
+  (``Registry.roll_back``: each rollback steps one champion further back).
+
+A ``rollback_id`` (the execution name in AWS) is written into the reason, so that a
+retry of the same rollback finds its work done instead of stepping back twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from credit_risk import release_report
+from credit_risk.errors import InvalidInputError
+from credit_risk.registry import REPORTS_DIR, ROLLED_BACK, Registry, ReleaseState
+
+CLOSED_RELEASE, RESTORED_CHAMPION = "closed_release", "restored_champion"
+
+
+def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -> dict[str, Any]:
+    """Rolls back; what was done: ``did`` (closed_release or restored_champion), the
+    champion now serving (``model_version``), the release concerned and its
+    candidate, the version the champion was rolled back from, whether a retry found
+    it ``already`` done, and the report of the release concerned when there is one."""
+    marked = f"{reason} (rollback {rollback_id})" if rollback_id else reason
+    state = registry.release_state()
+    if rollback_id and state is not None and state.reason == marked:
+        return _done(registry, CLOSED_RELEASE, registry.champion_version(), state, already=True)
+    if state is not None and state.active:
+        closed = registry.close_release(state.release_id, ROLLED_BACK, marked)
+        champion = registry.champion_version()
+        if champion == closed.model_version and closed.champion not in (None, champion):
+            # The promotion had just changed the champion: that is undone too.
+            registry.roll_back(marked, expected_champion=champion)
+            champion = registry.champion_version()
+        release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
+        return _done(registry, CLOSED_RELEASE, champion, closed, already=False)
+    current = registry.champion()
+    if rollback_id and current is not None and current.get("reason") == marked:
+        return _done(registry, RESTORED_CHAMPION, current["version"], state, record=current)
+    if current is None:
+        raise InvalidInputError(
+            f"{registry.model_name} has no champion and no release in progress to roll back"
+        )
+    record = registry.roll_back(marked, expected_champion=current["version"])
+    return _done(
+        registry, RESTORED_CHAMPION, record["version"], state, record=record, already=False
+    )
+
+
+def _done(
+    registry: Registry,
+    did: str,
+    serving: str | None,
+    state: ReleaseState | None,
+    *,
+    already: bool = True,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    rolled_back_from = (record or {}).get("rolled_back_from")
+    # The release concerned: the one closed, or the one that made the removed
+    # version champion (the rollback ends that story).
+    concerned = state
+    if did == RESTORED_CHAMPION and (state is None or state.model_version != rolled_back_from):
+        concerned = None
+    answer: dict[str, Any] = {
+        "did": did,
+        "model_version": serving,
+        "release_id": concerned.release_id if concerned else None,
+        "candidate": concerned.model_version if concerned else None,
+        "rolled_back_from": rolled_back_from,
+        "already": already,
+    }
+    if concerned is not None and registry.read_report(
+        concerned.model_version, concerned.release_id, release_report.HTML_FILE
+    ):
+        answer["report_html"] = registry.uri(
+            concerned.model_version,
+            f"{REPORTS_DIR}/{concerned.release_id}/{release_report.HTML_FILE}",
+        )
+    return answer
