@@ -39,7 +39,8 @@ def test_only_prod_provisions_concurrency_on_the_live_alias(dev, staging, prod):
             for a in _props(synth, "Ml", "AWS::Lambda::Alias")
         }
 
-    assert provisioned(prod) == {"live": {"ProvisionedConcurrentExecutions": 5}}
+    # (candidate, kept while older environments upgrade, takes no traffic)
+    assert provisioned(prod) == {"live": {"ProvisionedConcurrentExecutions": 5}, "candidate": None}
     assert set(provisioned(dev).values()) == {None}
     assert set(provisioned(staging).values()) == {None}
 
