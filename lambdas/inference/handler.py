@@ -50,7 +50,6 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from credit_risk import names, release_metrics
 from credit_risk.serving import models, openapi
 from credit_risk.serving.service import (
-    CandidateFailedError,
     NoModelError,
     ScoredRequest,
     ScoringService,
@@ -340,14 +339,6 @@ def _no_model(exc: NoModelError) -> Response:
         str(exc),
         **{"Retry-After": str(NO_MODEL_RETRY_AFTER_SECONDS)},
     )
-
-
-@app.exception_handler(CandidateFailedError)
-def _candidate_error(exc: CandidateFailedError) -> Response:
-    # The customer was assigned to the candidate, which failed: a 500, counted
-    # against the candidate so that the release rolls back.
-    _publish_release_counts(exc.release.release_id, exc.counts)
-    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
 @app.exception_handler(StoreUnavailable)

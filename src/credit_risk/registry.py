@@ -464,10 +464,19 @@ class Registry:
         state = self.release_state()
         return state if state is not None and state.active else None
 
-    def open_release(self, release_id: str, model_version: str) -> ReleaseState:
+    def open_release(
+        self, release_id: str, model_version: str, *, force: bool = False
+    ) -> ReleaseState:
         """Starts a release of ``model_version`` in shadow; the same release opened
-        again is returned as it is (a retry), another release in progress refuses it."""
-        self.metadata(model_version)  # an unknown version fails before any change
+        again is returned as it is (a retry), another release in progress refuses it.
+        A version that did not pass its evaluation gate is refused unless ``force``,
+        before any customer is scored by it (``promote`` would refuse it at the end)."""
+        gate = self.metadata(model_version).get("gate", {})  # an unknown version fails here
+        if not force and not gate.get("passed", False):
+            raise InvalidInputError(
+                f"version {model_version} did not pass the evaluation gate; "
+                "it is not released"
+            )
         key = f"{self.model_name}/{RELEASE_FILE}"
         found = self._store.read(key)
         current = ReleaseState.from_dict(json.loads(found[0])) if found else None

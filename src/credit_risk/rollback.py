@@ -34,12 +34,8 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
     if rollback_id and state is not None and state.reason == marked:
         return _done(registry, CLOSED_RELEASE, registry.champion_version(), state, already=True)
     if state is not None and state.active:
-        closed = registry.close_release(state.release_id, ROLLED_BACK, marked)
+        closed = close_rolled_back(registry, state.release_id, marked)
         champion = registry.champion_version()
-        if champion == closed.model_version and closed.champion not in (None, champion):
-            # The promotion had just changed the champion: that is undone too.
-            registry.roll_back(marked, expected_champion=champion)
-            champion = registry.champion_version()
         release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
         return _done(registry, CLOSED_RELEASE, champion, closed, already=False)
     current = registry.champion()
@@ -53,6 +49,22 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
     return _done(
         registry, RESTORED_CHAMPION, record["version"], state, record=record, already=False
     )
+
+
+def close_rolled_back(registry: Registry, release_id: str, reason: str) -> ReleaseState:
+    """Closes release ``release_id`` as rolled back, and undoes its promotion if the
+    champion pointer already moved to its candidate (a promotion that failed before
+    it closed the record as promoted): a release reported rolled back never leaves
+    its candidate serving. A release already ended keeps its outcome."""
+    closed = registry.close_release(release_id, ROLLED_BACK, reason)
+    champion = registry.champion_version()
+    if (
+        closed.outcome == ROLLED_BACK
+        and champion == closed.model_version
+        and closed.champion not in (None, champion)
+    ):
+        registry.roll_back(reason, expected_champion=champion)
+    return closed
 
 
 def _done(

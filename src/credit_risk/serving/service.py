@@ -15,8 +15,9 @@ hash assigns the customer to (``credit_risk.serving.assignment``; the candidate
 only in a canary step) answers, and the other's answer is recorded beside it as a
 shadow score with the same request id, never returned. The request's release
 counts (``credit_risk.release_metrics``) come back with the scores. A candidate
-that fails never fails a customer it does not answer: in shadow its failure is
-only counted; a customer it answers in a canary step gets the error.
+that fails (to load, to score, to give reasons) fails no customer: the champion
+answers every customer of that request, the candidate's included, and the
+failures are counted, which stops the release at its next check.
 """
 
 from __future__ import annotations
@@ -168,15 +169,6 @@ def assignment_key(settings: InferenceSettings) -> bytes:
     return key
 
 
-class CandidateFailedError(CreditRiskError):
-    """The release's candidate failed to score customers it answers; ``counts``
-    are the request's release counts, failure included."""
-
-    def __init__(self, release: ReleaseState, counts: ReleaseCounts, cause: str) -> None:
-        super().__init__(f"candidate {release.model_version} failed: {cause}")
-        self.release, self.counts = release, counts
-
-
 class NoModelError(CreditRiskError):
     """No model is in service yet: the registry has no champion (an empty environment)."""
 
@@ -280,11 +272,7 @@ class ScoringService:
         except Exception as exc:
             # One line, no traceback: a broken candidate fails every request it sees.
             logger.error("release %s: the candidate failed: %s", release.release_id, exc)
-            counts = ReleaseCounts.observe(
-                candidate_served=answered, candidate_errors=len(rows), champion_ms=champion_ms
-            )
-            if answered:
-                raise CandidateFailedError(release, counts, str(exc)[:200]) from exc
+            counts = ReleaseCounts.observe(candidate_errors=len(rows), champion_ms=champion_ms)
             return self.score_rows(rows), counts
         champion_answers = iter(self._scores(champion, by_champion))
         served: list[ServedScore] = []
@@ -294,7 +282,7 @@ class ScoringService:
             else:
                 answer, shadow = next(champion_answers), _bare(candidate, row, candidate_p[i])
             served.append(ServedScore(answer, row, shadow))
-        served = self._explain_flips(served, champion, candidate)
+        served, unexplained = self._explain_flips(served, champion, candidate)
         pairs = [
             (Decided(c.default_probability, c.decision), Decided(n.default_probability, n.decision))
             for c, n in (
@@ -306,26 +294,40 @@ class ScoringService:
             )
         ]
         counts = ReleaseCounts.observe(
-            pairs, candidate_served=answered, champion_ms=champion_ms, candidate_ms=candidate_ms
+            pairs,
+            candidate_served=answered,
+            candidate_errors=unexplained,
+            champion_ms=champion_ms,
+            candidate_ms=candidate_ms,
         )
         return served, counts
 
     def _explain_flips(
         self, served: list[ServedScore], champion: ModelPackage, candidate: ModelPackage
-    ) -> list[ServedScore]:
-        """Shadows whose decision differs from the answer, scored again with reasons."""
+    ) -> tuple[list[ServedScore], int]:
+        """Shadows whose decision differs from the answer, scored again with reasons,
+        and how many of the candidate's could not be (its reasons pass failed: those
+        shadows keep no reasons, and the failures count against the candidate; the
+        answers are not touched)."""
         flipped = [
             i
             for i, item in enumerate(served)
             if item.shadow is not None and item.shadow.decision != item.score.decision
         ]
-        result = list(served)
+        result, failed = list(served), 0
         for model in (champion, candidate):
             mine = [i for i in flipped if served[i].shadow.model_version == model.version]
-            explained = self._scores(model, [served[i].features for i in mine])
+            try:
+                explained = self._scores(model, [served[i].features for i in mine])
+            except Exception as exc:
+                if model is champion:
+                    raise
+                logger.error("the candidate's reasons failed: %s", exc)
+                failed += len(mine)
+                continue
             for i, shadow in zip(mine, explained, strict=True):
                 result[i] = ServedScore(served[i].score, served[i].features, shadow)
-        return result
+        return result, failed
 
     def serving_model(self) -> ModelPackage:
         """The model in service; ``NoModelError`` while there is none."""

@@ -138,7 +138,7 @@ def test_in_shadow_the_champion_answers_and_the_candidate_s_answer_is_recorded_b
 
 
 @pytest.mark.postgres
-def test_a_failing_candidate_fails_only_the_customers_it_answers(
+def test_a_failing_candidate_fails_no_customer_and_every_failure_is_counted(
     release_handler, registry_copy: Registry, serving: Serving, capsys
 ):
     # Given a candidate that loads but cannot score, at 50% of the customers
@@ -163,14 +163,21 @@ def test_a_failing_candidate_fails_only_the_customers_it_answers(
     # Then in shadow nobody noticed
     assert {a.status for a in in_shadow} == {200}
     assert {a.body["model_version"] for a in in_shadow} == {serving.version}
-    # And at 50% the candidate's customers get a 500, the champion's their score
-    assert {in_canary[c].status for c in on_candidate} == {500}
-    assert {in_canary[c].body["error"] for c in on_candidate} == {"internal_error"}
-    assert {in_canary[c].status for c in on_champion} == {200}
+    # And at 50% the champion answers the candidate's customers too: a broken
+    # candidate costs no customer an answer
+    assert {a.status for a in in_canary.values()} == {200}
+    assert {a.body["model_version"] for a in in_canary.values()} == {serving.version}
     # And every customer the candidate failed to score is counted for the release's
-    # gates, the ones it answered among them
+    # gates (and for its alarm), none as answered by it
     printed = capsys.readouterr().out.splitlines()
     counts = ReleaseCounts.from_metrics(release_sums(parse_emf(printed), RELEASE))
     assert counts.candidate_errors == len(customers)
-    assert counts.candidate_served == len(on_candidate)
+    assert counts.candidate_served == 0
     assert counts.pairs == 0
+    alarm_metric = [
+        value
+        for value in parse_emf(printed)
+        if value.name == names.METRIC_CANDIDATE_ERRORS
+        and dict(value.dimensions) == {"service": names.SERVICE_INFERENCE}
+    ]
+    assert len(alarm_metric) == len(customers)

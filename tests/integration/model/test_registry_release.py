@@ -136,6 +136,15 @@ class TestReleaseRecord:
             registry.open_release("../r1", V2)
         assert registry.release_state() is None
 
+    def test_a_version_that_failed_its_gate_reaches_no_customer_unless_forced(
+        self, registry, model_bytes
+    ):
+        registry.publish("failed", model_bytes, {**METADATA, "gate": {"passed": False}})
+        with pytest.raises(InvalidInputError, match="did not pass the evaluation gate"):
+            registry.open_release("r1", "failed")
+        assert registry.release_state() is None
+        assert registry.open_release("r1", "failed", force=True).model_version == "failed"
+
     def test_reports_are_kept_beside_the_version_per_release(self, registry):
         registry.open_release("r1", V2)
 
