@@ -7,13 +7,14 @@ A bad value fails the synth with the field's path, before any construct exists.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from credit_risk import release_decision
 from credit_risk.errors import InvalidInputError
-from credit_risk.names import ENV_PREFIX, ENVIRONMENTS, resource_name
+from credit_risk.names import ENV_PREFIX, ENVIRONMENTS, METRIC_LAG_SECONDS, resource_name
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # Retention periods CloudWatch Logs accepts (a subset, the useful ones).
@@ -67,12 +68,18 @@ class FunctionsConfig(_Model):
     monitor: FunctionConfig
 
 
-# The release alarms judge one-minute periods, and CloudWatch has a minute's
-# metrics about two minutes after the minute ends: a stage (a model release's
-# shadow or canary step, a code release's canary) shorter than their sum ends
-# before an alarm could have seen it.
+# How long a release stage must last for its gates to see it. The release alarms
+# judge one-minute periods, and CloudWatch has a minute's metrics one to three
+# minutes after the minute ends (names.METRIC_LAG_SECONDS):
+# - a code release's canary is judged by CodeDeploy as its interval ends, with no
+#   wait for the metrics: an interval shorter than a period plus the delay ends
+#   before its alarms could have seen it;
+# - a model release waits the delay after each stage before checking it, but a
+#   canary step's evidence counts only the whole minutes after the step began
+#   (credit_risk.release.evidence_start): a period plus that first partial minute,
+#   which the same bound covers.
 ALARM_PERIOD_MINUTES = 1
-METRIC_LAG_MINUTES = 2
+METRIC_LAG_MINUTES = math.ceil(METRIC_LAG_SECONDS / 60)
 MIN_STEP_MINUTES = ALARM_PERIOD_MINUTES + METRIC_LAG_MINUTES
 
 Fraction = Annotated[float, Field(gt=0, le=1)]

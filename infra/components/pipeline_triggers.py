@@ -1,4 +1,4 @@
-"""EventBridge rules that start, notify about and warm up the platform."""
+"""EventBridge rules that start, notify about, clean up after and warm up the platform."""
 
 from __future__ import annotations
 
@@ -138,6 +138,58 @@ class PipelineTriggers(Construct):
                 },
             ),
             targets=[targets.SnsTopic(topic)],
+        )
+
+
+class AbandonedReleases(Construct):
+    """Closes the release of a canary-release execution that ended without closing
+    it: stopped by hand (ABORTED), timed out, or failed outside the state machine's
+    own catch paths. Left open, the release record would keep every live instance
+    scoring (in a canary step, answering with) the unpromoted candidate, and every
+    later release would be refused at OpenRelease.
+
+    The release function's ``close_abandoned_release`` action closes the release of
+    that execution only if it is still open; executions that ended through their
+    own paths, rollbacks and releases that never opened change nothing. Step
+    Functions sends these events on a best-effort basis: the notification of the
+    failure (``PipelineTriggers.failures``) still asks for a look.
+    """
+
+    STATUSES = ("ABORTED", "TIMED_OUT", "FAILED")
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        machine: sfn.IStateMachine,
+        release_function: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description="Closes the release a stopped, timed-out or failed release run left open",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": list(self.STATUSES),
+                    "stateMachineArn": [machine.state_machine_arn],
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    release_function,
+                    event=events.RuleTargetInput.from_object(
+                        {
+                            "action": names.ACTION_CLOSE_ABANDONED_RELEASE,
+                            "execution_name": events.EventField.from_path("$.detail.name"),
+                            "status": events.EventField.from_path("$.detail.status"),
+                        }
+                    ),
+                )
+            ],
         )
 
 

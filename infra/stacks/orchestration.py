@@ -16,7 +16,7 @@ from infra.components.container_function import container_function
 from infra.components.data_lake import DataLake
 from infra.components.model_functions import ModelFunctions
 from infra.components.notifications import Notifications
-from infra.components.pipeline_triggers import PipelineTriggers, WarmUp
+from infra.components.pipeline_triggers import AbandonedReleases, PipelineTriggers, WarmUp
 from infra.config import EnvironmentConfig, FunctionConfig
 from infra.grants import allow_objects
 from infra.nag import acknowledge, rendered_account
@@ -25,8 +25,10 @@ from infra.stacks.base import EnvironmentStack
 TRAINING_PIPELINE = "training_pipeline"
 CANARY_RELEASE = "canary_release"
 # The release function's longest actions are the probe of the live function (a
-# cold start that loads two models) and the report, which reads the release's days
-# of the scoring log and the registry; memory is for that read.
+# cold start that loads two models) and the report, which streams the release's
+# days of the scoring log until it has its sample of flipped customers or the
+# invocation's time runs short (credit_risk.release.report): the timeout bounds
+# that pass, not the size of the log.
 RELEASE_FUNCTION = FunctionConfig(memory_mb=2048, timeout_seconds=300)
 
 # Every ``${Name}`` an ASL definition may use. Values from configuration and
@@ -93,6 +95,8 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         # of the registry (a stage, the champion, a rollback): a little longer than
         # their re-read of it.
         "LiveRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
+        # How long a release waits after a stage for CloudWatch to have its metrics.
+        "MetricLagSeconds": json.dumps(names.METRIC_LAG_SECONDS),
     }
 
 
@@ -201,6 +205,11 @@ class OrchestrationStack(EnvironmentStack):
                 schedule=config.retraining_schedule,
                 defaults=self.execution_defaults(config),
                 topic=self.topic,
+            )
+        canary = self.state_machines.get(CANARY_RELEASE)
+        if canary is not None:
+            self.abandoned_releases = AbandonedReleases(
+                self, "AbandonedReleases", machine=canary, release_function=self.release_function
             )
         if config.warmup_rate_minutes:
             self.warm_up = WarmUp(

@@ -4,19 +4,27 @@ Event: ``{"action": <name>, ...}`` with one of the actions below; each maps to o
 function of ``credit_risk.release`` and returns what it did or found. What to do
 next (admit, shadow, the next canary step, promote, roll back) is
 ``credit_risk.release_decision``, returned by ``decide``, ``judge`` and the
-admissions; the state machines' Choice states follow it. Errors propagate with
-their type name (``InvalidInputError``, ``ConcurrentUpdateError``,
-``ReleaseEndedError``, ``ClientError``, …) so that the state machine can retry or
-catch them.
+admissions; the state machines' Choice states follow it. The canary machine sends
+every action but ``close_abandoned_release``, which an EventBridge rule sends when
+one of its executions ended without closing its release.
+
+Errors propagate with their type name (``InvalidInputError``,
+``ConcurrentUpdateError``, ``ReleaseEndedError``, …) so that the state machine can
+retry or catch them. An AWS service error is raised as ``ClientError`` whatever
+class botocore gives it (it names the classes of modelled errors after their code:
+``TooManyRequestsException``, ``InternalServiceError``, …), so that the state
+machine retries them under one name; the message keeps the code.
 """
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -107,6 +115,8 @@ class OpenRelease(_Action):
     model_version: str = Field(pattern=VERSION_PATTERN)
     settings: Settings
     live_refresh_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
+    # Waited before every check, by a Wait state that could not catch a bad value.
+    metric_lag_seconds: StrictInt = Field(ge=1, le=MAX_WAIT_SECONDS)
 
 
 class Decide(_Action):
@@ -129,6 +139,8 @@ class CheckRelease(_Action):
     action: Literal["check_release"]
     release_id: ReleaseId
     stage: Stage
+    # The canary step in progress (None in shadow): where its evidence starts.
+    step_index: int | None = Field(default=None, ge=0)
 
 
 class Check(BaseModel):
@@ -186,6 +198,15 @@ class Report(_Action):
     release_id: ReleaseId
 
 
+class CloseAbandonedRelease(_Action):
+    """Sent by EventBridge (infra AbandonedReleases) when a canary-release
+    execution was stopped, timed out or failed."""
+
+    action: Literal["close_abandoned_release"]
+    execution_name: str = Field(min_length=1, max_length=80)
+    status: Literal["ABORTED", "TIMED_OUT", "FAILED"]
+
+
 class RollBack(_Action):
     action: Literal["roll_back"]
     reason: str = Field(min_length=1, max_length=500)
@@ -207,6 +228,7 @@ Request = Annotated[
     | CloseRelease
     | ConfirmLive
     | Report
+    | CloseAbandonedRelease
     | RollBack,
     Field(discriminator="action"),
 ]
@@ -244,8 +266,14 @@ def _clients() -> release.Clients:
     )
 
 
-def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -> dict:
-    """Run one parsed action."""
+def act(
+    request: Any,
+    target: release.ReleaseTarget,
+    clients: release.Clients,
+    ends_at: float | None = None,
+) -> dict:
+    """Run one parsed action. ``ends_at``: when the invocation will be stopped
+    (``time.monotonic()``), which bounds the report's pass over the scoring log."""
     match request:
         case AdmitRun():
             return release.admit_run(clients, request.execution_arn, request.attempt)
@@ -257,7 +285,9 @@ def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -
         case MoveRelease():
             return release.move_release(target, request.release_id, request.stage, request.percent)
         case CheckRelease():
-            return release.check_release(clients, target, request.release_id, request.stage)
+            return release.check_release(
+                clients, target, request.release_id, request.stage, request.step_index
+            )
         case Judge():
             return release.judge(
                 target,
@@ -274,7 +304,11 @@ def act(request: Any, target: release.ReleaseTarget, clients: release.Clients) -
         case ConfirmLive():
             return release.confirm_live(clients, target, request.model_version, request.release_id)
         case Report():
-            return release.report(clients, target, request.release_id)
+            return release.report(clients, target, request.release_id, ends_at)
+        case CloseAbandonedRelease():
+            return release.close_abandoned(
+                clients, target, request.execution_name, request.status, ends_at
+            )
         case RollBack():
             return release.roll_back(target, request.reason, request.rollback_id)
     raise InvalidInputError(f"unknown release action {request!r}")
@@ -295,6 +329,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             start_error=request.start_error,
         )
     else:
-        result = act(request, _target(), _clients())
+        ends_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+        try:
+            result = act(request, _target(), _clients(), ends_at)
+        except ClientError as exc:
+            if type(exc) is ClientError:
+                raise
+            raise ClientError(exc.response, exc.operation_name) from exc
     logger.info("release action done", action=request.action, result=result)
     return result

@@ -2,32 +2,41 @@
 
 S3 goes through boto3 (not pyarrow's own S3 client) so that credentials, retries
 and endpoints behave like every other AWS call in the project, moto included.
+
+pyarrow is imported by the functions that need it, not here: the inference
+image, which the release function runs too, has none, and reads files through
+this module (the release report's pass over the scoring log).
 """
 
 from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from credit_risk import schemas
 from credit_risk.errors import InvalidInputError
 
-_ARROW_TYPES = {
-    schemas.STRING: pa.string(),
-    schemas.INT64: pa.int64(),
-    schemas.FLOAT64: pa.float64(),
-    schemas.DATE: pa.date32(),
-}
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# What a streaming read holds of a file at a time.
+CHUNK_BYTES = 1 << 20
 
 
 def arrow_schema(columns: Iterable[tuple[str, str]]) -> pa.Schema:
     """The pyarrow schema of one of the contracts in ``credit_risk.schemas``."""
-    return pa.schema([pa.field(name, _ARROW_TYPES[kind]) for name, kind in columns])
+    import pyarrow as pa
+
+    types = {
+        schemas.STRING: pa.string(),
+        schemas.INT64: pa.int64(),
+        schemas.FLOAT64: pa.float64(),
+        schemas.DATE: pa.date32(),
+    }
+    return pa.schema([pa.field(name, types[kind]) for name, kind in columns])
 
 
 def is_s3(uri: str) -> bool:
@@ -95,6 +104,22 @@ def read_bytes(uri: str) -> bytes:
     return Path(uri).read_bytes()
 
 
+def read_chunks(uri: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The bytes of one file, ``size`` at most at a time: a large file is never
+    held whole. Closing the generator early closes the file (or the S3 stream)."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(size)
+        finally:
+            body.close()
+        return
+    with Path(uri).open("rb") as file:
+        while chunk := file.read(size):
+            yield chunk
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     if is_s3(uri):
         bucket, key = split_s3(uri)
@@ -117,6 +142,9 @@ def upload_file(local_path: str, uri: str) -> None:
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     """Reads a Parquet file or a folder of Parquet files (as Spark writes them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     files = list_files(uri, ".parquet")
     if not files:
         raise InvalidInputError(f"no Parquet files under {uri}")

@@ -190,6 +190,17 @@ MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted; failed checks: {}"
 # How often an execution that waits for its turn (a training run behind another,
 # a release behind a code deploy) asks again: the definitions' default.
 ADMISSION_WAIT_SECONDS: Final = 60
+# How long a model release waits after each stage before it checks it. CloudWatch
+# has a minute's embedded metrics one to three minutes after the minute ends, so a
+# check made as the stage ends would judge it without its last minutes. The stage
+# goes on while the release waits (its record does not move): the check counts
+# that time too, as far as its metrics have arrived. The definitions' default; an
+# execution's input may shorten it (the tests' moto has a metric at once).
+METRIC_LAG_SECONDS: Final = 150
+# The release function's action, sent by an EventBridge rule, that closes the
+# release of a canary-release execution which ended (stopped, timed out or failed)
+# without closing it.
+ACTION_CLOSE_ABANDONED_RELEASE: Final = "close_abandoned_release"
 
 # --- Stack outputs read by the bootstrap and the smoke test ---------------------
 # ``CreditRisk-<env>-<unit>`` stacks; the outputs are named here once.

@@ -474,8 +474,7 @@ class Registry:
         gate = self.metadata(model_version).get("gate", {})  # an unknown version fails here
         if not force and not gate.get("passed", False):
             raise InvalidInputError(
-                f"version {model_version} did not pass the evaluation gate; "
-                "it is not released"
+                f"version {model_version} did not pass the evaluation gate; it is not released"
             )
         key = f"{self.model_name}/{RELEASE_FILE}"
         found = self._store.read(key)

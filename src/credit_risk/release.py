@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from credit_risk.registry import (
     CANARY,
     PROMOTED,
     ROLLED_BACK,
+    SHADOW,
     ConcurrentUpdateError,
     Registry,
     ReleaseState,
@@ -57,6 +59,9 @@ EVIDENCE = {
     release_decision.SHADOW: "ReleasePairs",
     release_decision.CANARY: "ReleaseCandidateServed",
 }
+# What writing the report takes once the scoring log has been read (the registry's
+# reads and two writes), kept free at the end of the release function's invocation.
+REPORT_RESERVE_SECONDS = 20.0
 _RELEASE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -302,6 +307,9 @@ def metric_sums(
     ``service`` and ``release``). One period spans the whole window, widened to
     whole minutes, so each metric comes back as one number."""
     start = _minute(since)
+    sums = dict.fromkeys(metrics, 0.0)
+    if start > until:  # a window that begins after it ends holds nothing
+        return sums
     end = max(_minute(until), start) + timedelta(seconds=METRIC_PERIOD_SECONDS)
     period = int((end - start).total_seconds())
     dimensions = [
@@ -325,7 +333,6 @@ def metric_sums(
         for index, name in enumerate(metrics)
     ]
     by_id = {query["Id"]: query["Label"] for query in queries}
-    sums = dict.fromkeys(metrics, 0.0)
     for first in range(0, len(queries), MAX_QUERIES):
         token: str | None = None
         while True:
@@ -343,16 +350,42 @@ def metric_sums(
     return sums
 
 
+def evidence_start(stage: str, step_index: int | None, since: datetime) -> datetime:
+    """Where the evidence window of a stage that began at ``since`` starts.
+
+    CloudWatch sums whole minutes, and the minute a stage began in also holds the
+    end of the stage before it. That minute is counted only when the stage before
+    could not have added to the evidence: shadow is the release's first stage
+    (none of the release's metrics precede it), and the first canary step follows
+    shadow, where the candidate answers no one. A later step's window starts at the
+    first whole minute after it began: its first partial minute is left out rather
+    than credited with the previous step's customers, so the evidence never claims
+    more than the step showed (a step lasts at least infra/config.py's
+    MIN_STEP_MINUTES, which counts that minute). A step recorded as beginning on
+    the minute is no exception: the record keeps whole seconds, and the step began
+    within the second after.
+    """
+    start = _minute(since)
+    if stage == SHADOW or step_index == 0:
+        return start
+    return start + timedelta(seconds=METRIC_PERIOD_SECONDS)
+
+
 def check_release(
     clients: Clients,
     target: ReleaseTarget,
     release_id: str,
     stage: str,
+    step_index: int | None = None,
     now: datetime | None = None,
 ) -> dict:
     """What the stage in progress showed: the candidate alarms in ALARM, the stage's
-    evidence since the stage began (``EVIDENCE``) and the release's counts since it
-    began, as metric sums (``ReleaseCounts.from_metrics`` reads them back)."""
+    evidence (``EVIDENCE``, from ``evidence_start``) and the release's counts since
+    it began, as metric sums (``ReleaseCounts.from_metrics`` reads them back).
+    ``step_index``: the canary step in progress (None in shadow). The state machine
+    checks once the metrics of the stage's last minutes have arrived
+    (``names.METRIC_LAG_SECONDS`` after the stage's wait), the stage going on
+    meanwhile: the windows end now."""
     state = _state(target.registry(), release_id)
     if state.stage != stage:
         raise ConcurrentUpdateError(
@@ -367,9 +400,8 @@ def check_release(
         end,
     )
     evidence = EVIDENCE[stage]
-    window = metric_sums(
-        clients, release_id, [evidence], datetime.fromisoformat(state.updated_at), end
-    )
+    since = evidence_start(stage, step_index, datetime.fromisoformat(state.updated_at))
+    window = metric_sums(clients, release_id, [evidence], since, end)
     return {
         "alarms": _alarms(clients, target),
         "requests": round(window[evidence]),
@@ -378,6 +410,7 @@ def check_release(
         "stage": state.stage,
         "percent": state.percent,
         "since": state.updated_at,
+        "evidence_since": since.isoformat(),
     }
 
 
@@ -470,21 +503,65 @@ def failure_reason(error: str, cause: str | None) -> str:
 
 def close_release(target: ReleaseTarget, release_id: str, reason: str) -> dict:
     """Closes the release as rolled back: the serving functions drop the candidate
-    at their next refresh. A release already ended keeps its outcome and reason (a
-    rollback on request closed it, or a retry); one never opened is reported so."""
+    at their next refresh. A promotion that moved the champion and then failed is
+    undone (``rollback.close_rolled_back``): a release reported rolled back never
+    leaves its candidate serving. A release already ended keeps its outcome and
+    reason (a rollback on request closed it, or a retry); one never opened is
+    reported so."""
     registry = target.registry()
     state = registry.release_state()
     if state is None or state.release_id != release_id:
         return {"closed": False, "outcome": ROLLED_BACK, "reason": reason}
-    closed = registry.close_release(release_id, ROLLED_BACK, reason)
+    closed = rollback.close_rolled_back(registry, release_id, reason)
     return {"closed": True, "outcome": closed.outcome, "reason": closed.reason}
 
 
-def report(clients: Clients, target: ReleaseTarget, release_id: str) -> dict:
+def close_abandoned(
+    clients: Clients,
+    target: ReleaseTarget,
+    execution_name: str,
+    status: str,
+    ends_at: float | None = None,
+) -> dict:
+    """Closes the release of a canary-release execution that ended (``status``:
+    stopped, timed out, failed) without closing it, and writes its report; sent by
+    an EventBridge rule on the execution's status change.
+
+    Only that execution's release is touched, and only while it is open: an
+    execution that never opened a release, a rollback's, or one whose release was
+    closed (by its own close, its promotion or a rollback on request) changes
+    nothing. A promotion it left half done is undone, one step and no further
+    (``rollback.close_rolled_back``). A release that ended without its report (a
+    retry of this action after the close) gets the report only."""
+    release_id = release_id_of(execution_name)
+    registry = target.registry()
+    state = registry.release_state()
+    answer: dict[str, Any] = {"release_id": release_id, "closed": False}
+    if state is None or state.release_id != release_id:
+        return {**answer, "reason": f"execution {execution_name} has no release on record"}
+    if state.active:
+        reason = f"execution {execution_name} of the release ended {status} with the release open"
+        state = rollback.close_rolled_back(registry, release_id, reason)
+        answer["closed"] = state.reason == reason
+    elif registry.read_report(state.model_version, release_id, release_report.JSON_FILE):
+        return {**answer, "outcome": state.outcome, "reason": state.reason}
+    links = report(clients, target, release_id, ends_at)
+    return {**answer, "outcome": state.outcome, "reason": state.reason, **links}
+
+
+def report(
+    clients: Clients, target: ReleaseTarget, release_id: str, ends_at: float | None = None
+) -> dict:
     """Writes the ended release's report (``release_report.finish``): its stages as
-    judged, its counts from start to end, and its served and shadow scores from the
-    scoring log (what has reached it: Firehose delivers within minutes). The
-    report's URIs, or ``none`` for a release that was never opened."""
+    judged, its counts from start to end, and a sample of the customers whose
+    decision the candidate changed, from the scoring log's served and shadow
+    records (what has reached it: Firehose delivers within minutes). The report's
+    URIs, or ``none`` for a release that was never opened.
+
+    ``ends_at``: when the invocation will be stopped (``time.monotonic()``). The log
+    is streamed, this release's records only, until the sample is full or
+    ``REPORT_RESERVE_SECONDS`` before then; the report is written either way, and
+    says when its sample is partial or could not be read."""
     registry = target.registry()
     state = registry.release_state()
     if state is None or state.release_id != release_id:
@@ -494,30 +571,75 @@ def report(clients: Clients, target: ReleaseTarget, release_id: str) -> dict:
     started = datetime.fromisoformat(state.started_at)
     ended = datetime.fromisoformat(state.updated_at)
     sums = metric_sums(clients, release_id, ReleaseCounts.metric_names(), started, ended)
+    deadline = None if ends_at is None else ends_at - REPORT_RESERVE_SECONDS
+    records, read = _swap_records(target, state, started, ended, deadline)
     return release_report.finish(
         registry,
         state,
         outcome=state.outcome or ROLLED_BACK,
         reason=state.reason or "",
-        records=_records(target, state, started, ended),
+        records=records,
         counts=ReleaseCounts.from_metrics(sums),
+        sample_read=read,
     )
 
 
-def _records(
-    target: ReleaseTarget, state: ReleaseState, started: datetime, ended: datetime
-) -> list[ScoreRecord]:
+def _swap_records(
+    target: ReleaseTarget,
+    state: ReleaseState,
+    started: datetime,
+    ended: datetime,
+    deadline: float | None,
+) -> tuple[list[ScoreRecord], release_report.SampleRead]:
+    """The records of the report's sample of flipped customers, and how they were
+    read. At prod traffic a release's days of the scoring log do not fit in the
+    function's memory or time: they are streamed, and the pass ends at the first
+    of a full sample, the end of the log, or the deadline."""
     if not target.scoring_log_uri:
-        return []
-    from credit_risk.monitoring.records import read_scoring_log
+        return [], release_report.SampleRead(partial=True, detail="no scoring log is configured")
+    from credit_risk.monitoring.records import ScoringLogScan, iter_scoring_log
 
+    scan = ScoringLogScan()
     try:
-        records = read_scoring_log(target.scoring_log_uri, started.date(), ended.date())
-    except Exception:
+        with closing(
+            iter_scoring_log(
+                target.scoring_log_uri,
+                started.date(),
+                ended.date(),
+                scan=scan,
+                release_id=state.release_id,
+                deadline=deadline,
+            )
+        ) as records:
+            found = release_report.flipped_records(records, state)
+    except Exception as exc:
         # The report is worth writing without its sample of flipped customers.
         logger.exception("the scoring log could not be read for release %s", state.release_id)
-        return []
-    return [record for record in records if record.release_id == state.release_id]
+        return [], release_report.SampleRead(
+            partial=True,
+            detail=f"the scoring log could not be read ({type(exc).__name__}: {exc})"[:500],
+            files=scan.files,
+        )
+    files = f"{scan.files} file{'' if scan.files == 1 else 's'} of the scoring log"
+    unreadable = len(scan.unreadable_files)
+    if release_report.customers_in(found) >= release_report.SAMPLE_SIZE:
+        return found, release_report.SampleRead(
+            partial=False,
+            detail=f"the first {release_report.SAMPLE_SIZE} flipped customers found, in {files}",
+            files=scan.files,
+        )
+    if scan.out_of_time:
+        return found, release_report.SampleRead(
+            partial=True,
+            detail=f"time ran out after {files}; the rest was not read",
+            files=scan.files,
+        )
+    detail = f"every file of the release's days read ({files}), as far as Firehose had delivered"
+    if unreadable:
+        detail += f"; {unreadable} could not be read to their end"
+    return found, release_report.SampleRead(
+        partial=bool(unreadable), detail=detail, files=scan.files
+    )
 
 
 # --- rollback on request ------------------------------------------------------------

@@ -9,7 +9,8 @@ Stored beside the model version, under ``<version>/releases/<release_id>/``:
   the approval rates of both models on the same customers, both score
   distributions, scoring times, the swap set (counts, and a sample of flipped
   customers by hashed id with both scores and reasons, from the scoring log's
-  served and shadow records) and the final verdict. The page is self-contained
+  served and shadow records, marked partial when the log could not be read
+  through) and the final verdict. The page is self-contained
   (inline styles and SVG, no scripts, no external assets): it opens from an email
   link or an archive, offline.
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +38,25 @@ HTML_FILE = "report.html"
 # Flipped customers shown by hashed id: enough for a reviewer to read cases,
 # small enough for the page.
 SAMPLE_SIZE = 20
+# A request's served and shadow answers are printed together, so they arrive side
+# by side in the scoring log. An answer still waiting for its pair after this many
+# others (its pair was lost, or was delivered in another file) is let go: a pass
+# over a release's log keeps no more than this many in memory.
+PENDING_ANSWERS = 10_000
+
+
+@dataclass(frozen=True)
+class SampleRead:
+    """How the sample of flipped customers was read from the scoring log, as the
+    report says it: ``partial`` when the log was not read through (time ran out,
+    files could not be read, no log) before the sample was full."""
+
+    partial: bool
+    detail: str
+    files: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _counts(value: Any) -> ReleaseCounts:
@@ -90,6 +112,26 @@ def record_stage(
     return entries
 
 
+def _model_of(record: ScoreRecord, state: ReleaseState) -> str | None:
+    """Which model of the release gave ``record``; None for another release's."""
+    if record.release_id != state.release_id or record.role not in (SERVED, SHADOW):
+        return None
+    return "candidate" if record.model_version == state.model_version else "champion"
+
+
+def _flipped(customer: str, pair: Mapping[str, ScoreRecord]) -> dict[str, Any] | None:
+    """The sample entry of one request's two answers, if the decisions differ."""
+    champion, candidate = pair.get("champion"), pair.get("candidate")
+    if champion is None or candidate is None or champion.decision == candidate.decision:
+        return None
+    return {
+        "customer_hash": customer,
+        "answered_by": "candidate" if candidate.role == SERVED else "champion",
+        "champion": _answer(champion),
+        "candidate": _answer(candidate),
+    }
+
+
 def swap_sample(
     records: Sequence[ScoreRecord], state: ReleaseState, size: int = SAMPLE_SIZE
 ) -> list[dict[str, Any]]:
@@ -97,27 +139,52 @@ def swap_sample(
     and shadow records of one request, by hashed id (first ``size`` by hash)."""
     answers: dict[tuple[str, str], dict[str, ScoreRecord]] = {}
     for record in records:
-        if record.release_id != state.release_id or record.role not in (SERVED, SHADOW):
-            continue
-        model = "candidate" if record.model_version == state.model_version else "champion"
-        answers.setdefault((record.request_id, record.customer_hash), {})[model] = record
+        model = _model_of(record, state)
+        if model is not None:
+            answers.setdefault((record.request_id, record.customer_hash), {})[model] = record
     flipped: dict[str, dict[str, Any]] = {}
     for (_, customer), pair in sorted(answers.items(), key=lambda item: item[0][1]):
-        champion, candidate = pair.get("champion"), pair.get("candidate")
-        if champion is None or candidate is None or champion.decision == candidate.decision:
+        entry = _flipped(customer, pair)
+        if entry is None:
             continue
-        flipped.setdefault(
-            customer,
-            {
-                "customer_hash": customer,
-                "answered_by": "candidate" if candidate.role == SERVED else "champion",
-                "champion": _answer(champion),
-                "candidate": _answer(candidate),
-            },
-        )
+        flipped.setdefault(customer, entry)
         if len(flipped) >= size:
             break
     return list(flipped.values())
+
+
+def flipped_records(
+    records: Iterable[ScoreRecord], state: ReleaseState, size: int = SAMPLE_SIZE
+) -> list[ScoreRecord]:
+    """The served and shadow records of the first ``size`` customers whose decision
+    the candidate changes, taken from ``records`` as they come (a stream over the
+    scoring log): the pass stops once it has them, and holds no other answer longer
+    than ``PENDING_ANSWERS`` others while it waits for its pair. ``swap_sample``
+    of the result is the report's sample."""
+    pending: OrderedDict[tuple[str, str], dict[str, ScoreRecord]] = OrderedDict()
+    kept: dict[str, dict[str, ScoreRecord]] = {}
+    for record in records:
+        model = _model_of(record, state)
+        if model is None:
+            continue
+        key = (record.request_id, record.customer_hash)
+        pair = pending.setdefault(key, {})
+        pair[model] = record
+        if len(pair) < 2:
+            if len(pending) > PENDING_ANSWERS:
+                pending.popitem(last=False)
+            continue
+        del pending[key]
+        if record.customer_hash not in kept and _flipped(record.customer_hash, pair):
+            kept[record.customer_hash] = pair
+            if len(kept) >= size:
+                break
+    return [record for pair in kept.values() for record in pair.values()]
+
+
+def customers_in(records: Iterable[ScoreRecord]) -> int:
+    """How many customers ``records`` are about."""
+    return len({record.customer_hash for record in records})
 
 
 def _answer(record: ScoreRecord) -> dict[str, Any]:
@@ -137,8 +204,10 @@ def build(
     reason: str,
     records: Sequence[ScoreRecord] = (),
     counts: ReleaseCounts | None = None,
+    sample_read: SampleRead | None = None,
 ) -> dict[str, Any]:
-    """The report as JSON-ready data."""
+    """The report as JSON-ready data. ``sample_read``: how ``records`` were read
+    from the scoring log, when they were (the AWS release streams it)."""
     final = dict(entries[-1]["counts"]) if entries else None
     if counts is not None:
         final = counts.summary()
@@ -151,6 +220,7 @@ def build(
         "stages": list(entries),
         "totals": final,
         "swap_sample": swap_sample(records, state),
+        "swap_sample_read": sample_read.as_dict() if sample_read else None,
         "latency_bins_ms": [b if b != float("inf") else None for b in LATENCY_BINS_MS],
     }
 
@@ -163,6 +233,7 @@ def finish(
     reason: str,
     records: Sequence[ScoreRecord] = (),
     counts: ReleaseCounts | None = None,
+    sample_read: SampleRead | None = None,
 ) -> dict[str, str]:
     """Writes report.json and report.html; their URIs."""
     report = build(
@@ -172,6 +243,7 @@ def finish(
         reason=reason,
         records=records,
         counts=counts,
+        sample_read=sample_read,
     )
     version, release_id = state.model_version, state.release_id
     body = json.dumps(report, indent=2, allow_nan=False).encode()
@@ -278,6 +350,14 @@ def _distribution_svg(totals: Mapping[str, Any]) -> str:
     )
 
 
+def _sample_read(read: Mapping[str, Any] | None) -> str:
+    if not read:
+        return ""
+    if read["partial"]:
+        return f"<p class=fail>Partial sample: {_e(read['detail'])}.</p>"
+    return f"<p>Sample: {_e(read['detail'])}.</p>"
+
+
 def _sample_table(sample: Sequence[Mapping[str, Any]]) -> str:
     if not sample:
         return "<p>No flipped customer in the scoring log records of this release.</p>"
@@ -332,6 +412,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         ]
     parts += [
         "<h2>Flipped customers (sample)</h2>",
+        _sample_read(report.get("swap_sample_read")),
         _sample_table(report["swap_sample"]),
         "</body></html>",
     ]

@@ -32,7 +32,9 @@ Where moto stops short of AWS, a hook stands in, and only there:
 - Glue: starting a run of the feature job runs the real job on a local copy of its
   S3 input, with local Spark, before the call returns (``FeatureJobRunner``).
 - EventBridge: ``deliver`` matches an event against the templates' rules with moto's
-  pattern matcher and starts the Step Functions targets with their input transform.
+  pattern matcher, starts the Step Functions targets and invokes the Lambda targets
+  with their input transform (at once, where EventBridge invokes a function
+  asynchronously). Step Functions' own events are built by ``status_change``.
 - Step Functions: the definitions go through ``moto_runnable``
   (tests/integration/orchestration/conftest.py); the canary release that the
   training pipeline would start with ``startExecution.sync`` is started here from
@@ -834,6 +836,8 @@ class AwsWorld:
         self.machines: dict[str, str] = {}  # ARN -> original definition (JSON)
         self.topic_queue_url = ""
         self.runtime: LambdaRuntime | None = None
+        # What the rules' Lambda targets were sent and answered (``deliver``).
+        self.rule_invocations: list[dict[str, Any]] = []
         self.feature_job: FeatureJobRunner | None = None
         self.resolver: Resolver | None = None
 
@@ -1273,7 +1277,9 @@ class AwsWorld:
         self, event: Mapping[str, Any], overlay: Mapping[str, Any] | None = None
     ) -> list[str]:
         """What EventBridge does with ``event``: every rule whose pattern matches it
-        starts its Step Functions targets. Returns the executions started.
+        starts its Step Functions targets and invokes its Lambda targets (what they
+        were sent and answered is kept in ``rule_invocations``). Returns the
+        executions started.
 
         ``overlay``: keys set on top of the target's input (a JSON object), for what
         a test must change in a run that the rule cannot say."""
@@ -1290,8 +1296,8 @@ class AwsWorld:
                 continue
             for target in props.get("Targets", []):
                 arn = self.resolver.resolve(unit, target["Arn"])
-                if ":states:" not in arn:
-                    continue  # only Step Functions targets start anything here
+                if ":states:" not in arn and ":lambda:" not in arn:
+                    continue  # only Step Functions and Lambda targets act here
                 if "Input" in target:
                     payload = self.resolver.resolve(unit, target["Input"])
                 elif "InputPath" in target:
@@ -1303,6 +1309,9 @@ class AwsWorld:
                     payload = json.dumps(event)
                 if overlay:
                     payload = json.dumps({**json.loads(payload), **overlay})
+                if ":lambda:" in arn:
+                    self.rule_invocations.append(self._invoke_from_rule(arn, payload))
+                    continue
                 # Step Functions names an execution started without a name with a
                 # UUID; moto would name it "None".
                 execution = sfn.start_execution(
@@ -1310,6 +1319,48 @@ class AwsWorld:
                 )
                 started.append(execution["executionArn"])
         return started
+
+    @staticmethod
+    def _invoke_from_rule(arn: str, payload: str) -> dict[str, Any]:
+        response = boto3.client("lambda").invoke(FunctionName=arn, Payload=payload.encode())
+        return {
+            "function": arn,
+            "event": json.loads(payload),
+            "error": response.get("FunctionError"),
+            "result": json.loads(response["Payload"].read() or b"null"),
+        }
+
+    def status_change(self, execution_arn: str) -> dict[str, Any]:
+        """The "Step Functions Execution Status Change" event Step Functions sends to
+        EventBridge as ``execution_arn`` is now: its detail is what DescribeExecution
+        says (dates in epoch milliseconds)."""
+        described = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)
+
+        def epoch_ms(moment: datetime | None) -> int | None:
+            return int(moment.timestamp() * 1000) if moment else None
+
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": self.resolver.account,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [execution_arn],
+            "detail": {
+                "executionArn": execution_arn,
+                "stateMachineArn": described["stateMachineArn"],
+                "name": described["name"],
+                "status": described["status"],
+                "startDate": epoch_ms(described.get("startDate")),
+                "stopDate": epoch_ms(described.get("stopDate")),
+                "input": described.get("input"),
+                "output": described.get("output"),
+                "error": described.get("error"),
+                "cause": described.get("cause"),
+            },
+        }
 
     def machine(self, output: str) -> str:
         """A state machine ARN from an Orchestration output (names.OUTPUT_*)."""

@@ -68,9 +68,10 @@ LAPTOP_GATE = {
 # Waiting runs ask again every few seconds rather than every minute.
 RUN_OVERLAY = {"gate": LAPTOP_GATE, "admission_wait_seconds": 2}
 # Serving functions re-read the registry every second here (30 s as deployed); a
-# release waits a little longer for every instance to follow a change.
+# release waits a little longer for every instance to follow a change. moto has a
+# metric as soon as it is put: a stage's check waits a second for its metrics.
 LIVE_REFRESH_SECONDS = 1
-RELEASE = {"live_refresh_seconds": LIVE_REFRESH_SECONDS + 1}
+RELEASE = {"live_refresh_seconds": LIVE_REFRESH_SECONDS + 1, "metric_lag_seconds": 1}
 # Stages of a few seconds instead of minutes: long enough for the clients below to
 # give the template's shadow_min_requests and min_requests (handler invocations
 # here run one at a time, a few per second). The gates are the template's...

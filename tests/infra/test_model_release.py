@@ -1,7 +1,8 @@
 """The model release state machine as deployed, on the paths that need no traffic:
 refusals before anything changes, a promotion someone else's overtakes, a live
 function that cannot load the new champion, a rollback on request during a
-release and one with nothing to return to.
+release and one with nothing to return to, and a release whose execution was
+stopped, closed by the rule that watches the executions.
 
 The environment is the dev templates in moto (tests/infra/aws_world.py), every
 Lambda invocation our real handler; the registry holds small real XGBoost models.
@@ -21,7 +22,7 @@ import pytest
 import xgboost as xgb
 from moto import mock_aws
 
-from credit_risk import names, schemas
+from credit_risk import names, release_report, schemas
 from credit_risk.registry import MODEL_FILE, Registry
 from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 from tests.infra.aws_world import MOTO_CONFIG, AwsWorld, Execution
@@ -29,9 +30,10 @@ from tests.infra.aws_world import MOTO_CONFIG, AwsWorld, Execution
 pytestmark = pytest.mark.infra
 
 CHAMPION, CANDIDATE = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
-# Serving functions re-read the registry every second here (30 s as deployed).
+# Serving functions re-read the registry every second here (30 s as deployed), and
+# moto has a metric as soon as it is put: a check waits a second for its metrics.
 REFRESH_SECONDS = 1
-RELEASE = {"live_refresh_seconds": REFRESH_SECONDS + 2}
+RELEASE = {"live_refresh_seconds": REFRESH_SECONDS + 2, "metric_lag_seconds": 1}
 # A store the function is configured with and never reaches: nobody scores here.
 NO_STORE = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"
 TIMEOUT = 90
@@ -241,3 +243,82 @@ def test_an_input_that_asks_for_nothing_is_refused(world):
     assert (execution.status, execution.error) == ("FAILED", "InvalidInputError")
     assert "model_version" in execution.cause
     assert actions(execution) == []
+
+
+def stop(world: AwsWorld, arn: str) -> Execution:
+    boto3.client("stepfunctions").stop_execution(executionArn=arn, cause="stopped by hand")
+    return world.wait(arn, TIMEOUT)
+
+
+def test_a_release_left_open_by_a_stopped_execution_is_closed_by_the_rule(world):
+    # given a release in shadow whose execution is stopped by hand
+    models = world.registry()
+    publish(models, CHAMPION, seed=1)
+    publish(models, CANDIDATE, seed=2)
+    models.promote(CHAMPION)
+    arn = start(world, "stopped-release", release_input(CANDIDATE, canary={"shadow_seconds": 600}))
+    world.wait(arn, TIMEOUT, until=entered("ObserveShadow"))
+    assert stop(world, arn).status == "ABORTED"
+    assert models.active_release().release_id == "stopped-release"
+
+    # when Step Functions' status change reaches EventBridge
+    world.deliver(world.status_change(arn))
+
+    # then the rule's action closes that release, the champion untouched...
+    (invocation,) = world.rule_invocations
+    assert invocation["event"] == {
+        "action": names.ACTION_CLOSE_ABANDONED_RELEASE,
+        "execution_name": "stopped-release",
+        "status": "ABORTED",
+    }
+    assert invocation["error"] is None, invocation["result"]
+    ended = models.release_state()
+    assert (ended.release_id, ended.active, ended.outcome) == (
+        "stopped-release",
+        False,
+        "rolled_back",
+    )
+    assert "stopped-release" in ended.reason
+    assert "ABORTED" in ended.reason
+    assert models.champion_version() == CHAMPION
+    # ...with its report, which says the release ended so
+    report = json.loads(models.read_report(CANDIDATE, "stopped-release", release_report.JSON_FILE))
+    assert (report["outcome"], report["reason"]) == ("rolled_back", ended.reason)
+    assert report["swap_sample_read"]["files"] == 0
+    # and a second delivery of the same event changes nothing
+    world.deliver(world.status_change(arn))
+    assert world.rule_invocations[-1]["result"]["closed"] is False
+    assert models.release_state() == ended
+
+    # and the next release is no longer refused: it opens
+    following = start(world, "next-release", release_input(CANDIDATE))
+    world.wait(following, TIMEOUT, until=entered("ObserveShadow"))
+    assert models.active_release().release_id == "next-release"
+    stop(world, following)
+
+
+def test_another_executions_end_changes_no_release(world):
+    # given a release in progress, and a second release refused while it runs
+    models = world.registry()
+    publish(models, CHAMPION, seed=1)
+    publish(models, CANDIDATE, seed=2)
+    models.promote(CHAMPION)
+    other = models.open_release("release-in-progress", CANDIDATE)
+    refused = world.wait(start(world, "refused-release", release_input(CANDIDATE)), TIMEOUT)
+    assert refused.status == "FAILED"
+
+    # when its failure reaches EventBridge
+    world.deliver(world.status_change(refused.arn))
+
+    # then the rule's action finds no release of that execution and changes nothing
+    (invocation,) = world.rule_invocations
+    assert invocation["event"]["execution_name"] == "refused-release"
+    assert invocation["result"]["closed"] is False
+    assert models.release_state() == other
+    assert models.champion_version() == CHAMPION
+
+    # and the end of another state machine's execution does not reach the rule
+    event = world.status_change(refused.arn)
+    event["detail"]["stateMachineArn"] = world.machine(names.OUTPUT_TRAINING_PIPELINE_ARN)
+    world.deliver(event)
+    assert len(world.rule_invocations) == 1

@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from credit_risk import names
 from infra.components.asl_state_machine import AslStateMachine
 from infra.stacks.orchestration import CANARY_RELEASE, TRAINING_PIPELINE
+from tests.infra.aws_world import transform_input
 from tests.infra.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.infra
@@ -222,6 +223,78 @@ def test_schedule_and_new_raw_data_start_the_pipeline_with_the_configured_defaul
     assert raw["detail"]["object"]["key"] == [{"wildcard": names.RAW_DELIVERY_MARKER_PATTERN}]
     failures = next(p for p in pattern_rules if p["source"] == ["aws.states"])
     assert set(failures["detail"]["status"]) == {"FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def _logical_id(synth, resource_type: str, matches) -> str:
+    (found,) = [
+        logical_id
+        for logical_id, resource in synth.resources("Orchestration", resource_type).items()
+        if matches(resource["Properties"])
+    ]
+    return found
+
+
+def test_a_release_run_that_ends_without_closing_its_release_has_it_closed(staging):
+    machine = _logical_id(
+        staging,
+        "AWS::StepFunctions::StateMachine",
+        lambda props: props["StateMachineName"].endswith("-canary-release"),
+    )
+    function = _logical_id(
+        staging,
+        "AWS::Lambda::Function",
+        lambda props: names.HANDLER_RELEASE in json.dumps(props.get("ImageConfig", {})),
+    )
+    rules = staging.resources("Orchestration", "AWS::Events::Rule").values()
+    (rule,) = [
+        r["Properties"]
+        for r in rules
+        if r["Properties"].get("EventPattern", {}).get("detail", {}).get("stateMachineArn")
+        == [{"Ref": machine}]
+        and {"Fn::GetAtt": [function, "Arn"]} in [t["Arn"] for t in r["Properties"]["Targets"]]
+    ]
+
+    # Every way an execution of the canary machine ends without its own close...
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    # ...asks the release function to close that execution's release, by its name.
+    (target,) = rule["Targets"]
+    event = {"detail": {"name": "release-7", "status": "TIMED_OUT"}}
+    sent = json.loads(transform_input(event, target["InputTransformer"], "rule"))
+    assert sent == {
+        "action": names.ACTION_CLOSE_ABANDONED_RELEASE,
+        "execution_name": "release-7",
+        "status": "TIMED_OUT",
+    }
+    # EventBridge may invoke the function for this rule only.
+    permissions = staging.resources("Orchestration", "AWS::Lambda::Permission").values()
+    assert [
+        p["Properties"]["SourceArn"]
+        for p in permissions
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [function, "Arn"]}
+        and p["Properties"]["Principal"] == "events.amazonaws.com"
+    ] == [
+        {
+            "Fn::GetAtt": [
+                _logical_id(staging, "AWS::Events::Rule", lambda props: props is rule),
+                "Arn",
+            ]
+        }
+    ]
+
+
+def test_the_release_waits_for_the_metrics_the_names_module_says(staging):
+    (canary,) = [
+        m["Properties"]
+        for m in _machines(staging).values()
+        if m["Properties"]["StateMachineName"].endswith("-canary-release")
+    ]
+
+    assert json.loads(canary["DefinitionSubstitutions"]["MetricLagSeconds"]) == (
+        names.METRIC_LAG_SECONDS
+    )
 
 
 def test_staging_warms_the_live_alias_with_a_health_request(staging):

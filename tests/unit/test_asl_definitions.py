@@ -265,7 +265,91 @@ def test_the_release_observes_shadow_and_each_step_for_their_own_time():
     (shadow,) = states["Observe"]["Choices"]
     assert (shadow["StringEquals"], shadow["Next"]) == ("shadow", "ObserveShadow")
     assert states["Observe"]["Default"] == "ObserveStep"
-    assert states["ObserveShadow"]["Next"] == states["ObserveStep"]["Next"] == "CheckRelease"
+    assert states["ObserveShadow"]["Next"] == states["ObserveStep"]["Next"] == "WaitForMetrics"
+
+
+def test_every_check_waits_for_the_metrics_of_the_stages_last_minutes():
+    from infra.config import load_config
+    from infra.stacks.orchestration import configured_substitutions
+
+    states = _load(RELEASE)["States"]
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+    into_check = {
+        name
+        for name, state in states.items()
+        if "CheckRelease" in (state.get("Next"), state.get("Default"))
+        or "CheckRelease" in [c["Next"] for c in state.get("Choices", [])]
+    }
+    assert into_check == {"WaitForMetrics"}
+    assert states["WaitForMetrics"]["Type"] == "Wait"
+    assert states["WaitForMetrics"]["SecondsPath"] == "$.release.metric_lag_seconds"
+    # The default is the shared constant, and the release checks an input's value
+    # before it opens, as it does the other waits.
+    defaults = states["Defaults"]["Parameters"]
+    assert defaults["metric_lag_seconds.$"] == "States.StringToJson('${MetricLagSeconds}')"
+    for environment in names.ENVIRONMENTS:
+        values = configured_substitutions(load_config(context, environment))
+        assert json.loads(values["MetricLagSeconds"]) == names.METRIC_LAG_SECONDS
+    opening = states["OpenRelease"]["Parameters"]["Payload"]
+    assert opening["metric_lag_seconds.$"] == "$.release.metric_lag_seconds"
+    # A later canary step's evidence depends on which step it is.
+    checking = states["CheckRelease"]["Parameters"]["Payload"]
+    assert checking["step_index.$"] == "$.verdict.step_index"
+
+
+def _retries_client_errors(state: dict[str, Any]) -> dict[str, Any] | None:
+    found = [r for r in state.get("Retry", []) if "ClientError" in r["ErrorEquals"]]
+    return found[0] if found else None
+
+
+# Actions whose retry changes nothing a first attempt did: reads, writes of the
+# same record or report, and closes of a record already closed.
+IDEMPOTENT_ACTIONS = {
+    "admit_release",
+    "move_release",
+    "check_release",
+    "judge",
+    "report",
+    "close_release",
+    "confirm_live",
+}
+
+
+def test_service_errors_of_the_idempotent_actions_are_retried_with_backoff():
+    states = _load(RELEASE)["States"]
+    tasks = {
+        name: _payload_action(state)
+        for name, state in states.items()
+        if state["Type"] == "Task" and _payload_action(state)
+    }
+
+    retried = {name for name in tasks if _retries_client_errors(states[name])}
+
+    assert {tasks[name] for name in retried} == IDEMPOTENT_ACTIONS
+    assert retried == {name for name, action in tasks.items() if action in IDEMPOTENT_ACTIONS}
+    # Opening, promoting and rolling back are not retried on a service error: their
+    # failure takes the close path, which ends the release (and undoes a promotion
+    # left half done) rather than repeat a write.
+    assert {"OpenRelease", "Promote", "RollBack"} <= set(tasks) - retried
+    for name in retried:
+        retrier = _retries_client_errors(states[name])
+        assert retrier["ErrorEquals"] == ["ClientError"], name
+        assert retrier["MaxAttempts"] >= 3, name
+        assert retrier["BackoffRate"] > 1, name
+        assert retrier["IntervalSeconds"] >= 1, name
+        assert retrier["JitterStrategy"] == "FULL", name
+        # Lambda's own errors are still retried first, as before.
+        assert states[name]["Retry"][0]["ErrorEquals"][0].startswith("Lambda."), name
+        # At most a few minutes in all: a stage is not held up for long.
+        waits = sum(
+            min(
+                retrier["IntervalSeconds"] * retrier["BackoffRate"] ** attempt,
+                retrier.get("MaxDelaySeconds", float("inf")),
+            )
+            for attempt in range(retrier["MaxAttempts"])
+        )
+        assert waits <= 180, name
 
 
 def test_the_release_takes_every_model_release_setting_with_its_default():

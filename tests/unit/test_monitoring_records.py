@@ -6,6 +6,8 @@ import gzip
 import io
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +21,9 @@ from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.monitoring.records import (
     LocalFileSink,
     ScoreRecord,
+    ScoringLogScan,
     StdoutSink,
+    iter_scoring_log,
     read_scoring_log,
     scan_scoring_log,
     sink_for,
@@ -27,6 +31,7 @@ from credit_risk.monitoring.records import (
 from credit_risk.settings import Settings
 
 DAY = date(2026, 11, 22)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(**changes: Any) -> ScoreRecord:
@@ -301,6 +306,55 @@ def test_hidden_and_marker_files_are_not_read(tmp_path: Path):
 def test_a_window_ending_before_it_starts_is_refused(tmp_path: Path):
     with pytest.raises(InvalidInputError, match="before it starts"):
         read_scoring_log(str(tmp_path), DAY, DAY - timedelta(days=1))
+
+
+def test_a_stream_reads_one_release_file_by_file_until_its_deadline(tmp_path: Path):
+    # Given a day of two files, scores of a release among others
+    ours = [record(release_id="r-1", request_id=f"ours-{n}") for n in range(3)]
+    write(tmp_path, DAY, "a.jsonl.gz", gzip.compress(lines(ours[0], record(), ours[1])))
+    write(tmp_path, DAY, "b.jsonl", lines(record(release_id="r-2"), ours[2]))
+    # When the release's records are streamed, then read again with no time left
+    scan = ScoringLogScan()
+    streamed = list(iter_scoring_log(str(tmp_path), DAY, DAY, scan=scan, release_id="r-1"))
+    late = ScoringLogScan()
+    nothing = list(iter_scoring_log(str(tmp_path), DAY, DAY, scan=late, deadline=0.0))
+    # Then only its records come, in file order, and the late read says it stopped
+    assert [r.request_id for r in streamed] == ["ours-0", "ours-1", "ours-2"]
+    assert (scan.files, scan.finished, scan.out_of_time) == (2, True, False)
+    assert nothing == []
+    assert (late.finished, late.out_of_time) == (False, True)
+
+
+def test_a_reader_that_stops_early_leaves_the_rest_unread(tmp_path: Path):
+    write(tmp_path, DAY, "a.jsonl", lines(record(request_id="first")))
+    write(tmp_path, DAY, "b.jsonl", lines(record(request_id="second")))
+    scan = ScoringLogScan()
+
+    stream = iter_scoring_log(str(tmp_path), DAY, DAY, scan=scan)
+    first = next(stream)
+    stream.close()
+
+    assert first.request_id == "first"
+    assert (scan.files, scan.finished) == (1, False)
+
+
+def test_the_release_function_reads_the_scoring_log_without_pyarrow(tmp_path: Path):
+    # Given a scoring log, and an interpreter where importing pyarrow fails, as in
+    # the inference image the release function runs
+    write(tmp_path, DAY, "a.jsonl.gz", gzip.compress(lines(record(), record())))
+    code = (
+        "import sys; sys.modules['pyarrow'] = None; import lambdas.release.handler; "
+        "from datetime import date; "
+        "from credit_risk.monitoring.records import read_scoring_log; "
+        f"print(len(read_scoring_log({str(tmp_path)!r}, date(2026, 11, 22), date(2026, 11, 22))))"
+    )
+    # When its handler is imported and the log read
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    # Then both records are read
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "2"
 
 
 def test_what_the_local_sink_writes_reads_back(tmp_path: Path):

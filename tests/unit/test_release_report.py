@@ -4,6 +4,7 @@ log's served and shadow records, and a page that needs nothing but itself."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 
@@ -112,6 +113,41 @@ def test_the_finished_report_holds_the_swap_set_from_served_and_shadow_records(r
     assert sample["c1"]["answered_by"] == "champion"
     assert sample["c2"]["answered_by"] == "candidate"
     assert sample["c2"]["candidate"]["reasons"] == ["DEBT_TO_INCOME"]
+
+
+def test_a_stream_of_answers_gives_the_first_flipped_customers_and_stops(registry):
+    # given answers as the scoring log holds them: each request's pair side by side,
+    # another release's answers among them, and more flips than the sample takes
+    state = registry.open_release("rel-1", CANDIDATE)
+    other = record("x1", "c0", CANDIDATE, SHADOW, "decline", 0.3)
+    answers = [replace(other, release_id="rel-2")]
+    for n in range(5):
+        answers += [
+            record(f"r{n}", f"c{n}", CHAMPION, SERVED, "approve", 0.01),
+            record(f"r{n}", f"c{n}", CANDIDATE, SHADOW, "decline" if n % 2 else "approve", 0.2),
+        ]
+    read = []
+
+    def stream():
+        for answer in answers:
+            read.append(answer)
+            yield answer
+
+    # when the first two flipped customers are asked for
+    found = release_report.flipped_records(stream(), state, size=2)
+
+    # then it gives their four answers, and reads no further than the second flip
+    assert {(r.customer_hash, r.model_version) for r in found} == {
+        ("c1", CHAMPION),
+        ("c1", CANDIDATE),
+        ("c3", CHAMPION),
+        ("c3", CANDIDATE),
+    }
+    assert read == answers[:-2]
+    assert [item["customer_hash"] for item in release_report.swap_sample(found, state)] == [
+        "c1",
+        "c3",
+    ]
 
 
 class _Page(HTMLParser):

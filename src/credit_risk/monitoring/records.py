@@ -12,23 +12,26 @@ are written in one of two ways:
 - locally (``Settings.scoring_log_uri``, what ``credit-risk serve`` sets),
   appended to ``<uri>/date=YYYY-MM-DD/scores-<pid>.jsonl``.
 
-``read_scoring_log`` reads both layouts, local or ``s3://``.
+``iter_scoring_log`` reads both layouts, local or ``s3://``, one chunk of one file
+at a time; ``scan_scoring_log`` and ``read_scoring_log`` collect what it reads.
 
-The inference function imports this module and its image has no pyarrow, so
-nothing here imports pyarrow (or ``credit_risk.io``, which does) at module level.
+The inference function imports this module and its image has no pyarrow (the
+release function, which reads the log for its report, runs the same image), so
+nothing here imports pyarrow; ``credit_risk.io`` is imported where a read begins.
 """
 
 from __future__ import annotations
 
-import gzip
+import itertools
 import json
 import logging
 import math
 import os
 import sys
 import threading
+import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -50,6 +53,8 @@ SERVED, SHADOW = "served", "shadow"
 ROLES = (SERVED, SHADOW)
 PARTITION_KEY = "date"
 _GZIP_MAGIC = b"\x1f\x8b"
+# The most one decompression step of a gzip file gives at a time.
+_MAX_INFLATED = 4 << 20
 # Quoted back in warnings: enough to recognise a line, not a whole payload.
 _MAX_QUOTED = 200
 # One lock for every local sink in the process: the local server runs the live
@@ -268,12 +273,16 @@ def partition(day: date) -> str:
 # --- reading -------------------------------------------------------------------
 @dataclass
 class ScoringLogScan:
-    """What a read of the scoring log found: the records and what it had to skip."""
+    """What a read of the scoring log found: the records and what it had to skip.
+    ``iter_scoring_log`` fills in the counts as it goes, and says whether it read
+    every file of its window (``finished``) or stopped at its deadline."""
 
     records: list[ScoreRecord] = field(default_factory=list)
     files: int = 0
     malformed: int = 0
     unreadable_files: list[str] = field(default_factory=list)
+    finished: bool = False
+    out_of_time: bool = False
 
 
 def _days(start: date, end: date) -> Iterator[date]:
@@ -283,32 +292,97 @@ def _days(start: date, end: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def _lines(data: bytes, source: str) -> list[str]:
-    """The text lines of one file, plain or gzip (Firehose writes concatenated
-    gzip members; ``gzip.decompress`` reads them all)."""
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InvalidInputError(f"{source} is not a readable gzip file: {exc}") from None
-    return data.decode("utf-8", errors="replace").splitlines()
+def _gunzip(chunks: Iterable[bytes], source: str) -> Iterator[bytes]:
+    """The bytes of one file, plain or gzip, decompressed as they come. Firehose
+    writes concatenated gzip members: each is decompressed in turn, with the zero
+    padding ``gzip`` tolerates between them. Output is bounded per step, so a
+    chunk that inflates a thousandfold is still read a piece at a time."""
+    chunks = iter(chunks)
+    first = b""
+    while len(first) < len(_GZIP_MAGIC):
+        more = next(chunks, None)
+        if more is None:
+            break
+        first += more
+    if first[:2] != _GZIP_MAGIC:
+        if first:
+            yield first
+        yield from chunks
+        return
+    member, fed = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16), False
+    try:
+        for chunk in itertools.chain((first,), chunks):
+            data = chunk
+            while True:
+                if not fed:
+                    data = data.lstrip(b"\x00")
+                    if not data:
+                        break
+                out = member.decompress(data, _MAX_INFLATED)
+                fed = True
+                if out:
+                    yield out
+                if member.eof:
+                    data = member.unused_data
+                    member, fed = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16), False
+                    continue
+                data = member.unconsumed_tail
+                # A full step may leave output inside zlib with no input left.
+                if not data and len(out) < _MAX_INFLATED:
+                    break
+    except zlib.error as exc:
+        raise InvalidInputError(f"{source} is not a readable gzip file: {exc}") from None
+    if fed:
+        raise InvalidInputError(f"{source} is not a readable gzip file: it ends inside a member")
 
 
-def scan_scoring_log(uri: str, start: date, end: date) -> ScoringLogScan:
-    """Reads the score records scored (UTC) from ``start`` to ``end``, both included.
+def _lines(chunks: Iterable[bytes], source: str) -> Iterator[str]:
+    """The text lines of one file as it is read."""
+    pending = b""
+    for data in _gunzip(chunks, source):
+        *complete, pending = (pending + data).split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+def iter_scoring_log(
+    uri: str,
+    start: date,
+    end: date,
+    *,
+    scan: ScoringLogScan | None = None,
+    release_id: str | None = None,
+    deadline: float | None = None,
+) -> Iterator[ScoreRecord]:
+    """The score records scored (UTC) from ``start`` to ``end``, both included, in
+    the order the files hold them: day folder by day folder, file by file, line by
+    line, with one chunk of one file in memory at a time however large the log is.
 
     Firehose files a record under the day it *arrived*, up to a buffering interval
     after it was scored, so the day after ``end`` is read too and every record is
     kept by its own ``scored_at``. Lines that are not score records are skipped;
     malformed score lines and unreadable files are counted, warned about and
-    skipped: one bad line must not blind the monitor to a day of traffic.
+    skipped: one bad line must not blind the monitor to a day of traffic. The
+    records a file gave before it turned out damaged are kept.
+
+    ``release_id``: only that release's records (the others are dropped before
+    they are parsed in full). ``deadline``: a ``time.monotonic()`` value past which
+    the read stops. ``scan`` receives the counts as the read goes, ``finished``
+    once every file was read, ``out_of_time`` if the deadline stopped it; a reader
+    that has what it needs simply stops iterating.
     """
-    from credit_risk import io  # pyarrow comes with it: readers only, never inference
+    from credit_risk import io
 
     if end < start:
         raise InvalidInputError(f"the window ends ({end}) before it starts ({start})")
-    scan = ScoringLogScan()
+    scan = scan if scan is not None else ScoringLogScan()
     root = uri.rstrip("/")
+    # The release's id as ScoreRecord.to_json writes it (compact JSON): a line
+    # without this text is another release's or none, and is skipped unparsed
+    # (most of a day's lines, at prod traffic).
+    marker = json.dumps({"release_id": release_id}, separators=(",", ":"))[1:-1]
     for day in _days(start, end + timedelta(days=1)):
         folder = io.join(root, partition(day))
         if not io.is_s3(folder) and not Path(folder).is_dir():
@@ -316,22 +390,35 @@ def scan_scoring_log(uri: str, start: date, end: date) -> ScoringLogScan:
         for file in io.list_files(folder):
             scan.files += 1
             try:
-                lines = _lines(io.read_bytes(file), file)
+                for line in _lines(io.read_chunks(file), file):
+                    if deadline is not None and time.monotonic() > deadline:
+                        scan.out_of_time = True
+                        return
+                    if release_id is not None and marker not in line:
+                        continue
+                    record = _parse_line(line, file, scan, release_id)
+                    if record is not None and start <= record.scored_at.date() <= end:
+                        yield record
             except InvalidInputError as exc:
-                logger.warning("skipping a scoring-log file: %s", exc)
+                logger.warning("skipping the rest of a scoring-log file: %s", exc)
                 scan.unreadable_files.append(file)
-                continue
-            for line in lines:
-                record = _parse_line(line, file, scan)
-                if record is not None and start <= record.scored_at.date() <= end:
-                    scan.records.append(record)
+    scan.finished = True
     if scan.malformed:
         logger.warning("skipped %d malformed score records under %s", scan.malformed, root)
-    scan.records.sort(key=lambda record: record.scored_at)
+
+
+def scan_scoring_log(uri: str, start: date, end: date) -> ScoringLogScan:
+    """Reads every score record of ``[start, end]`` (``iter_scoring_log``) into
+    memory, oldest first, with what the read skipped."""
+    scan = ScoringLogScan()
+    records = list(iter_scoring_log(uri, start, end, scan=scan))
+    scan.records = sorted(records, key=lambda record: record.scored_at)
     return scan
 
 
-def _parse_line(line: str, source: str, scan: ScoringLogScan) -> ScoreRecord | None:
+def _parse_line(
+    line: str, source: str, scan: ScoringLogScan, release_id: str | None = None
+) -> ScoreRecord | None:
     line = line.strip()
     if not line:
         return None
@@ -343,6 +430,8 @@ def _parse_line(line: str, source: str, scan: ScoringLogScan) -> ScoreRecord | N
         logger.debug("not JSON in %s: %s", source, line[:_MAX_QUOTED])
         return None
     if not isinstance(data, dict) or data.get("record_type") != names.SCORE_RECORD_TYPE:
+        return None
+    if release_id is not None and data.get("release_id") != release_id:
         return None
     try:
         return ScoreRecord.from_dict(data)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from credit_risk import names, release, release_decision, release_report
+from credit_risk import names, release, release_decision, release_report, schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.local_api import LambdaContext
 from credit_risk.monitoring.records import SERVED, SHADOW, ScoreRecord
@@ -247,12 +250,39 @@ def test_a_canary_steps_evidence_is_the_customers_the_candidate_answered(clients
         request_counts("approve", "approve"),
     )
 
-    check = release.check_release(clients, target, RELEASE_ID, CANARY)
+    # The first step: the minute it began in counts, since shadow served no one.
+    check = release.check_release(clients, target, RELEASE_ID, CANARY, step_index=0)
 
     assert check["requests"] == 2
     assert ReleaseCounts.from_metrics(check["counts"]).pairs == 9  # since the release began
     with pytest.raises(ConcurrentUpdateError, match="not in shadow"):
         release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE)
+
+
+def test_a_later_steps_evidence_leaves_out_the_minute_it_began_in(clients, target, registry):
+    # given a release whose first step answered customers just before the second began
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 10)
+    requests(RELEASE_ID, *[request_counts("approve", "approve", served=1)] * 3)
+    began = datetime.fromisoformat(release.move_release(target, RELEASE_ID, CANARY, 50)["since"])
+    # and customers of the second step in its first whole minute
+    first_whole = began.replace(second=0) + timedelta(minutes=1)
+    at = int((first_whole + timedelta(seconds=5)).timestamp() * 1000)
+    publish_emf(
+        *(emf_document(request_counts("approve", "approve", served=1), RELEASE_ID, at),) * 2
+    )
+
+    # when the second step is checked, and when it is checked too early
+    check = release.check_release(
+        clients, target, RELEASE_ID, CANARY, step_index=1, now=first_whole + timedelta(seconds=30)
+    )
+    too_early = release.check_release(clients, target, RELEASE_ID, CANARY, step_index=1, now=began)
+
+    # then the first step's customers are not counted as the second's
+    assert datetime.fromisoformat(check["evidence_since"]) == first_whole
+    assert check["requests"] == 2
+    assert ReleaseCounts.from_metrics(check["counts"]).candidate_served == 5
+    assert too_early["requests"] == 0
 
 
 def test_judging_a_stage_follows_the_decision_function_and_records_it(target, registry):
@@ -349,6 +379,24 @@ def test_closing_keeps_whoever_closed_first_and_a_release_never_opened_is_said_s
     }
 
 
+def test_closing_after_a_half_done_promotion_puts_the_champion_back(target, registry):
+    # given a promotion that moved the champion pointer, then failed before it
+    # closed the release as promoted
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    registry.promote(NEW_MODEL, expected_champion=OLD_MODEL)
+
+    # when the state machine's close runs (its catch path)
+    closed = release.close_release(target, RELEASE_ID, "ClientError: SlowDown")
+
+    # then the release is rolled back and its candidate no longer the champion
+    assert closed == {"closed": True, "outcome": "rolled_back", "reason": "ClientError: SlowDown"}
+    assert registry.champion_version() == OLD_MODEL
+    # and a retry of the close steps the champion back no further
+    release.close_release(target, RELEASE_ID, "ClientError: SlowDown")
+    assert registry.champion_version() == OLD_MODEL
+
+
 def test_a_release_closed_meanwhile_takes_no_further_step(clients, target, registry):
     registry.open_release(RELEASE_ID, NEW_MODEL)
     release.roll_back(target, "approvals dropped", "rollback-1")
@@ -407,6 +455,89 @@ def test_a_rollback_without_a_release_restores_the_previous_champion_once(target
     with pytest.raises(InvalidInputError, match="no earlier one"):
         release.roll_back(target, "still wrong", "rollback-2")
     assert registry.champion_version() == OLDER
+
+
+# --- an execution that ended without closing its release ---------------------------------
+
+
+def report_of(registry: Registry, release_id: str = RELEASE_ID) -> dict | None:
+    data = registry.read_report(NEW_MODEL, release_id, release_report.JSON_FILE)
+    return json.loads(data) if data else None
+
+
+def test_the_release_a_stopped_execution_left_open_is_closed_with_its_report(
+    clients, target, registry
+):
+    # given a release in a canary step whose execution was stopped
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 10)
+
+    # when the rule's action runs for it
+    closed = release.close_abandoned(clients, target, RELEASE_ID, "ABORTED")
+
+    # then the release is rolled back, naming the execution and how it ended
+    ended = registry.release_state()
+    assert (ended.active, ended.outcome) == (False, "rolled_back")
+    assert ended.reason == (
+        f"execution {RELEASE_ID} of the release ended ABORTED with the release open"
+    )
+    assert (closed["closed"], closed["reason"]) == (True, ended.reason)
+    assert closed["report_html"].endswith(f"/releases/{RELEASE_ID}/report.html")
+    assert report_of(registry)["reason"] == ended.reason
+    assert registry.champion_version() == OLD_MODEL
+    # and the event delivered again changes nothing
+    again = release.close_abandoned(clients, target, RELEASE_ID, "ABORTED")
+    assert again["closed"] is False
+    assert registry.release_state() == ended
+
+
+def test_a_half_done_promotion_of_a_stopped_execution_is_undone_once(clients, target, registry):
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    registry.promote(NEW_MODEL, expected_champion=OLD_MODEL)
+
+    release.close_abandoned(clients, target, RELEASE_ID, "TIMED_OUT")
+    release.close_abandoned(clients, target, RELEASE_ID, "TIMED_OUT")
+
+    # The champion of before the release, not the one before it.
+    assert registry.champion_version() == OLD_MODEL
+    assert registry.release_state().outcome == "rolled_back"
+
+
+def test_an_execution_whose_release_ended_or_never_opened_changes_nothing(
+    clients, target, registry
+):
+    # given a release promoted by its own execution, and its report
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    release.promote(target, RELEASE_ID, "every step passed")
+    release.report(clients, target, RELEASE_ID)
+    promoted = registry.release_state()
+    written = report_of(registry)
+
+    # when that execution (later failing to confirm live), a rollback execution and
+    # an execution refused before it opened anything all end
+    for execution, status in ((RELEASE_ID, "FAILED"), ("rollback-1", "FAILED"), ("x", "ABORTED")):
+        answer = release.close_abandoned(clients, target, execution, status)
+        assert answer["closed"] is False, execution
+
+    # then nothing changed: the champion stays, the report is the one written
+    assert registry.release_state() == promoted
+    assert registry.champion_version() == NEW_MODEL
+    assert report_of(registry) == written
+
+
+def test_a_release_ended_without_its_report_gets_it(clients, target, registry):
+    # given a release its execution closed, and then the execution failed before
+    # the report was written
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.close_release(target, RELEASE_ID, "gates failed in shadow")
+    assert report_of(registry) is None
+
+    answer = release.close_abandoned(clients, target, RELEASE_ID, "FAILED")
+
+    assert answer["closed"] is False
+    assert report_of(registry)["reason"] == "gates failed in shadow"
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -497,6 +628,121 @@ def test_the_report_holds_the_counts_and_the_flipped_customers_of_the_release(
     assert "gates failed in shadow" in html
 
 
+def request_lines(release_id: str, first: int, count: int, *, flipped: bool) -> list[str]:
+    """``count`` requests of the release (customers ``first`` on), each the served
+    and the shadow answer; the candidate declines where the champion approves when
+    ``flipped``."""
+    features = {name: 1 for name in schemas.FEATURE_NAMES}
+    lines = []
+    for number in range(first, first + count):
+        common = {
+            "request_id": f"request-{number}",
+            "customer_hash": f"{number:024x}",
+            "snapshot_id": "snapshot-1",
+            "features_as_of": datetime.now(UTC).date(),
+            "features": features,
+            "scored_at": datetime.now(UTC),
+            "environment": "dev",
+            "release_id": release_id,
+        }
+        served = ScoreRecord(
+            **common, model_version=OLD_MODEL, default_probability=0.02, decision="approve"
+        )
+        shadow = ScoreRecord(
+            **common,
+            model_version=NEW_MODEL,
+            default_probability=0.4 if flipped else 0.03,
+            decision="decline" if flipped else "approve",
+            role=SHADOW,
+        )
+        lines += [served.to_json(), shadow.to_json()]
+    return lines
+
+
+def deliver_scores(key: str, lines: list[str]) -> None:
+    """One Firehose object of the scoring log, today's."""
+    day = datetime.now(UTC).date().isoformat()
+    boto3.client("s3").put_object(
+        Bucket=CURATED_BUCKET,
+        Key=f"{names.SCORING_LOG_PREFIX}date={day}/{key}.jsonl.gz",
+        Body=gzip.compress("".join(f"{line}\n" for line in lines).encode()),
+    )
+
+
+@pytest.fixture
+def ended_release(target, registry) -> None:
+    """A release that ran in shadow over customers the scoring log holds, and was
+    rolled back: three deliveries, each with more flipped customers than the
+    report's sample takes, among unflipped ones and another release's."""
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    requests(RELEASE_ID, *[request_counts("approve", "decline")] * 3)
+    release.close_release(target, RELEASE_ID, "swap share too high")
+    per_file = release_report.SAMPLE_SIZE + 10
+    for delivery in range(3):
+        first = delivery * 1000
+        deliver_scores(
+            f"delivery-{delivery}",
+            request_lines("another-release", first, 50, flipped=True)
+            + request_lines(RELEASE_ID, first + 100, 40, flipped=False)
+            + request_lines(RELEASE_ID, first + 200, per_file, flipped=True),
+        )
+
+
+def test_the_reports_sample_stops_reading_once_it_is_full(clients, target, registry, ended_release):
+    links = release.report(clients, target, RELEASE_ID)
+
+    report = report_of(registry)
+    # The first delivery held enough flipped customers: the others were not read.
+    assert report["swap_sample_read"] == {
+        "partial": False,
+        "detail": f"the first {release_report.SAMPLE_SIZE} flipped customers found, "
+        "in 1 file of the scoring log",
+        "files": 1,
+    }
+    sample = report["swap_sample"]
+    assert len(sample) == release_report.SAMPLE_SIZE
+    assert {int(item["customer_hash"], 16) for item in sample} <= set(range(200, 230))
+    assert {item["candidate"]["decision"] for item in sample} == {"decline"}
+    assert report["totals"]["swaps_to_decline"] == 3  # from the metrics, whole release
+    assert (
+        "Partial sample"
+        not in registry.read_report(NEW_MODEL, RELEASE_ID, release_report.HTML_FILE).decode()
+    )
+    assert links["report_json"].endswith("report.json")
+
+
+def test_a_report_short_of_time_is_written_and_says_its_sample_is_partial(
+    clients, target, registry, ended_release
+):
+    # An invocation with less time left than writing the report takes.
+    release.report(clients, target, RELEASE_ID, ends_at=time.monotonic() + 1)
+
+    report = report_of(registry)
+    assert report["swap_sample"] == []
+    assert report["swap_sample_read"]["partial"] is True
+    assert "time ran out" in report["swap_sample_read"]["detail"]
+    # The stages and counts come from the metrics, read before the log.
+    assert (report["totals"]["pairs"], report["totals"]["swaps_to_decline"]) == (3, 3)
+    html = registry.read_report(NEW_MODEL, RELEASE_ID, release_report.HTML_FILE).decode()
+    assert "Partial sample: time ran out after 1 file of the scoring log" in html
+
+
+def test_a_report_whose_scoring_log_cannot_be_read_is_written_without_its_sample(
+    clients, target, registry, ended_release
+):
+    elsewhere = release.ReleaseTarget(
+        **{**target.__dict__, "scoring_log_uri": "s3://no-such-bucket-here/scoring-log"}
+    )
+
+    release.report(clients, elsewhere, RELEASE_ID)
+
+    report = report_of(registry)
+    assert report["swap_sample"] == []
+    assert report["swap_sample_read"]["partial"] is True
+    assert "NoSuchBucket" in report["swap_sample_read"]["detail"]
+    assert report["totals"]["pairs"] == 3
+
+
 def test_a_report_waits_for_the_release_to_end_and_names_one_never_opened(
     clients, target, registry
 ):
@@ -574,12 +820,76 @@ def test_settings_the_release_could_not_follow_open_nothing(
         "model_version": NEW_MODEL,
         "settings": {**event["settings"], setting: value},
         "live_refresh_seconds": 35,
+        "metric_lag_seconds": names.METRIC_LAG_SECONDS,
     }
 
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=setting):
         handler.lambda_handler(opening, context())
 
     assert registry.release_state() is None
+
+
+@pytest.mark.parametrize("value", [0, 150.5, "150"])
+def test_a_metric_wait_the_checks_could_not_take_opens_nothing(
+    aws, handler_environment, registry, value
+):
+    event = json.loads((EVENTS_DIR / "release_judge.json").read_text())
+    opening = {
+        "action": "open_release",
+        "release_id": RELEASE_ID,
+        "model_version": NEW_MODEL,
+        "settings": event["settings"],
+        "live_refresh_seconds": 35,
+        "metric_lag_seconds": value,
+    }
+
+    with pytest.raises(InvalidInputError, match="metric_lag_seconds"):
+        handler.lambda_handler(opening, context())
+
+    assert registry.release_state() is None
+
+
+def test_a_service_error_reaches_the_state_machine_as_client_error(aws, handler_environment):
+    # The live function is not deployed in this account: Lambda answers
+    # ResourceNotFoundException, a class botocore makes for that code.
+    event = {"action": "confirm_live", "model_version": OLD_MODEL, "release_id": RELEASE_ID}
+
+    with pytest.raises(ClientError) as raised:
+        handler.lambda_handler(event, context())
+
+    assert type(raised.value) is ClientError  # the error name the Retry matches
+    assert "ResourceNotFoundException" in str(raised.value)
+
+
+@dataclass
+class ShortContext(LambdaContext):
+    """An invocation a few seconds from its timeout."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5_000
+
+
+def test_the_report_action_reads_the_scoring_log_only_while_the_invocation_has_time(
+    aws, handler_environment, registry, ended_release
+):
+    event = {"action": "report", "release_id": RELEASE_ID}
+
+    handler.lambda_handler(event, ShortContext("credit-risk-dev-release"))
+
+    read = report_of(registry)["swap_sample_read"]
+    assert read["partial"] is True
+    assert "time ran out" in read["detail"]
+
+
+def test_the_rules_action_is_refused_for_a_status_that_ends_nothing(aws, handler_environment):
+    event = {
+        "action": names.ACTION_CLOSE_ABANDONED_RELEASE,
+        "execution_name": RELEASE_ID,
+        "status": "SUCCEEDED",
+    }
+
+    with pytest.raises(InvalidInputError, match="status"):
+        handler.lambda_handler(event, context())
 
 
 def test_an_execution_name_is_a_release_id_the_registry_takes():
