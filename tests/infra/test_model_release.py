@@ -73,6 +73,13 @@ def publish(models: Registry, version: str, seed: int) -> str:
     return version
 
 
+def champion_and_candidate(models: Registry) -> None:
+    """CHAMPION in service and CANDIDATE published beside it."""
+    publish(models, CHAMPION, seed=1)
+    publish(models, CANDIDATE, seed=2)
+    models.promote(CHAMPION)
+
+
 def release_input(model_version: str, **settings: Any) -> dict[str, Any]:
     """What the training pipeline sends, for ``model_version``."""
     sent = json.loads((EVENTS_DIR / "canary_release_input.json").read_text())
@@ -130,9 +137,7 @@ def test_settings_the_release_could_not_follow_open_nothing(world):
 
 def test_a_release_while_another_is_open_changes_nothing(world):
     models = world.registry()
-    publish(models, CHAMPION, seed=1)
-    publish(models, CANDIDATE, seed=2)
-    models.promote(CHAMPION)
+    champion_and_candidate(models)
     other = models.open_release("someone-elses-release", CHAMPION)
 
     release = world.wait(start(world, "second-release", release_input(CANDIDATE)), TIMEOUT)
@@ -194,9 +199,7 @@ def test_a_new_champion_live_cannot_load_is_reported_for_attention(world):
 def test_a_rollback_during_a_release_ends_it_and_keeps_the_champion(world):
     # given a release in shadow
     models = world.registry()
-    publish(models, CHAMPION, seed=1)
-    publish(models, CANDIDATE, seed=2)
-    models.promote(CHAMPION)
+    champion_and_candidate(models)
     arn = start(world, "release", release_input(CANDIDATE, canary={"shadow_seconds": 6}))
     world.wait(arn, TIMEOUT, until=entered("ObserveShadow"))
     assert world.registry().active_release().stage == "shadow"
@@ -253,9 +256,7 @@ def stop(world: AwsWorld, arn: str) -> Execution:
 def test_a_release_left_open_by_a_stopped_execution_is_closed_by_the_rule(world):
     # given a release in shadow whose execution is stopped by hand
     models = world.registry()
-    publish(models, CHAMPION, seed=1)
-    publish(models, CANDIDATE, seed=2)
-    models.promote(CHAMPION)
+    champion_and_candidate(models)
     arn = start(world, "stopped-release", release_input(CANDIDATE, canary={"shadow_seconds": 600}))
     world.wait(arn, TIMEOUT, until=entered("ObserveShadow"))
     assert stop(world, arn).status == "ABORTED"
@@ -300,9 +301,7 @@ def test_a_release_left_open_by_a_stopped_execution_is_closed_by_the_rule(world)
 def test_another_executions_end_changes_no_release(world):
     # given a release in progress, and a second release refused while it runs
     models = world.registry()
-    publish(models, CHAMPION, seed=1)
-    publish(models, CANDIDATE, seed=2)
-    models.promote(CHAMPION)
+    champion_and_candidate(models)
     other = models.open_release("release-in-progress", CANDIDATE)
     refused = world.wait(start(world, "refused-release", release_input(CANDIDATE)), TIMEOUT)
     assert refused.status == "FAILED"
