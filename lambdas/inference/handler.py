@@ -120,10 +120,10 @@ def _candidate_failed(exc: Exception) -> None:
     _publish_count(names.METRIC_CANDIDATE_ERRORS, {"service": names.SERVICE_INFERENCE})
 
 
-def _publish_release_counts(scored_release_id: str, counts: release_metrics.ReleaseCounts) -> None:
+def _publish_release_counts(release_id: str, counts: release_metrics.ReleaseCounts) -> None:
     """A request's release counts, as one EMF document on stdout (what CloudWatch
     reads from the function's log), and its candidate failures for the alarm."""
-    document = release_metrics.emf_document(counts, scored_release_id, int(time.time() * 1000))
+    document = release_metrics.emf_document(counts, release_id, int(time.time() * 1000))
     if document is not None:
         print(document, file=sys.stdout, flush=True)
     if counts.candidate_errors:
