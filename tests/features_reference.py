@@ -9,6 +9,7 @@ strategies can break; slow on purpose, for a few dozen rows.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 from datetime import date
@@ -74,8 +75,11 @@ def reasons(rows: list[dict]) -> list[str | None]:
             broken.add("loan_before_birthday")
         if row["loan_amount"] is None:
             broken.add("missing_loan_amount")
-        elif row["loan_amount"] < 0:
-            broken.add("negative_loan_amount")
+        else:
+            if row["loan_amount"] < 0:
+                broken.add("negative_loan_amount")
+            if not math.isfinite(row["loan_amount"]):
+                broken.add("non_finite_loan_amount")
         if row["flag_own_car"] is None:
             broken.add("missing_flag_own_car")
         elif row["flag_own_car"] not in ("Y", "N"):

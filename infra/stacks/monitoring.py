@@ -137,6 +137,21 @@ class MonitoringStack(EnvironmentStack):
             threshold=1,
             description="The inference function cannot load the registry's champion",
         )
+        # Stored features no model can score (NaN, infinity): those customers get
+        # 422 unscorable_features until the snapshot is repaired.
+        monitor.alarm(
+            "UnscorableFeatures",
+            name=config.resource_name("inference", "unscorable-features"),
+            metric=cw.Metric(
+                namespace=names.METRIC_NAMESPACE,
+                metric_name=names.METRIC_UNSCORABLE_FEATURES,
+                dimensions_map={"service": names.SERVICE_INFERENCE},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            ),
+            threshold=1,
+            description="Stored features of some customers cannot be scored (NaN or infinity)",
+        )
         for label, function in (
             ("Training", functions.training),
             ("FeatureLoader", functions.feature_loader),

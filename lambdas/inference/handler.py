@@ -53,6 +53,7 @@ from credit_risk.serving.service import (
     NoModelError,
     ScoredRequest,
     ScoringService,
+    UnscorableFeaturesError,
     build_service,
     score_bucket,
 )
@@ -144,13 +145,13 @@ def _publish_age(name: str, days: float | None) -> None:
         pass
 
 
-def _publish_count(name: str, dimensions: dict[str, str]) -> None:
-    """A count of one in its own EMF document, with exactly these dimensions (the
-    request's metrics carry model_version, which an alarm across versions must not)."""
+def _publish_count(name: str, dimensions: dict[str, str], count: int = 1) -> None:
+    """A count in its own EMF document, with exactly these dimensions (the request's
+    metrics carry model_version, which an alarm across versions must not)."""
     with single_metric(
         name=name,
         unit=MetricUnit.Count,
-        value=1,
+        value=count,
         namespace=names.METRIC_NAMESPACE,
         default_dimensions=dimensions,
     ):
@@ -215,7 +216,12 @@ def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
 
 
 _GATEWAY = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)
-_SCORING = (HTTPStatus.BAD_REQUEST, *_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE)
+_SCORING = (
+    HTTPStatus.BAD_REQUEST,
+    *_GATEWAY,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
 
 
 @app.post(
@@ -339,6 +345,27 @@ def _no_model(exc: NoModelError) -> Response:
         str(exc),
         **{"Retry-After": str(NO_MODEL_RETRY_AFTER_SECONDS)},
     )
+
+
+@app.exception_handler(UnscorableFeaturesError)
+def _unscorable(exc: UnscorableFeaturesError) -> Response:
+    # Not a 5xx: the code is sound and retrying will not help until the snapshot
+    # is repaired, which the metric's alarm asks for (and a code release's 5xx
+    # alarms must not roll back a deployment for a bad row of data).
+    service = initialize()
+    logger.error(
+        "stored features cannot be scored",
+        extra={
+            "customers": [service.hash_id(cid) for cid in exc.customer_ids],
+            "features": exc.features,
+        },
+    )
+    _publish_count(
+        names.METRIC_UNSCORABLE_FEATURES,
+        {"service": names.SERVICE_INFERENCE},
+        len(exc.customer_ids),
+    )
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "unscorable_features", str(exc))
 
 
 @app.exception_handler(StoreUnavailable)

@@ -26,6 +26,32 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 1 << 20
 
 
+def non_finite_counts(data: pa.Table | pa.RecordBatch) -> dict[str, int]:
+    """Floating-point column -> how many of its values are NaN or infinite (columns
+    without any left out). A null is a missing value and counts as none: a NaN is
+    not a missing value but a computation gone wrong, and an infinity is no number
+    a model was trained on."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts = {}
+    for field in data.schema:
+        if pa.types.is_floating(field.type):
+            finite = pc.is_finite(data.column(field.name))
+            bad = pc.sum(pc.invert(finite)).as_py() or 0
+            if bad:
+                counts[field.name] = bad
+    return counts
+
+
+def refuse_non_finite(data: pa.Table | pa.RecordBatch, what: str) -> None:
+    """InvalidInputError naming the columns of ``data`` that hold NaN or infinity."""
+    counts = non_finite_counts(data)
+    if counts:
+        columns = ", ".join(f"{name} ({count})" for name, count in sorted(counts.items()))
+        raise InvalidInputError(f"{what} has NaN or infinite values in {columns}")
+
+
 def arrow_schema(columns: Iterable[tuple[str, str]]) -> pa.Schema:
     """The pyarrow schema of one of the contracts in ``credit_risk.schemas``."""
     import pyarrow as pa

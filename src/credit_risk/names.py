@@ -100,6 +100,10 @@ METRIC_MODEL_REFRESH_ERRORS: Final = "ModelRefreshErrors"
 # ``service``): it could not be loaded, or it failed to score, in shadow or in a
 # canary step. The release's candidate alarm watches it.
 METRIC_CANDIDATE_ERRORS: Final = "CandidateErrors"
+# Customers whose stored features hold NaN or an infinity (dimension ``service``):
+# their requests are refused with 422 unscorable_features, and an alarm calls for
+# a repaired snapshot.
+METRIC_UNSCORABLE_FEATURES: Final = "UnscorableFeatures"
 
 # --- Scoring log and monitoring -----------------------------------------------
 # Every score line carries ``"record_type": "score"``: the CloudWatch Logs

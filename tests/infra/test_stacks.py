@@ -292,6 +292,21 @@ def test_the_release_reads_one_candidate_alarm_by_its_prefix_on_candidate_errors
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
+def test_unscorable_stored_features_raise_an_alarm_on_the_published_metric(dev):
+    alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm").values()
+    (alarm,) = [
+        a["Properties"]
+        for a in alarms
+        if a["Properties"].get("MetricName") == names.METRIC_UNSCORABLE_FEATURES
+    ]
+    assert alarm["AlarmName"] == "credit-risk-dev-inference-unscorable-features"
+    assert alarm["Namespace"] == names.METRIC_NAMESPACE
+    # What the handler publishes (tests/integration/api/test_unscorable_features.py).
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": names.SERVICE_INFERENCE}]
+    assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 def test_the_p99_alarm_uses_the_configured_latency(dev):
     alarms = dev.resources("Monitoring", "AWS::CloudWatch::Alarm")
     latency = next(

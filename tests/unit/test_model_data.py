@@ -122,6 +122,17 @@ def test_missing_columns_and_bad_labels_are_clear_errors(tmp_path, tables):
     with pytest.raises(InvalidInputError, match="must be 0 or 1"):
         to_dataset(bad)
 
+    # given a NaN or an infinity among the features (a null is a missing value, and fine)
+    for poison in (float("nan"), float("inf")):
+        column = "avg_amount_loans_previous"
+        values = table.column(column).to_pylist()
+        values[0] = poison
+        poisoned = table.set_column(
+            table.schema.get_field_index(column), column, pa.array(values, pa.float64())
+        )
+        with pytest.raises(InvalidInputError, match=rf"NaN or infinite values in {column} \(1\)"):
+            to_dataset(poisoned)
+
     # given no Parquet at all
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="no Parquet files"):

@@ -106,6 +106,17 @@ def _negative(column: str) -> Rule:
     return Rule(f"negative_{column}", f"{column} is below zero", lambda: F.col(column) < 0)
 
 
+def _not_finite(column: str) -> Rule:
+    # Spark's CSV reader turns "NaN", "Inf" and "Infinity" into numbers of a double
+    # column; no amount or count is one, and NaN compares false to everything (it
+    # would pass every other rule).
+    return Rule(
+        f"non_finite_{column}",
+        f"{column} is NaN or infinite",
+        lambda: F.isnan(F.col(column)) | (F.abs(F.col(column)) == float("inf")),
+    )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "malformed_record",
@@ -138,6 +149,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _missing("loan_amount"),
     _negative("loan_amount"),
+    _not_finite("loan_amount"),
     _missing("flag_own_car"),
     _outside("flag_own_car", schemas.YES_NO),
     _missing("status"),
@@ -155,7 +167,9 @@ RULES: tuple[Rule, ...] = (
     _outside("flag_email", schemas.BINARY_FLAGS),
     _negative("cnt_children"),
     _negative("amt_income_total"),
+    _not_finite("amt_income_total"),
     _negative("cnt_fam_members"),
+    _not_finite("cnt_fam_members"),
 )
 RULE_NAMES: tuple[str, ...] = tuple(rule.name for rule in RULES)
 # Rule i sets bit i of ``_violations``: every rule is evaluated once per row, and the

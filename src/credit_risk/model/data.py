@@ -157,6 +157,9 @@ def to_dataset(table: pa.Table) -> Dataset:
     for name in ("loan_id", "loan_date", schemas.LABEL_COLUMN):
         if table.column(name).null_count:
             raise InvalidInputError(f"training features have nulls in {name!r}")
+    # Nulls become NaN below, where they mean "missing": a NaN or an infinity that
+    # is already there is no measurement, and training on it is refused.
+    io.refuse_non_finite(table, "the training features")
     labels = table.column(schemas.LABEL_COLUMN).to_numpy()
     if not np.isin(labels, (0, 1)).all():
         raise InvalidInputError(f"{schemas.LABEL_COLUMN!r} must be 0 or 1")

@@ -39,6 +39,10 @@ _DESCRIPTIONS = {
     HTTPStatus.FORBIDDEN: "Missing or invalid API key (x-api-key)",
     HTTPStatus.NOT_FOUND: "Unknown customer",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"More than {names.MAX_BATCH_SIZE} customer ids",
+    HTTPStatus.UNPROCESSABLE_ENTITY: (
+        "The stored features of a requested customer cannot be scored "
+        "(unscorable_features): the feature snapshot needs repairing"
+    ),
     HTTPStatus.TOO_MANY_REQUESTS: "Throttled by the usage plan",
     HTTPStatus.SERVICE_UNAVAILABLE: (
         "Feature store unavailable (store_unavailable), or no model in service yet "
@@ -81,7 +85,10 @@ def document(app: APIGatewayRestResolver) -> str:
     for path in spec["paths"].values():
         for operation in path.values():
             responses = operation["responses"]
-            responses.pop("422", None)
+            # Powertools' own 422 (its validation errors are 400 here); a route's own
+            # 422 (unscorable_features) stays.
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses.pop("422")
             responses["500"] = {"description": "Internal error", "content": _ERROR_CONTENT_REF}
             operation["responses"] = dict(sorted(responses.items()))
     schemas = spec["components"]["schemas"]

@@ -169,6 +169,19 @@ def assignment_key(settings: InferenceSettings) -> bytes:
     return key
 
 
+class UnscorableFeaturesError(CreditRiskError):
+    """Stored features no model can score (NaN or an infinity) for some of the
+    request's customers: ``customer_ids``, and the features concerned."""
+
+    def __init__(self, customer_ids: list[str], features: list[str]) -> None:
+        super().__init__(
+            f"the stored features of {len(customer_ids)} of the requested customers "
+            f"cannot be scored ({', '.join(features)} not a finite number); the feature "
+            "snapshot needs repairing"
+        )
+        self.customer_ids, self.features = customer_ids, features
+
+
 class NoModelError(CreditRiskError):
     """No model is in service yet: the registry has no champion (an empty environment)."""
 
@@ -232,12 +245,9 @@ class ScoringService:
         any, taking part (see the module's docstring)."""
         self.serving_model()
         release = self.serving.release if self.serving is not None else None
+        rows, unknown = self._read(customer_ids)
         if release is None:
-            served, unknown = self.score_customers(customer_ids)
-            return ScoredRequest(served, unknown)
-        found = self.store.get_many(customer_ids)
-        unknown = [cid for cid in customer_ids if cid not in found]
-        rows = [found[cid] for cid in customer_ids if cid in found]
+            return ScoredRequest(self.score_rows(rows), unknown)
         if not rows:
             return ScoredRequest([], unknown, release, ReleaseCounts())
         served, counts = self._score_in_release(rows, release)
@@ -339,9 +349,19 @@ class ScoringService:
         """Scores in request order (duplicates repeated), with the rows they came
         from, and the unknown ids apart; one store round trip for the request."""
         self.serving_model()  # no model: refused before the store is read
+        rows, unknown = self._read(customer_ids)
+        return self.score_rows(rows), unknown
+
+    def _read(self, customer_ids: Sequence[str]) -> tuple[list[CustomerFeatures], list[str]]:
+        """The customers' stored rows in request order and the unknown ids apart;
+        ``UnscorableFeaturesError`` when a row holds no number a model can score."""
         found = self.store.get_many(customer_ids)
-        unknown = [cid for cid in customer_ids if cid not in found]
-        return self.score_rows([found[cid] for cid in customer_ids if cid in found]), unknown
+        rows = [found[cid] for cid in customer_ids if cid in found]
+        broken = {row.customer_id: row.non_finite() for row in rows if row.non_finite()}
+        if broken:
+            features = sorted({name for names_ in broken.values() for name in names_})
+            raise UnscorableFeaturesError(list(broken), features)
+        return rows, [cid for cid in customer_ids if cid not in found]
 
     def score_rows(self, rows: Sequence[CustomerFeatures]) -> list[ServedScore]:
         """Scores feature rows already read from the store with the champion, in one

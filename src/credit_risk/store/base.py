@@ -9,6 +9,7 @@ beside the active one and switch readers over in one short transaction.
 from __future__ import annotations
 
 import abc
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ class CustomerFeatures:
     def feature_values(self) -> tuple[int | float | None, ...]:
         """The model inputs in ``schemas.FEATURE_NAMES`` order (None where missing)."""
         return tuple(getattr(self, name) for name in schemas.FEATURE_NAMES)
+
+    def non_finite(self) -> list[str]:
+        """The features holding NaN or an infinity: no number a model can score. The
+        loader refuses them; a row can only hold one written by other means."""
+        return [
+            name
+            for name, value in zip(schemas.FEATURE_NAMES, self.feature_values(), strict=True)
+            if isinstance(value, float) and not math.isfinite(value)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from credit_risk import schemas
 from credit_risk.errors import InvalidInputError
-from credit_risk.io import arrow_schema
+from credit_risk.io import arrow_schema, refuse_non_finite
 from credit_risk.store.base import MAX_CUSTOMER_ID_LENGTH, SnapshotData
 
 SNAPSHOT_SCHEMA = arrow_schema(schemas.SNAPSHOT_COLUMNS)
@@ -46,6 +46,9 @@ def conform_batch(batch: pa.RecordBatch, as_of: date) -> pa.RecordBatch:
                 f"snapshot column {target.name} ({column.type}) is not {target.type}: {exc}"
             ) from None
     conformed = pa.RecordBatch.from_arrays(columns, schema=SNAPSHOT_SCHEMA)
+    # Refused, not stored: scored as is, a NaN would read as a missing value the
+    # data never had, and an infinity as a number no model was trained on.
+    refuse_non_finite(conformed, "the snapshot (nothing was loaded)")
     _check_customer_ids(conformed.column("customer_id"))
     _check_as_of(conformed.column("as_of"), as_of)
     return conformed

@@ -69,6 +69,25 @@ def test_a_csv_line_that_does_not_fit_the_schema_is_quarantined(spark, tmp_path)
     assert (row["loan_id"], row["reason"]) == (2, "malformed_record")
 
 
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Inf"])
+def test_an_amount_that_is_no_finite_number_is_quarantined(spark, tmp_path, text):
+    # given a CSV whose second row's loan amount is a word Spark reads as a number
+    path = write_raw(tmp_path / "raw.csv", [raw_loan(1, "1", "2021-01-01")])
+    header, good = path.read_text().splitlines()[:2]
+    fields = good.split(",")
+    fields[0] = "2"
+    fields[[name.strip('"') for name in header.split(",")].index("loan_amount")] = text
+    path.write_text(path.read_text() + ",".join(fields) + "\n")
+    # when the job runs
+    report = run_feature_job(spark, str(path), str(tmp_path / "out"), AS_OF, "non-finite")
+    # then the row is quarantined for it, and no feature is computed from it
+    assert report["violations"]["non_finite_loan_amount"] == 1
+    assert [r["loan_id"] for r in read_output(str(tmp_path / "out" / "training"))] == [1]
+    (row,) = read_output(str(tmp_path / "out" / "quarantine"))
+    assert row["loan_id"] == 2
+    assert "non_finite_loan_amount" in row["reason"]
+
+
 def test_a_rerun_replaces_the_previous_outputs(spark, tmp_path):
     path = write_raw(tmp_path / "raw.csv", [raw_loan(1, "1", "2021-01-01")])
     run_feature_job(spark, str(path), str(tmp_path / "out"), AS_OF, "first")

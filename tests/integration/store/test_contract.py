@@ -229,6 +229,14 @@ def _duplicated(table: pa.Table) -> pa.Table:
     return pa.concat_tables([table, table.slice(0, 1)])
 
 
+def _average_of(values: list[float | None]) -> pa.Table:
+    """A snapshot whose avg_amount_loans_previous column holds ``values``."""
+    table = snapshot_table(len(values))
+    column = "avg_amount_loans_previous"
+    index = table.schema.get_field_index(column)
+    return table.set_column(index, column, pa.array(values, pa.float64()))
+
+
 @pytest.mark.parametrize(
     ("bad_table", "message"),
     [
@@ -245,6 +253,8 @@ def _duplicated(table: pa.Table) -> pa.Table:
             snapshot_table(2).set_column(1, "age", pa.array([1.5, 2.0])),
             "age",
         ),
+        (_average_of([1.0, float("nan"), None]), "NaN or infinite values in avg_amount"),
+        (_average_of([float("inf"), float("-inf")]), r"avg_amount_loans_previous \(2\)"),
     ],
     ids=[
         "dupes",
@@ -257,6 +267,8 @@ def _duplicated(table: pa.Table) -> pa.Table:
         "nul",
         "long",
         "type",
+        "nan",
+        "infinity",
     ],
 )
 def test_a_bad_snapshot_is_refused_and_changes_nothing(store, target, bad_table, message):
