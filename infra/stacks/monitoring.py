@@ -29,6 +29,18 @@ MONITOR_ALARMS = (
 )
 
 
+def inference_count(name: str, period: Duration = FIVE_MINUTES) -> cw.Metric:
+    """A count the inference handler publishes with the dimension ``service`` alone
+    (an alarm's dimensions must match the published set exactly), summed per period."""
+    return cw.Metric(
+        namespace=names.METRIC_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": names.SERVICE_INFERENCE},
+        statistic="Sum",
+        period=period,
+    )
+
+
 class MonitoringStack(EnvironmentStack):
     unit = "Monitoring"
     summary = "alarms and dashboard"
@@ -101,12 +113,8 @@ class MonitoringStack(EnvironmentStack):
         # could not be loaded, or it failed to score, in shadow or in a canary
         # step), per minute like the release's stages. The release reads every
         # alarm under names.candidate_alarm_prefix before each verdict.
-        candidate_errors = cw.Metric(
-            namespace=names.METRIC_NAMESPACE,
-            metric_name=names.METRIC_CANDIDATE_ERRORS,
-            dimensions_map={"service": names.SERVICE_INFERENCE},
-            statistic="Sum",
-            period=Duration.minutes(ALARM_PERIOD_MINUTES),
+        candidate_errors = inference_count(
+            names.METRIC_CANDIDATE_ERRORS, Duration.minutes(ALARM_PERIOD_MINUTES)
         )
         monitor.alarm(
             "CandidateErrors",
@@ -123,17 +131,10 @@ class MonitoringStack(EnvironmentStack):
         )
         # A promoted champion that the serving functions cannot load: they keep
         # serving the previous model, so nothing else would show it.
-        refresh_errors = cw.Metric(
-            namespace=names.METRIC_NAMESPACE,
-            metric_name=names.METRIC_MODEL_REFRESH_ERRORS,
-            dimensions_map={"service": names.SERVICE_INFERENCE},
-            statistic="Sum",
-            period=FIVE_MINUTES,
-        )
         monitor.alarm(
             "ModelRefreshErrors",
             name=config.resource_name("inference", "model-refresh-errors"),
-            metric=refresh_errors,
+            metric=inference_count(names.METRIC_MODEL_REFRESH_ERRORS),
             threshold=1,
             description="The inference function cannot load the registry's champion",
         )
@@ -142,13 +143,7 @@ class MonitoringStack(EnvironmentStack):
         monitor.alarm(
             "UnscorableFeatures",
             name=config.resource_name("inference", "unscorable-features"),
-            metric=cw.Metric(
-                namespace=names.METRIC_NAMESPACE,
-                metric_name=names.METRIC_UNSCORABLE_FEATURES,
-                dimensions_map={"service": names.SERVICE_INFERENCE},
-                statistic="Sum",
-                period=FIVE_MINUTES,
-            ),
+            metric=inference_count(names.METRIC_UNSCORABLE_FEATURES),
             threshold=1,
             description="Stored features of some customers cannot be scored (NaN or infinity)",
         )
