@@ -116,6 +116,12 @@ FEATURE_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 )
 FEATURE_NAMES: Final = tuple(name for name, _ in FEATURE_COLUMNS)
 
+# Raw columns no model may use as an input, nor a feature derived from them: the
+# applicant characteristics on which the Equal Credit Opportunity Act (Regulation
+# B, 12 CFR 1002.2(z)) forbids discrimination that the raw data carries — sex and
+# marital status. Age is a feature only as 1002.6(b)(2)(ii) allows it.
+PROTECTED_RAW_COLUMNS: Final = ("code_gender", "name_family_status")
+
 # Training features: one row per valid loan.
 TRAINING_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("loan_id", INT64),
