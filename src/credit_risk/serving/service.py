@@ -357,7 +357,8 @@ class ScoringService:
         ``UnscorableFeaturesError`` when a row holds no number a model can score."""
         found = self.store.get_many(customer_ids)
         rows = [found[cid] for cid in customer_ids if cid in found]
-        broken = {row.customer_id: row.non_finite() for row in rows if row.non_finite()}
+        # Checked once per row: this runs on every request.
+        broken = {row.customer_id: bad for row in rows if (bad := row.non_finite())}
         if broken:
             features = sorted({name for names_ in broken.values() for name in names_})
             raise UnscorableFeaturesError(list(broken), features)
