@@ -202,13 +202,15 @@ class MonitoringConfig(_Model):
             raise ValueError("psi_alert must be above psi_warn")
         return self
 
-    def environment(self) -> dict[str, str]:
-        """The monitor function's settings as ``CREDIT_RISK_*`` variables."""
+    def environment(self, only: tuple[str, ...] | None = None) -> dict[str, str]:
+        """The monitor function's settings (or ``only`` those) as ``CREDIT_RISK_*``
+        variables."""
         return {
             f"{ENV_PREFIX}{field.upper()}": str(value).lower()
             if isinstance(value, bool)
             else str(value)
             for field, value in self.model_dump(exclude={"schedule"}).items()
+            if only is None or field in only
         }
 
 

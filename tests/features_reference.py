@@ -84,6 +84,8 @@ def reasons(rows: list[dict]) -> list[str | None]:
             broken.add("missing_flag_own_car")
         elif row["flag_own_car"] not in ("Y", "N"):
             broken.add("invalid_flag_own_car")
+        if row["code_gender"] is not None and row["code_gender"] not in ("F", "M"):
+            broken.add("invalid_code_gender")
         unknown = broken - set(RULE_NAMES)
         assert not unknown, f"the reference speaks of rules the library lacks: {unknown}"
         result.append(";".join(n for n in RULE_NAMES if n in broken) or None)
@@ -111,8 +113,14 @@ def _order(loan: dict) -> tuple:
     return (parse(loan["loan_date"]), loan["loan_id"])
 
 
+def _gender(loan: dict) -> str | None:
+    """The audit column: the loan's own gender code, null when it has none."""
+    return loan["code_gender"] if loan["code_gender"] in ("F", "M") else None
+
+
 def training(valid: list[dict]) -> dict[int, dict]:
-    """loan_id → features of that loan, from the customer's loans ordered before it."""
+    """loan_id → features of that loan, from the customer's loans ordered before it,
+    and the loan's gender code (an audit column, not a feature)."""
     result = {}
     for loan in valid:
         previous = [
@@ -121,6 +129,7 @@ def training(valid: list[dict]) -> dict[int, dict]:
         result[loan["loan_id"]] = {
             "customer_id": loan["id"],
             **_features(loan, previous, parse(loan["loan_date"])),
+            "code_gender": _gender(loan),
         }
     return result
 
@@ -135,4 +144,17 @@ def snapshot(valid: list[dict], as_of: date) -> dict[str, dict]:
         if previous:
             latest = max(previous, key=_order)
             result[customer] = _features(latest, previous, as_of)
+    return result
+
+
+def audit(valid: list[dict], as_of: date) -> dict[str, dict]:
+    """customer_id → the audit columns of a new loan on ``as_of``: the gender code of
+    the customer's latest loan before it. The customers are the snapshot's."""
+    result = {}
+    for customer in {loan["id"] for loan in valid}:
+        previous = [
+            loan for loan in valid if loan["id"] == customer and parse(loan["loan_date"]) < as_of
+        ]
+        if previous:
+            result[customer] = {"code_gender": _gender(max(previous, key=_order))}
     return result

@@ -16,6 +16,11 @@ from infra.grants import allow_objects
 from infra.nag import acknowledge
 from infra.stacks.base import EnvironmentStack
 
+# Monitoring settings the training function also reads (credit_risk.model.pipeline
+# TrainingConfig.for_settings): each version's model-age evidence is judged
+# against the age and AUC tolerance the monitor enforces.
+TRAINING_MONITORING_SETTINGS = ("max_model_age_days", "auc_drop_tolerance")
+
 
 class MlStack(EnvironmentStack):
     unit = "Ml"
@@ -102,6 +107,7 @@ class MlStack(EnvironmentStack):
                 "training": {
                     **common,
                     **lake_root,
+                    **config.monitoring.environment(only=TRAINING_MONITORING_SETTINGS),
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_TRAINING,
                 },
                 "monitor": {

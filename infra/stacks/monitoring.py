@@ -26,6 +26,12 @@ MONITOR_ALARMS = (
     ("Invariants", names.METRIC_INVARIANT_VIOLATIONS, "Served inputs break their invariants"),
     ("Staleness", names.METRIC_STALENESS_ALERTS, "The champion or the snapshot is too old"),
     ("LiveQuality", names.METRIC_LIVE_QUALITY_ALERTS, "Live AUC or calibration dropped"),
+    (
+        "Fairness",
+        names.METRIC_FAIRNESS_ALERTS,
+        "A group's approval rate on served decisions is below the adverse impact floor "
+        "beyond chance",
+    ),
 )
 
 

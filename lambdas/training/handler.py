@@ -3,7 +3,8 @@
 Event: ``{"features_uri": "s3://…/training/", "registry_uri": "s3://…", "run_id": "…",
 "snapshot_uri": "s3://…/snapshot/"}``,
 optionally ``truth_uri`` and ``gate`` (overrides of ``credit_risk.model.gate.GateConfig``
-that the state machine sets per environment). Trains, evaluates, gates and registers a
+from the execution input; each is recorded in the version's metadata as
+``gate.overrides``). Trains, evaluates, gates and registers a
 version; returns ``{model_version, metrics, gate: {passed, reasons}}`` for the Choice
 state that follows. Errors propagate with their type name (``InvalidInputError``, …)
 so the state machine can catch them by name.
@@ -55,7 +56,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request.features_uri,
         request.registry_uri,
         settings.model_name,
-        config=TrainingConfig(gate=gate),
+        config=TrainingConfig.for_settings(settings, gate=gate),
         truth_uri=request.truth_uri,
         run_id=request.run_id,
         code_version=settings.code_version,

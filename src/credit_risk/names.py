@@ -121,6 +121,7 @@ METRIC_INVARIANT_VIOLATIONS: Final = "InvariantViolations"
 METRIC_STALENESS_ALERTS: Final = "StalenessAlerts"
 METRIC_LIVE_AUC: Final = "LiveAUC"
 METRIC_LIVE_QUALITY_ALERTS: Final = "LiveQualityAlerts"
+METRIC_FAIRNESS_ALERTS: Final = "FairnessAlerts"
 METRIC_SCORES_MONITORED: Final = "ScoresMonitored"
 # When live quality drops beyond tolerance the monitor may ask for a retraining:
 # an EventBridge event that a rule turns into a training-pipeline execution.
@@ -145,6 +146,9 @@ RAW_DELIVERY_MARKER_PATTERN: Final = f"{RAW_LOANS_PREFIX}*/{RAW_DELIVERY_MARKER}
 # The ``trigger`` of a training run the raw-data rule starts (input field).
 TRIGGER_NEW_RAW_DATA: Final = "new_raw_data"
 CURATED_PREFIX: Final = "curated/"
+# A feature run's per-customer audit columns (gender), ``curated/<run_id>/audit/``
+# beside its ``snapshot/``: the monitor finds them from the snapshot id.
+CURATED_AUDIT_FOLDER: Final = "audit"
 REGISTRY_PREFIX: Final = "registry/"
 # Scoring log: one JSON object per line, ``scoring-log/date=YYYY-MM-DD/<file>``
 # (Firehose delivers the inference function's score lines there; locally the
@@ -190,7 +194,7 @@ QUALITY_REPORT_FILE: Final = "dq_report.json"
 # (``{}`` slots, in order; Step Functions' States.Format fills them the same way).
 # No quotes or backslashes: the text is inlined into an intrinsic function.
 QUALITY_GATE_MESSAGE: Final = "quarantined fraction {} is above the limit {}; see {}"
-MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted; failed checks: {}"
+MODEL_GATE_MESSAGE: Final = "candidate {} was not promoted ({}); checks not passed: {}"
 # How often an execution that waits for its turn (a training run behind another,
 # a release behind a code deploy) asks again: the definitions' default.
 ADMISSION_WAIT_SECONDS: Final = 60

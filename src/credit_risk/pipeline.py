@@ -122,12 +122,13 @@ class PipelineRun:
 
         self.say(f"[4/{len(STEPS)}] train, evaluate and register")
         from credit_risk.local_canary import RELEASE_CUSTOMERS, run_canary
-        from credit_risk.model.pipeline import run_training
+        from credit_risk.model.pipeline import TrainingConfig, run_training
 
         result = run_training(
             io.join(self.output_uri, "training"),
             self.settings.registry,
             self.settings.model_name,
+            config=TrainingConfig.for_settings(self.settings),
             truth_uri=self.truth_uri(),
             run_id=self.run_id,
             serving_snapshot_uri=io.join(self.output_uri, "snapshot"),
@@ -139,7 +140,7 @@ class PipelineRun:
             failed = [r["message"] for r in result.summary()["gate"]["reasons"] if not r["passed"]]
             # Compact JSON, as the state machine's States.JsonToString writes the list.
             message = names.MODEL_GATE_MESSAGE.format(
-                result.version, json.dumps(failed, separators=(",", ":"))
+                result.version, result.gate.outcome, json.dumps(failed, separators=(",", ":"))
             )
             raise PipelineStopped("model_gate", message, self.summary)
 

@@ -122,12 +122,25 @@ FEATURE_NAMES: Final = tuple(name for name, _ in FEATURE_COLUMNS)
 # marital status. Age is a feature only as 1002.6(b)(2)(ii) allows it.
 PROTECTED_RAW_COLUMNS: Final = ("code_gender", "name_family_status")
 
+# Audit-only columns: carried beside the training rows (and per customer beside the
+# serving snapshot) so that outcomes can be compared across groups; never a model
+# input. The age band is derived from the ``age`` feature where it is needed.
+AUDIT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (("code_gender", STRING),)
+AUDIT_COLUMN_NAMES: Final = tuple(name for name, _ in AUDIT_COLUMNS)
+
+# Regulation B's elderly applicant (12 CFR 1002.2(o)): 62 or older. Age bands of the
+# fairness checks and slices, half-open [low, high) in whole years; the last band
+# is exactly the elderly.
+ELDERLY_AGE: Final = 62
+AGE_BANDS: Final = ((0, 25), (25, 35), (35, 50), (50, ELDERLY_AGE), (ELDERLY_AGE, 200))
+
 # Training features: one row per valid loan.
 TRAINING_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("loan_id", INT64),
     ("customer_id", STRING),
     ("loan_date", DATE),
     *FEATURE_COLUMNS,
+    *AUDIT_COLUMNS,
     ("status", INT64),
 )
 LABEL_COLUMN: Final = "status"
@@ -136,6 +149,14 @@ LABEL_COLUMN: Final = "status"
 SNAPSHOT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("customer_id", STRING),
     *FEATURE_COLUMNS,
+    ("as_of", DATE),
+)
+
+# Audit snapshot: one row per customer of the serving snapshot, its audit columns
+# as of the same date; the monitor joins it to served decisions.
+AUDIT_SNAPSHOT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("customer_id", STRING),
+    *AUDIT_COLUMNS,
     ("as_of", DATE),
 )
 

@@ -132,6 +132,20 @@ class Settings(BaseSettings):
         default=False,
         description="Ask for a retraining (EventBridge event) when live quality alerts.",
     )
+    adverse_impact_floor: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Adverse impact ratio (a group's approval rate over the most favoured "
+        "group's, on served decisions) below which fairness warns (the four-fifths rule); "
+        "it alerts when the ratio's whole 95% interval is below.",
+    )
+    fairness_min_decisions: int = Field(
+        default=100,
+        ge=1,
+        description="Served decisions a group needs in the window before its approval rate "
+        "is judged: a ratio of small counts swings by chance.",
+    )
 
     @model_validator(mode="after")
     def _psi_alert_above_warn(self) -> Settings:

@@ -53,17 +53,18 @@ pytestmark = [pytest.mark.infra, pytest.mark.spark, pytest.mark.postgres]
 FIRST, SECOND, LATE = 8_000, 4_000, 300
 SEED = 3
 SMOKE_CUSTOMER = "1234567"  # the generator's first customer (DESIGN: smoke test)
-# The model gate's margins are set for the full extract; a model trained on a few
-# thousand synthetic loans does not beat the logistic baseline by 0.01 AUC nor keep
-# calibration within 5% (measured: 20,000 and 50,000 loans fail both). The runs
-# take looser margins through the execution input, the pipeline's documented
-# override, so that the releases behind the gate can be exercised at all.
+# The model gate judges with the sampling error of its test loans: a model trained
+# on a few thousand synthetic loans is tested on ~25 defaults, too few to show
+# anything, and the gate answers "insufficient evidence". The runs take wide
+# margins through the execution input, the pipeline's documented override (traced
+# in each version's metadata), so that the releases behind the gate can be
+# exercised at all.
 LAPTOP_GATE = {
-    "baseline_auc_margin": -0.05,
+    "min_test_defaults": 10,
+    "baseline_auc_margin": -0.5,
     "max_calibration_error": 0.5,
-    "champion_auc_tolerance": 0.05,
-    "champion_calibration_tolerance": 0.5,
-    "slice_auc_floor": 0.5,
+    "champion_auc_tolerance": 0.5,
+    "slice_auc_floor": 0.3,
 }
 # Waiting runs ask again every few seconds rather than every minute.
 RUN_OVERLAY = {"gate": LAPTOP_GATE, "admission_wait_seconds": 2}
@@ -320,6 +321,9 @@ def test_the_first_delivery_trains_and_promotes_without_a_stage(world, raw_extra
     assert admissions(run) == ["go"]
     model = run.output["model"]["model_version"]
     live_before = in_service(world)["live"]
+    # The execution input's gate settings are in the version they let through.
+    gate = world.registry().metadata(model)["gate"]
+    assert {name: o["value"] for name, o in gate["overrides"].items()} == LAPTOP_GATE
 
     release = world.wait(world.start_recorded_release(run, **RELEASE), RELEASE_TIMEOUT)
     assert release.status == "SUCCEEDED", (release.error, release.cause)

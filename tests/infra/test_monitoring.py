@@ -79,6 +79,19 @@ def test_the_monitor_gets_its_thresholds_from_the_environment_settings(prod, cdk
     assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_MONITOR
 
 
+def test_training_judges_model_age_with_the_monitors_own_settings(prod, cdk_context):
+    # Each version's card weighs its measured model-age curve against the age the
+    # monitor enforces: the same values, from the same configuration.
+    training = _function(prod, names.HANDLER_TRAINING)["Environment"]["Variables"]
+    monitor = _function(prod, names.HANDLER_MONITOR)["Environment"]["Variables"]
+    settings = load_config(cdk_context, "prod").monitoring
+
+    for name in ("max_model_age_days", "auc_drop_tolerance"):
+        variable = f"{names.ENV_PREFIX}{name.upper()}"
+        assert training[variable] == monitor[variable] == str(getattr(settings, name))
+    assert f"{names.ENV_PREFIX}PSI_ALERT" not in training
+
+
 def test_the_monitor_reads_the_lake_writes_only_its_reports_and_may_ask_for_retraining(dev):
     statements = _statements_of(dev, "Ml", "MonitorRole")
     writable = [

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from credit_risk import schemas
+from credit_risk import io, schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.model import synthetic
 from credit_risk.model.data import (
@@ -137,6 +137,53 @@ def test_missing_columns_and_bad_labels_are_clear_errors(tmp_path, tables):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="no Parquet files"):
         read_training_features(str(tmp_path / "empty"))
+
+
+def test_audit_columns_travel_beside_the_rows_and_never_into_the_features(tables):
+    # given training features with a gender code per loan, one of them missing
+    table = tables[0]
+    genders = table.column("code_gender").to_pylist()
+    genders[0] = None
+    table = table.set_column(
+        table.schema.get_field_index("code_gender"), "code_gender", pa.array(genders)
+    )
+
+    # when turned into arrays and split
+    data = to_dataset(table)
+    split = split_out_of_time(data)
+
+    # then each audit column is an object array beside the rows, None where null
+    assert list(data.audit) == list(schemas.AUDIT_COLUMN_NAMES)
+    assert data.audit["code_gender"].dtype == object
+    assert data.audit["code_gender"].tolist() == genders
+    # and the features are the model's inputs only
+    assert data.features.shape == (table.num_rows, len(schemas.FEATURE_NAMES))
+    assert not set(schemas.AUDIT_COLUMN_NAMES) & set(schemas.FEATURE_NAMES)
+    # and every period keeps each loan's own audit values
+    by_loan = dict(zip(data.loan_ids.tolist(), genders, strict=True))
+    for period in split.periods().values():
+        assert period.audit["code_gender"].tolist() == [by_loan[i] for i in period.loan_ids]
+
+
+def test_training_features_written_before_the_audit_columns_are_still_read(tmp_path, tables):
+    # given a feature run written before gender was carried (no code_gender column)
+    old = tables[0].drop_columns(list(schemas.AUDIT_COLUMN_NAMES))
+    pq.write_table(old, tmp_path / "part-00000.parquet")
+
+    # when read
+    data = read_training_features(str(tmp_path))
+
+    # then the rows are all there, with the audit columns null and named as filled
+    assert data.filled_audit_columns == schemas.AUDIT_COLUMN_NAMES
+    assert data.table.schema == io.arrow_schema(schemas.TRAINING_COLUMNS)
+    assert data.table.column("code_gender").null_count == old.num_rows
+    dataset = to_dataset(data.table)
+    assert set(dataset.audit["code_gender"].tolist()) == {None}
+    # and a model can still be trained from them: the features are unchanged
+    assert np.array_equal(dataset.features, to_dataset(tables[0]).features, equal_nan=True)
+    # while a current run fills nothing
+    pq.write_table(tables[0], tmp_path / "part-00000.parquet")
+    assert read_training_features(str(tmp_path)).filled_audit_columns == ()
 
 
 def test_truth_joins_on_loan_id_with_nan_for_unknown_loans():

@@ -83,8 +83,8 @@ def test_slices_cover_car_age_bands_and_first_loans():
     assert masks["flag_own_car=1"].tolist() == [False, True, False, True]
     assert masks["age under 25"].tolist() == [True, False, False, False]
     assert masks["age 25-34"].tolist() == [False, True, False, False]
-    assert masks["age 50-64"].tolist() == [False, False, True, False]
-    assert masks["age 65+"].tolist() == [False, False, False, True]
+    assert masks["age 50-61"].tolist() == [False, False, True, False]
+    assert masks["age 62+"].tolist() == [False, False, False, True]
     assert masks["no previous loans"].tolist() == [True, False, False, False]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from credit_risk import schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.model import synthetic
 from credit_risk.model.data import split_out_of_time, to_dataset
-from credit_risk.model.package import ModelPackage
+from credit_risk.model.package import ModelOutputError, ModelPackage
 from credit_risk.model.reasons import REASON_TEXTS, reason_code, top_reasons
 from credit_risk.model.train import Hyperparameters, train_model
 
@@ -72,7 +73,7 @@ def test_reasons_are_the_features_that_raised_the_risk_in_words(package):
 
     # then the reasons say so, strongest first, each with a positive contribution
     codes = [reason.code for reason in reasons]
-    assert 1 <= len(codes) <= 3
+    assert 1 <= len(codes) <= 4
     assert set(codes) <= {"YOUNG_AGE", "NO_CREDIT_HISTORY", "NO_CAR", "NOT_EMPLOYED"}
     contributions = [reason.contribution for reason in reasons]
     assert all(c > 0 for c in contributions)
@@ -111,6 +112,22 @@ def test_bad_feature_rows_are_clear_errors(package, rows, message):
         package.predict(rows)
 
 
+def test_a_model_giving_nan_for_finite_features_scores_no_one(package):
+    # given the model file with one tree's leaves broken to NaN (a corrupt file)
+    document = json.loads(bytes(package._booster.save_raw(raw_format="json")))
+    tree = document["learner"]["gradient_booster"]["model"]["trees"][0]
+    tree["split_conditions"] = [
+        math.nan if left == -1 else value
+        for value, left in zip(tree["split_conditions"], tree["left_children"], strict=True)
+    ]
+    broken = ModelPackage.from_bytes(json.dumps(document).encode(), METADATA)
+
+    # then no probability comes out: NaN >= threshold would have read as an approval
+    for call in (broken.predict, broken.score):
+        with pytest.raises(ModelOutputError, match="non-finite score"):
+            call([SAFE])
+
+
 def test_package_refuses_incomplete_metadata_and_non_model_bytes(package):
     with pytest.raises(InvalidInputError, match="metadata is incomplete"):
         ModelPackage.from_bytes(bytes(package._booster.save_raw("ubj")), {"version": "x"})
@@ -131,7 +148,7 @@ def test_package_refuses_incomplete_metadata_and_non_model_bytes(package):
         ("nb_previous_loans", 40, "MANY_PREVIOUS_LOANS"),
         ("avg_amount_loans_previous", 90_000, "HIGH_PREVIOUS_AMOUNTS"),
         ("age", 22, "YOUNG_AGE"),
-        ("age", 68, "OLDER_AGE"),
+        ("age", 45, "AGE"),
         ("flag_own_car", 0, "NO_CAR"),
     ],
 )
@@ -140,12 +157,18 @@ def test_wording_depends_on_the_value(feature, value, code):
     assert code in REASON_TEXTS
 
 
+def test_age_is_no_reason_for_an_elderly_applicant():
+    # Regulation B: no negative factor for the age of an applicant of 62 or more
+    assert reason_code("age", schemas.ELDERLY_AGE) is None
+    assert reason_code("age", 68) is None
+
+
 def test_two_features_telling_the_same_story_give_one_reason():
     # given a first loan: both the count and the null average raise the risk
     names = schemas.FEATURE_NAMES
     values = np.array([40, 5, 0, np.nan, 1])
     contributions = np.array([-0.1, -0.2, 0.5, 0.3, 0.2])
-    reasons = top_reasons(contributions, values, names, top_k=3)
+    reasons = top_reasons(contributions, values, names, top_k=3, decline=True)
     assert [r.code for r in reasons] == ["NO_CREDIT_HISTORY", "CAR"]
     assert reasons[0].feature == "nb_previous_loans"
 

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run the feature job on Spark in local mode: validate the raw loans (bad rows "
             "go to quarantine with their reasons), compute point-in-time-correct training "
             "features (one row per loan) and the serving snapshot as of --as-of (one row "
-            "per customer), and write OUTPUT/training/, OUTPUT/snapshot/, "
+            "per customer), and write OUTPUT/training/, OUTPUT/snapshot/, OUTPUT/audit/ "
+            "(the snapshot customers' gender, for fairness checks only), "
             "OUTPUT/quarantine/ (Parquet) and OUTPUT/dq_report.json."
         ),
     )
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output",
         default=None,
-        help="folder for the four outputs (default: LAKE/curated/RUN_ID)",
+        help="folder for the five outputs (default: LAKE/curated/RUN_ID)",
     )
     parser.add_argument(
         "--as-of",

@@ -47,6 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--version", default=None, help="version name; default: time + sha256")
     parser.add_argument("--run-id", default=None, help="id of the pipeline run, kept in metadata")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--search-trials",
+        type=int,
+        default=None,
+        help=(
+            "hyperparameter sets tried, chosen on the validation period "
+            "(1: no search; default: credit_risk.model.train.SearchConfig)"
+        ),
+    )
     group = parser.add_argument_group("gate")
     for spec in fields(GateConfig):
         group.add_argument(
@@ -75,13 +84,18 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: `credit-risk --help` should not load XGBoost and scikit-learn.
     from credit_risk.errors import InvalidInputError
     from credit_risk.model.pipeline import TrainingConfig, run_training
+    from credit_risk.model.train import SearchConfig
 
     settings = Settings()
     if args.cost_of_default <= 0 or args.cost_of_declined_good <= 0:
         raise InvalidInputError("decision costs must be positive")
-    config = TrainingConfig(
+    if args.search_trials is not None and args.search_trials < 1:
+        raise InvalidInputError("--search-trials must be at least 1")
+    config = TrainingConfig.for_settings(
+        settings,
         gate=GateConfig(**{spec.name: getattr(args, spec.name) for spec in fields(GateConfig)}),
         threshold=ThresholdPolicy(args.cost_of_default, args.cost_of_declined_good),
+        search=SearchConfig(trials=args.search_trials or SearchConfig().trials),
     )
     result = run_training(
         args.features,

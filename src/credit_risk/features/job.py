@@ -1,10 +1,15 @@
-"""The feature job end to end: raw loans in, four outputs out.
+"""The feature job end to end: raw loans in, five outputs out.
 
 ``run_feature_job`` is what both the ``credit-risk features`` command and the Glue
 entrypoint call, with the session each of them owns. Outputs under ``output_uri``:
 
-- ``training/``   Parquet, ``schemas.TRAINING_COLUMNS``, one row per valid loan
+- ``training/``   Parquet, ``schemas.TRAINING_COLUMNS``, one row per valid loan: the
+  features, the audit columns (the loan's gender code, never a feature) and the label
 - ``snapshot/``   Parquet, ``schemas.SNAPSHOT_COLUMNS``, one row per customer as of A
+- ``audit/``      Parquet, ``schemas.AUDIT_SNAPSHOT_COLUMNS``, one row per customer of
+  the snapshot: the gender code of the customer's latest loan before A, same A. Kept
+  out of the snapshot so that the feature store never loads it; the monitor joins
+  it to served decisions to compare outcomes across groups
 - ``quarantine/`` Parquet, the raw columns plus ``reason``
 - ``dq_report.json``, written last: its presence means the run completed
 """
@@ -45,6 +50,10 @@ class FeatureOutputs:
     @property
     def snapshot(self) -> str:
         return io.join(self.root, "snapshot")
+
+    @property
+    def audit(self) -> str:
+        return io.join(self.root, names.CURATED_AUDIT_FOLDER)
 
     @property
     def quarantine(self) -> str:
@@ -96,7 +105,7 @@ def run_feature_job(
     *,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Validates the raw loans under ``input_uri``, writes the four outputs under
+    """Validates the raw loans under ``input_uri``, writes the five outputs under
     ``output_uri`` and returns the data-quality report (also written there).
 
     Raises ``InvalidInputError`` for an input that breaks its contract as a whole
@@ -137,6 +146,8 @@ def run_feature_job(
         snapshot = transform.serving_snapshot(valid, as_of)
         snapshot.write.mode("overwrite").parquet(outputs.snapshot)
         say(f"wrote the snapshot as of {as_of} to {outputs.snapshot}")
+        transform.audit_snapshot(valid, as_of).write.mode("overwrite").parquet(outputs.audit)
+        say(f"wrote the audit columns of the snapshot's customers to {outputs.audit}")
     finally:
         conflicts.unpersist()
         prepared.unpersist()
@@ -155,6 +166,7 @@ def run_feature_job(
         outputs={
             "training": outputs.training,
             "snapshot": outputs.snapshot,
+            "audit": outputs.audit,
             "quarantine": outputs.quarantine,
         },
     )

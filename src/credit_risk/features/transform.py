@@ -2,8 +2,13 @@
 
 Inputs are validated rows (``validate.prepare`` + ``apply_rules``, valid only),
 partitioned by customer id. Training features come from one window per customer
-ordered by (loan_date, loan_id); the snapshot from one aggregate per customer.
-Neither needs another shuffle: both reuse the partitioning by customer.
+ordered by (loan_date, loan_id); the snapshot and the audit snapshot from one
+aggregate per customer each. None needs another shuffle: all reuse the
+partitioning by customer.
+
+The audit columns (``schemas.AUDIT_COLUMNS``: the applicant's gender) ride beside
+the training rows and, per customer, beside the snapshot, so that outcomes can be
+compared across groups; they are never a feature.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ def flag_own_car(flag: Column) -> Column:
     return F.when(flag == "Y", 1).when(flag == "N", 0)
 
 
+def code_gender(value: Column) -> Column:
+    """The raw gender code where it is one of the contract's codes, else null.
+
+    Validation quarantines other codes today; the guard keeps the audit column to
+    codes the fairness groupings know should that rule ever be relaxed.
+    """
+    return F.when(value.isin(list(schemas.CODE_GENDER)), value)
+
+
 def conform(frame: DataFrame, columns: Iterable[tuple[str, str]]) -> DataFrame:
     """``frame`` with exactly the contract's columns, in order, cast to their types,
     all nullable as in the contract.
@@ -64,7 +78,8 @@ def conform(frame: DataFrame, columns: Iterable[tuple[str, str]]) -> DataFrame:
 
 
 def training_features(valid: DataFrame) -> DataFrame:
-    """One row per valid loan: ids, loan date, the five features and the label.
+    """One row per valid loan: ids, loan date, the five features, the audit columns
+    (the loan's own gender code) and the label.
 
     Loans of a customer are ordered by (loan_date, loan_id): of two loans on the same
     day, the one with the smaller loan_id counts as previous for the other.
@@ -81,6 +96,7 @@ def training_features(valid: DataFrame) -> DataFrame:
         (F.row_number().over(ordered) - 1).alias("nb_previous_loans"),
         F.avg("loan_amount").over(earlier).alias("avg_amount_loans_previous"),
         flag_own_car(F.col("flag_own_car")).alias("flag_own_car"),
+        code_gender(F.col("code_gender")).alias("code_gender"),
         "status",
     )
     return conform(features, schemas.TRAINING_COLUMNS)
@@ -116,3 +132,22 @@ def serving_snapshot(valid: DataFrame, as_of: date) -> DataFrame:
         at.alias("as_of"),
     )
     return conform(snapshot, schemas.SNAPSHOT_COLUMNS)
+
+
+def audit_snapshot(valid: DataFrame, as_of: date) -> DataFrame:
+    """One row per customer of ``serving_snapshot(valid, as_of)``: the audit columns
+    of the customer's latest loan before ``as_of`` (the loan the snapshot takes its
+    attributes from), and the same ``as_of``.
+
+    Written apart from the snapshot so that the feature store, which loads the
+    snapshot, never holds a protected attribute.
+    """
+    at = F.lit(as_of)
+    latest = F.max(F.struct(LOAN_DATE, "loan_id", *schemas.AUDIT_COLUMN_NAMES))
+    per_customer = valid.where(F.col(LOAN_DATE) < at).groupBy("id").agg(latest.alias("latest"))
+    audit = per_customer.select(
+        F.col("id").alias("customer_id"),
+        code_gender(F.col("latest.code_gender")).alias("code_gender"),
+        at.alias("as_of"),
+    )
+    return conform(audit, schemas.AUDIT_SNAPSHOT_COLUMNS)

@@ -48,8 +48,16 @@ VIOLATIONS = "_violations"
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _PARSED_DATES = {"loan_date": LOAN_DATE, "birthday": BIRTHDAY, "job_start_date": JOB_START}
-# The raw columns the features and the snapshot read: all that crosses the shuffle.
-FEATURE_INPUT_COLUMNS = ("id", "loan_id", "loan_amount", "flag_own_car", "status")
+# The raw columns the features, the snapshot and the audit columns read: all that
+# crosses the shuffle.
+FEATURE_INPUT_COLUMNS = (
+    "id",
+    "loan_id",
+    "loan_amount",
+    "flag_own_car",
+    "status",
+    *schemas.AUDIT_COLUMN_NAMES,
+)
 # Above this many rejected rows the quarantine joins the input by shuffling it
 # rather than broadcasting the rejected loan_ids to every task.
 BROADCAST_REJECTED_ROWS = 1_000_000

@@ -5,12 +5,16 @@ loans carry their earlier ones in ``nb_previous_loans`` and
 ``avg_amount_loans_previous``, so a random split would let the model see the
 future. Train on the earliest loans, stop early on the next period, and measure on
 the latest one, the way the model will meet new loans in service.
+
+Beside the features, each period carries the audit columns (``schemas.AUDIT_COLUMNS``,
+the applicant's gender) so that outcomes can be compared across groups. They never
+enter ``Dataset.features``: no model is trained on them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 
 import numpy as np
@@ -33,6 +37,9 @@ class TrainingData:
     uri: str
     fingerprint: str
     files: int
+    # Audit columns the files lacked (written before the column existed), read as
+    # all null: a model trained on them cannot be compared across those groups.
+    filled_audit_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class Dataset:
     labels: np.ndarray  # int8, 1 = defaulted
     loan_ids: np.ndarray  # int64
     loan_dates: np.ndarray  # datetime64[D]
+    # Audit-only columns, by name (``schemas.AUDIT_COLUMN_NAMES``): object arrays,
+    # None where null. Never a model input; empty when the caller has none.
+    audit: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -111,12 +121,20 @@ def resolve_training_uri(uri: str) -> str:
 def read_training_features(uri: str) -> TrainingData:
     """Reads the training features under ``uri`` (a Parquet file or a folder of
     them, local or ``s3://``, or a feature run's output folder) and fingerprints
-    the bytes it read."""
+    the bytes it read.
+
+    Every column of ``schemas.TRAINING_COLUMNS`` is required but the audit columns:
+    feature runs written before those existed have none, and a model can still be
+    trained from them. Their audit columns are read as all null (every applicant's
+    gender unknown, so no group is judged) and named in ``filled_audit_columns``.
+    """
     uri = resolve_training_uri(uri.rstrip("/"))
     files = io.list_files(uri, ".parquet")
     if not files:
         raise InvalidInputError(f"no Parquet files under {uri}")
     names = [name for name, _ in schemas.TRAINING_COLUMNS]
+    required = [name for name in names if name not in schemas.AUDIT_COLUMN_NAMES]
+    filled: set[str] = set()
     digest = hashlib.sha256()
     tables = []
     for file in files:
@@ -129,14 +147,32 @@ def read_training_features(uri: str) -> TrainingData:
             table = pq.read_table(pa.BufferReader(data))
         except pa.ArrowInvalid as exc:
             raise InvalidInputError(f"{file} is not a readable Parquet file: {exc}") from exc
-        missing = [name for name in names if name not in table.column_names]
+        missing = [name for name in required if name not in table.column_names]
         if missing:
             raise InvalidInputError(
                 f"{file} lacks the training-feature columns {', '.join(missing)}"
             )
-        tables.append(_conform(table.select(names), file))
+        absent = [name for name in schemas.AUDIT_COLUMN_NAMES if name not in table.column_names]
+        filled.update(absent)
+        tables.append(_conform(_with_nulls(table, absent).select(names), file))
     table = pa.concat_tables(tables)
-    return TrainingData(table=table, uri=uri, fingerprint=digest.hexdigest(), files=len(files))
+    return TrainingData(
+        table=table,
+        uri=uri,
+        fingerprint=digest.hexdigest(),
+        files=len(files),
+        filled_audit_columns=tuple(n for n in schemas.AUDIT_COLUMN_NAMES if n in filled),
+    )
+
+
+def _with_nulls(table: pa.Table, names: list[str]) -> pa.Table:
+    """``table`` with an all-null column of the contract's type for each of ``names``."""
+    schema = io.arrow_schema(schemas.TRAINING_COLUMNS)
+    for name in names:
+        table = table.append_column(
+            schema.field(name), pa.nulls(table.num_rows, schema.field(name).type)
+        )
+    return table
 
 
 def _conform(table: pa.Table, source: str) -> pa.Table:
@@ -174,7 +210,16 @@ def to_dataset(table: pa.Table) -> Dataset:
         labels=labels.astype(np.int8),
         loan_ids=table.column("loan_id").to_numpy(),
         loan_dates=table.column("loan_date").to_numpy().astype("datetime64[D]"),
+        audit={name: _audit_values(table, name) for name in schemas.AUDIT_COLUMN_NAMES},
     )
+
+
+def _audit_values(table: pa.Table, name: str) -> np.ndarray:
+    """The audit column as an object array, None where null (or where the table,
+    built before the column existed, has none)."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, None, dtype=object)
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def split_out_of_time(data: Dataset, config: SplitConfig | None = None) -> Split:
@@ -220,6 +265,7 @@ def _take(data: Dataset, mask: np.ndarray) -> Dataset:
         labels=data.labels[mask],
         loan_ids=data.loan_ids[mask],
         loan_dates=data.loan_dates[mask],
+        audit={name: values[mask] for name, values in data.audit.items()},
     )
 
 

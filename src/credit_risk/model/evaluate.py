@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
+from credit_risk import schemas
+from credit_risk.model import stats
 from credit_risk.model.data import Dataset
+from credit_risk.model.groups import band_name
 
 CALIBRATION_BINS = 10
-# Half-open age bands [low, high) in whole years.
-AGE_BANDS = ((0, 25), (25, 35), (35, 50), (50, 65), (65, 200))
 
 
 def _auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
@@ -67,10 +68,15 @@ def metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     observed = float(labels.mean())
     predicted = float(probabilities.mean())
     two_outcomes = labels.min() != labels.max()
+    auc = stats.auc_interval(labels, probabilities)
+    calibration = stats.calibration_test(labels, probabilities)
     return {
         "loans": len(labels),
         "defaults": int(labels.sum()),
         "auc": _auc(labels, probabilities),
+        # 95% intervals: what the figures above can tell on this many loans.
+        "auc_interval": auc.to_dict() if auc else None,
+        "calibration_test": calibration.to_dict(),
         "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
         "brier": float(brier_score_loss(labels, probabilities)),
         "ks": ks_statistic(labels, probabilities) if two_outcomes else None,
@@ -85,12 +91,8 @@ def slice_masks(data: Dataset) -> dict[str, np.ndarray]:
     car = data.column("flag_own_car")
     age = data.column("age")
     masks = {"flag_own_car=1": car == 1, "flag_own_car=0": car == 0}
-    for low, high in AGE_BANDS:
-        if low == 0:
-            name = f"age under {high}"
-        else:
-            name = f"age {low}+" if high >= 200 else f"age {low}-{high - 1}"
-        masks[name] = (age >= low) & (age < high)
+    for low, high in schemas.AGE_BANDS:
+        masks[f"age {band_name(low, high)}"] = (age >= low) & (age < high)
     masks["no previous loans"] = data.column("nb_previous_loans") == 0
     return masks
 

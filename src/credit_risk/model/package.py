@@ -20,14 +20,21 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from credit_risk.errors import InvalidInputError
-from credit_risk.model.reasons import DEFAULT_TOP_K, Reason, top_reasons
+from credit_risk.errors import CreditRiskError, InvalidInputError
+from credit_risk.model.reasons import MAX_REASONS, Reason, top_reasons
 
 # One thread: for a few rows, thread start-up costs more than it saves, and a
 # Lambda has few vCPUs anyway.
 SERVING_NTHREAD = 1
 
 FeatureRows = np.ndarray | Sequence[Mapping[str, Any]]
+
+
+class ModelOutputError(CreditRiskError):
+    """The model gave a non-finite score for finite features."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"model {version} returned a non-finite score for finite features")
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,8 @@ class ModelPackage:
         matrix = self.to_matrix(rows)
         if len(matrix) == 0:
             return np.empty(0)
-        return self._booster.inplace_predict(matrix, predict_type="margin", missing=np.nan)
+        margin = self._booster.inplace_predict(matrix, predict_type="margin", missing=np.nan)
+        return self._finite(margin)
 
     def predict(self, rows: FeatureRows) -> np.ndarray:
         """Probabilities of default, one per row."""
@@ -115,21 +123,25 @@ class ModelPackage:
             feature_names=list(self.feature_names),
             nthread=SERVING_NTHREAD,
         )
-        return self._booster.predict(dmatrix, pred_contribs=True)
+        return self._finite(self._booster.predict(dmatrix, pred_contribs=True))
 
-    def reasons(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[list[Reason]]:
-        """For each row, the features that raised its risk the most, in words."""
-        matrix = self.to_matrix(rows)
-        contributions = self.contributions(matrix)
-        return [
-            top_reasons(contributions[i, :-1], matrix[i], self.feature_names, top_k)
-            for i in range(len(matrix))
-        ]
+    def _finite(self, values: np.ndarray) -> np.ndarray:
+        """The model's output, refused when not finite. Inputs are finite by then
+        (the store's rows are checked), so a NaN here is a broken model file; it
+        must not pass as a score: ``NaN >= threshold`` is false, an approval."""
+        if not np.isfinite(values).all():
+            raise ModelOutputError(self.version)
+        return values
+
+    def reasons(self, rows: FeatureRows, top_k: int = MAX_REASONS) -> list[list[Reason]]:
+        """For each row, the features that raised its risk the most, in words (a
+        decline always has one; which reasons depends on the decision)."""
+        return [score.reasons for score in self.score(rows, top_k)]
 
     def decide(self, probabilities: np.ndarray) -> list[str]:
         return ["decline" if p >= self.threshold else "approve" for p in probabilities]
 
-    def score(self, rows: FeatureRows, top_k: int = DEFAULT_TOP_K) -> list[Score]:
+    def score(self, rows: FeatureRows, top_k: int = MAX_REASONS) -> list[Score]:
         """Probability, decision and reasons per row."""
         matrix = self.to_matrix(rows)
         contributions = self.contributions(matrix)
@@ -141,7 +153,13 @@ class ModelPackage:
             Score(
                 default_probability=float(probabilities[i]),
                 decision=decisions[i],
-                reasons=top_reasons(contributions[i, :-1], matrix[i], self.feature_names, top_k),
+                reasons=top_reasons(
+                    contributions[i, :-1],
+                    matrix[i],
+                    self.feature_names,
+                    top_k,
+                    decline=decisions[i] == "decline",
+                ),
             )
             for i in range(len(matrix))
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
@@ -17,7 +18,7 @@ import xgboost as xgb
 from credit_risk import __version__, io, schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.model import baseline as baseline_model
-from credit_risk.model import card
+from credit_risk.model import card, fairness, governance, groups
 from credit_risk.model.data import (
     Dataset,
     SplitConfig,
@@ -27,12 +28,13 @@ from credit_risk.model.data import (
     split_out_of_time,
     to_dataset,
 )
-from credit_risk.model.evaluate import ThresholdPolicy, evaluate, metrics
-from credit_risk.model.gate import GateConfig, GateVerdict, evaluate_gate
-from credit_risk.model.reasons import REASON_TEXTS
-from credit_risk.model.train import Hyperparameters, train_model
+from credit_risk.model.evaluate import ThresholdPolicy, evaluate, metrics, slice_masks
+from credit_risk.model.gate import GateConfig, GateEvidence, GateVerdict, evaluate_gate
+from credit_risk.model.reasons import reason_table_document, top_reasons
+from credit_risk.model.train import Hyperparameters, SearchConfig, search_hyperparameters
 from credit_risk.monitoring.reference import build_reference
 from credit_risk.registry import BASELINE_FILE, CARD_FILE, Registry, new_version, sha256
+from credit_risk.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,23 @@ class TrainingConfig:
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     gate: GateConfig = field(default_factory=GateConfig)
     threshold: ThresholdPolicy = field(default_factory=ThresholdPolicy)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    # The model-age evidence: test loans in windows of this many days, and the
+    # AUC drop the monitor tolerates (its auc_drop_tolerance); max_model_age_days
+    # is the environment's setting, judged in the card against what was measured.
+    staleness_window_days: int = 30
+    staleness_tolerance: float = 0.05
+    max_model_age_days: int | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **overrides: Any) -> TrainingConfig:
+        """The environment's model-age setting and AUC tolerance (the monitor's),
+        so that a version's card judges the age the monitor will enforce."""
+        return cls(
+            staleness_tolerance=settings.auc_drop_tolerance,
+            max_model_age_days=settings.max_model_age_days,
+            **overrides,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,9 +133,9 @@ def _monitoring_reference(
     return {**build_reference(columns, scores), "source": serving_snapshot_uri}
 
 
-def _champion_metrics(registry: Registry, test: Dataset) -> dict | None:
-    """The champion, measured on the candidate's test loans (a fair comparison:
-    its own recorded metrics come from another period)."""
+def _champion_scores(registry: Registry, test: Dataset) -> tuple[str, np.ndarray] | None:
+    """The champion's probabilities on the candidate's test loans (a fair
+    comparison: its own recorded metrics come from another period)."""
     version = registry.champion_version()
     if version is None:
         return None
@@ -127,8 +146,38 @@ def _champion_metrics(registry: Registry, test: Dataset) -> dict | None:
             f"champion {version} needs features {missing} that the training data lacks"
         )
     columns = [schemas.FEATURE_NAMES.index(name) for name in champion.feature_names]
-    probabilities = champion.predict(test.features[:, columns])
-    return {"version": version, "metrics": metrics(test.labels, probabilities)}
+    return version, champion.predict(test.features[:, columns])
+
+
+def _reason_frequencies(
+    booster: xgb.Booster, test: Dataset, probabilities: np.ndarray, threshold: float
+) -> list[dict]:
+    """How often each reason code is given to the declined test loans, as serving
+    would give them: what a reviewer checks the notices against."""
+    declined = test.features[probabilities >= threshold]
+    counts: dict[str, int] = {}
+    if len(declined):
+        matrix = xgb.DMatrix(declined, missing=np.nan, feature_names=list(schemas.FEATURE_NAMES))
+        contributions = booster.predict(matrix, pred_contribs=True)
+        for row, values in zip(contributions, declined, strict=True):
+            for reason in top_reasons(row[:-1], values, schemas.FEATURE_NAMES, decline=True):
+                counts[reason.code] = counts.get(reason.code, 0) + 1
+    return [
+        {"code": code, "declines": n, "share": n / len(declined)}
+        for code, n in sorted(counts.items(), key=lambda item: -item[1])
+    ]
+
+
+def _gate_overrides(gate: GateConfig) -> dict:
+    """Gate settings that differ from the defaults, whoever set them (the CLI, the
+    execution input of the state machine): recorded so that no threshold changes
+    without a trace in the version it let through."""
+    defaults = GateConfig().to_dict()
+    return {
+        name: {"value": value, "default": defaults[name]}
+        for name, value in gate.to_dict().items()
+        if value != defaults[name]
+    }
 
 
 def run_training(
@@ -155,7 +204,14 @@ def run_training(
     clock["read_and_split"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    trained = train_model(split.train, split.validation, config.hyperparameters)
+    search = search_hyperparameters(
+        split.train,
+        split.validation,
+        config.hyperparameters,
+        trials=config.search.trials,
+        seed=config.search.seed,
+    )
+    trained = search.model
     clock["train_xgboost"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -169,15 +225,47 @@ def run_training(
     true_pd = join_truth(read_truth(truth_uri), split.test.loan_ids) if truth_uri else None
     report = evaluate(split.test, probabilities, config.threshold, true_pd)
     baseline_metrics = metrics(split.test.labels, baseline_probabilities)
-    champion = _champion_metrics(registry, split.test)
+    champion = _champion_scores(registry, split.test)
+    fairness_report = fairness.group_outcomes(
+        split.test.labels,
+        probabilities,
+        config.threshold.threshold,
+        groups.grouping(split.test.column("age"), split.test.audit.get("code_gender")),
+        config.gate.fairness(),
+    )
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        return trained.booster.inplace_predict(matrix, missing=np.nan)
+
+    age_treatment = fairness.age_counterfactual(predict, split.test.features)
     verdict = evaluate_gate(
-        {**report["test"], "slices": report["slices"]},
-        baseline_metrics,
+        GateEvidence(
+            labels=split.test.labels,
+            candidate=probabilities,
+            baseline=baseline_probabilities,
+            champion=champion[1] if champion else None,
+            champion_version=champion[0] if champion else None,
+            slices=slice_masks(split.test),
+            fairness=fairness_report,
+            age_treatment=age_treatment,
+        ),
         config.gate,
-        champion["metrics"] if champion else None,
-        champion["version"] if champion else None,
     )
     clock["evaluate"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    importance = governance.permutation_importance(
+        predict, split.test, seed=search.hyperparameters.seed
+    )
+    curve = governance.staleness_curve(
+        split.test,
+        probabilities,
+        split.boundaries.test_start,
+        window_days=config.staleness_window_days,
+        confidence=config.gate.confidence,
+    )
+    supported_age = governance.supported_model_age(curve, tolerance=config.staleness_tolerance)
+    clock["governance"] = time.perf_counter() - mark
 
     model_bytes = trained.model_bytes()
     version = version or new_version(sha256(model_bytes))
@@ -198,8 +286,15 @@ def run_training(
         "split": {**split.boundaries.to_dict(), **asdict(config.split)},
         "code_version": code_version or __version__,
         "framework": {"xgboost": xgb.__version__},
-        "hyperparameters": config.hyperparameters.to_dict(),
-        "seed": config.hyperparameters.seed,
+        "hyperparameters": search.hyperparameters.to_dict(),
+        "seed": search.hyperparameters.seed,
+        "hyperparameter_search": search.to_dict(),
+        "importance": importance,
+        "staleness": {
+            "curve": curve,
+            "supported_age": supported_age,
+            "max_model_age_days": config.max_model_age_days,
+        },
         "best_iteration": trained.best_iteration,
         "rounds_trained": trained.rounds_trained,
         "metrics": report["test"],
@@ -209,9 +304,22 @@ def run_training(
         "threshold": report["threshold"],
         "oracle": report.get("oracle"),
         "baseline": {"file": BASELINE_FILE, "metrics": baseline_metrics},
-        "champion_comparison": champion,
-        "gate": {**verdict.to_dict(), "config": config.gate.to_dict()},
-        "reason_codes": REASON_TEXTS,
+        "champion_comparison": (
+            {"version": champion[0], "metrics": metrics(split.test.labels, champion[1])}
+            if champion
+            else None
+        ),
+        "gate": {
+            **verdict.to_dict(),
+            "config": config.gate.to_dict(),
+            "overrides": _gate_overrides(config.gate),
+        },
+        "fairness": fairness_report,
+        "age_treatment": age_treatment,
+        "reason_table": reason_table_document(),
+        "reason_frequencies": _reason_frequencies(
+            trained.booster, split.test, probabilities, config.threshold.threshold
+        ),
         "monitoring_reference": _monitoring_reference(
             trained.booster, split.test, probabilities, serving_snapshot_uri
         ),
@@ -225,6 +333,9 @@ def run_training(
             {"XGBoost": probabilities, "logistic baseline": baseline_probabilities},
         ),
         card.CALIBRATION_FILE: card.calibration_png(report["calibration_table"]),
+        card.IMPORTANCE_FILE: card.importance_png(importance),
+        card.STALENESS_FILE: card.staleness_png(curve, supported_age),
+        card.FAIRNESS_FILE: card.fairness_png(fairness_report),
     }
     stored = registry.publish(version, model_bytes, metadata, files)
     clock["card_and_register"] = time.perf_counter() - mark

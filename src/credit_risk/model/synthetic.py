@@ -2,10 +2,10 @@
 function, without raw data or Spark.
 
 They exercise the model on its own (tests, quick experiments): every loan gets
-features in the contract's shape (nulls where DESIGN.md says so), a true default
-probability from ``credit_risk.datagen.default_probability`` and a label drawn from
-it. The end-to-end path (raw loans → feature job → training) is in
-``bench/train.py``.
+features in the contract's shape (nulls where DESIGN.md says so), a gender code (the
+audit column, independent of risk as in the generator), a true default probability
+from ``credit_risk.datagen.default_probability`` and a label drawn from it. The
+end-to-end path (raw loans → feature job → training) is in ``bench/train.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def training_features(
     status = (rng.random(loans) < true_pd).astype(np.int64)
     loan_ids = np.arange(1, loans + 1, dtype=np.int64)
     loan_dates = np.sort(_FIRST_DAY + rng.integers(0, _DAYS, loans))
+    # Drawn last, so that every other column is what it was before gender existed.
+    gender = np.where(rng.random(loans) < 0.67, "F", "M")
 
     def nullable_int(values: np.ndarray) -> pa.Array:
         return pa.array(np.nan_to_num(values).astype(np.int64), mask=np.isnan(values))
@@ -62,6 +64,7 @@ def training_features(
             "nb_previous_loans": nb_previous.astype(np.int64),
             "avg_amount_loans_previous": pa.array(avg_previous, from_pandas=True),
             "flag_own_car": car.astype(np.int64),
+            "code_gender": gender,
             "status": status,
         },
         schema=io.arrow_schema(schemas.TRAINING_COLUMNS),

@@ -2,10 +2,10 @@
 
 Drawn from the JSON report alone (so a stored report renders again later): a table
 of the checks, PSI per feature against the thresholds, the score distribution and
-every feature's distribution, served against training, and the details of skew,
-staleness and live quality. Plots are PNGs inlined as base64 data URIs, drawn with
-matplotlib's Agg canvas (no display, no global pyplot state); nothing is fetched
-when the page opens.
+every feature's distribution, served against training, the details of skew,
+staleness and live quality, and approval rates by group on served decisions. Plots
+are PNGs inlined as base64 data URIs, drawn with matplotlib's Agg canvas (no
+display, no global pyplot state); nothing is fetched when the page opens.
 """
 
 from __future__ import annotations
@@ -124,7 +124,72 @@ def _headline(name: str, section: dict[str, Any]) -> str:
             f"on {section['labelled']} labelled scores; calibration "
             f"{section['calibration']['status']}"
         )
+    if name == "fairness":
+        floor = section["thresholds"]["adverse_impact_floor"]
+        return escape(
+            f"{section['flags']} judged groups below the adverse impact floor {floor:g} "
+            f"({section['alerts']} beyond chance) in {section['decisions']} served decisions"
+        )
     return ""
+
+
+def _estimate(interval: dict[str, Any] | None) -> str:
+    """``0.812 (0.774 to 0.851)``, the interval left out where it has no bounds."""
+    if interval is None:
+        return "—"
+    text = f"{interval['estimate']:.3f}"
+    if interval.get("low") is not None and interval.get("high") is not None:
+        text += f" ({interval['low']:.3f} to {interval['high']:.3f})"
+    return text
+
+
+def _fairness(section: dict[str, Any]) -> list[str]:
+    """Per grouping, a table of its groups; labelled figures in a second table."""
+    floor = section["thresholds"]["adverse_impact_floor"]
+    parts = [
+        "<h2>Fairness on served decisions</h2>",
+        f"<p>Approval rate per group with its 95% interval, and the adverse impact ratio "
+        f"against the most favoured group; a group with at least "
+        f"{section['thresholds']['min_decisions']} decisions is judged against the floor "
+        f"{floor:g}.</p>",
+    ]
+    for grouping, figures in section["groupings"].items():
+        parts.append(f"<h3>{escape(grouping)} {_badge(figures['status'])}</h3>")
+        if "groups" not in figures:
+            parts.append(f"<p>{escape(figures['reason'])}</p>")
+            continue
+        favoured = figures.get("most_favoured")
+        rows = [
+            [
+                escape(name),
+                _badge(group["status"]),
+                str(group["decisions"]),
+                _estimate(group["approval_rate"]),
+                "reference" if name == favoured else _estimate(group["adverse_impact_ratio"]),
+            ]
+            for name, group in figures["groups"].items()
+        ]
+        header = ["group", "status", "decisions", "approval rate", "adverse impact ratio"]
+        parts.append(_table(rows, header))
+        if figures.get("labelled"):
+            rows = [
+                [
+                    escape(name),
+                    str(group["scores"]),
+                    str(group["defaults"]),
+                    _estimate(group["calibration_error"]),
+                    _estimate(group["auc"]),
+                ]
+                for name, group in figures["labelled"].items()
+            ]
+            header = ["group", "labelled", "defaults", "calibration error", "AUC"]
+            parts.append(_table(rows, header))
+    if section.get("unavailable_audits"):
+        parts.append(
+            "<p>Audit snapshots not found (their customers' gender is unknown):</p>"
+            + _json_block(section["unavailable_audits"])
+        )
+    return parts
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -202,5 +267,8 @@ def render_html(report: MonitorReport | dict[str, Any]) -> str:
         _json_block({k: checks["staleness"][k] for k in ("model", "features")}),
     ]
     parts += ["<h2>Live quality</h2>", _json_block(checks["quality"])]
+    # Reports stored before the fairness check have no section to draw.
+    if checks.get("fairness", {}).get("groupings"):
+        parts += _fairness(checks["fairness"])
     parts.append("</body></html>")
     return "\n".join(parts)

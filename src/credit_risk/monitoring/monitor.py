@@ -2,9 +2,11 @@
 
 ``run_monitor`` loads the champion and its training reference from the registry,
 reads the scoring log of the window ``[end - days + 1, end]`` and runs every check
-(``report.CHECKS``). A window without scores still reports staleness, and says
-"no scores" for the checks that need them; a champion trained before monitoring
-existed (no reference) still gets staleness, skew and live quality. What cannot
+(``report.CHECKS``), fairness on served decisions included (gender read from the
+audit output of the feature run each record names, ``fairness.audit_uri``). A
+window without scores still reports staleness, and says "no scores" for the checks
+that need them; a champion trained before monitoring existed (no reference) still
+gets staleness, skew, live quality and fairness. What cannot
 be judged is ``skipped`` with a reason, never a failure: the run fails only when
 it cannot read what it must (registry, store, lake), which a scheduler should
 tell apart from an alert.
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from credit_risk import io, names, schemas
-from credit_risk.monitoring import checks, quality, skew
+from credit_risk.monitoring import checks, fairness, quality, skew
 from credit_risk.monitoring.psi import measure_drift
 from credit_risk.monitoring.records import (
     ScoreRecord,
@@ -118,16 +120,17 @@ def _quality(
     end: date,
     metadata: dict[str, Any],
     hash_id: Callable[[str], str] | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], quality.Joined | None]:
+    """The live-quality section, and the labelled scores it joined (fairness
+    measures them per group too)."""
     if hash_id is None:
-        return skipped("no id hash key configured: labels cannot be joined to scores")
+        return skipped("no id hash key configured: labels cannot be joined to scores"), None
     labels = quality.read_labels(labels_uri(settings))
     start = end - timedelta(days=settings.label_window_days - 1)
     recent = quality.labels_between(labels, start, end)
     if not len(recent):
-        return skipped(
-            f"no labels with a decision date from {start} to {end}", label_files=len(labels.files)
-        )
+        why = f"no labels with a decision date from {start} to {end}"
+        return skipped(why, label_files=len(labels.files)), None
     first = min(recent.decision_dates)
     records = served_only(
         read_scoring_log(scoring_log_root(settings), first, max(recent.decision_dates))
@@ -142,7 +145,7 @@ def _quality(
     )
     section["decision_dates"] = {"start": first.isoformat(), "end": end.isoformat()}
     section["label_files"] = len(labels.files)
-    return section
+    return section, joined
 
 
 def run_monitor(
@@ -215,6 +218,18 @@ def run_monitor(
             sample_size=settings.skew_sample_size,
             seed=seed if seed is not None else int(end.strftime("%Y%m%d")),
         )
+    quality_section, labelled = _quality(settings, end, metadata, hash_id)
+    if records:
+        fairness_section = fairness.assess_fairness(
+            records,
+            settings.lake,
+            hash_id,
+            floor=settings.adverse_impact_floor,
+            min_decisions=settings.fairness_min_decisions,
+            labelled=labelled,
+        )
+    else:
+        fairness_section = skipped(NO_SCORES, alerts=0)
     section_checks = {
         "staleness": checks.check_staleness(
             metadata,
@@ -226,7 +241,8 @@ def run_monitor(
         "invariants": invariants,
         "drift": drift,
         "skew": skew_section,
-        "quality": _quality(settings, end, metadata, hash_id),
+        "quality": quality_section,
+        "fairness": fairness_section,
     }
     versions = Counter(r.model_version for r in records)
     return build_report(

@@ -105,6 +105,8 @@ class Joined:
     outcomes: np.ndarray
     other_versions: int  # labelled scores served by another model version
     unmatched: int  # labels without a score that day
+    # The labelled records, in the order of ``outcomes``: fairness groups them.
+    records: tuple[ScoreRecord, ...] = ()
 
 
 def join_labels(
@@ -119,7 +121,7 @@ def join_labels(
         key = (record.customer_hash, record.scored_at.date())
         if key not in last or record.scored_at >= last[key].scored_at:
             last[key] = record
-    probabilities, outcomes, others, unmatched = [], [], 0, 0
+    probabilities, outcomes, matched, others, unmatched = [], [], [], 0, 0
     for customer_id, day, status in zip(
         labels.customer_ids, labels.decision_dates, labels.status, strict=True
     ):
@@ -131,11 +133,13 @@ def join_labels(
         else:
             probabilities.append(record.default_probability)
             outcomes.append(int(status))
+            matched.append(record)
     return Joined(
         np.asarray(probabilities, dtype=np.float64),
         np.asarray(outcomes, dtype=np.int64),
         others,
         unmatched,
+        tuple(matched),
     )
 
 

@@ -22,7 +22,7 @@ SKIPPED = "skipped"
 _RANK = {SKIPPED: 0, OK: 1, WARN: 2, ALERT: 3}
 REPORT_FORMAT = 1
 # The order of the checks in the report, the summary and the HTML page.
-CHECKS = ("staleness", "invariants", "drift", "skew", "quality")
+CHECKS = ("staleness", "invariants", "drift", "skew", "quality", "fairness")
 FEATURE_DIMENSION = "feature"
 
 
@@ -127,6 +127,8 @@ class MonitorReport:
         quality = checks["quality"]
         gauge(names.METRIC_LIVE_AUC, quality.get("live_auc"))
         count(names.METRIC_LIVE_QUALITY_ALERTS, int(quality["status"] == ALERT))
+        # Reports stored before the fairness check have no section: nothing alerted.
+        count(names.METRIC_FAIRNESS_ALERTS, checks.get("fairness", {}).get("alerts", 0))
         return points
 
 
@@ -137,6 +139,7 @@ _HEADLINES: dict[str, tuple[str, ...]] = {
     "drift": ("alerts", "max_psi", "max_psi_of"),
     "skew": ("compared", "mismatches"),
     "quality": ("labelled", "live_auc", "offline_auc", "auc_drop"),
+    "fairness": ("decisions", "flags", "alerts"),
 }
 
 

@@ -65,7 +65,13 @@ class Reason(BaseModel):
     """A feature that pushed this customer's probability of default up."""
 
     code: str = Field(description="Stable reason code.", examples=["MANY_PREVIOUS_LOANS"])
-    text: str = Field(description="Human wording of the reason.", examples=["many previous loans"])
+    text: str = Field(
+        description=(
+            "The statement an adverse-action notice prints: the reason table of the "
+            "model version (its metadata's reason_table)."
+        ),
+        examples=["Excessive number of previous loans"],
+    )
     feature: str = Field(description="The model input behind it.")
     value: float | None = Field(description="The customer's value of that input (null: missing).")
     contribution: float = Field(description="Its push on the model's log-odds (> 0 raises risk).")

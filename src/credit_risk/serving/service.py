@@ -38,6 +38,7 @@ from pydantic import Field, SecretStr
 from credit_risk import names, schemas
 from credit_risk.errors import ConfigurationError, CreditRiskError
 from credit_risk.model.package import ModelPackage
+from credit_risk.model.reasons import MAX_REASONS
 from credit_risk.monitoring.records import (
     SERVED,
     SHADOW,
@@ -84,7 +85,12 @@ class InferenceSettings(Settings):
         default=None,
         description="Secrets Manager secret holding id_hash_key (used when that is unset).",
     )
-    reasons_top_k: int = Field(default=3, ge=1, le=5)
+    reasons_top_k: int = Field(
+        default=MAX_REASONS,
+        ge=1,
+        le=MAX_REASONS,
+        description="Reasons given per score; at most 4, as Regulation B's commentary asks.",
+    )
     environment: str = Field(
         default="local", description="Deployment environment, recorded with every score."
     )
@@ -220,7 +226,7 @@ class ScoringService:
     model: ModelPackage | None
     store: FeatureStore
     hash_id: IdHasher
-    top_k: int = 3
+    top_k: int = MAX_REASONS
     environment: str = "local"
     scoring_log: ScoreSink = field(default_factory=StdoutSink)
     source: ModelSource | None = None

@@ -14,7 +14,7 @@ from credit_risk import datagen, io, schemas
 pytestmark = pytest.mark.spark
 
 
-def test_the_command_writes_the_four_outputs_and_a_summary(tmp_path):
+def test_the_command_writes_the_five_outputs_and_a_summary(tmp_path):
     # given generated raw loans in a lake-like folder
     raw = tmp_path / "raw" / "loans" / "ingest_date=2024-01-01" / "loans.csv"
     datagen.generate(str(raw), datagen.GeneratorConfig(loans=2_000, seed=3))
@@ -55,3 +55,6 @@ def test_the_command_writes_the_four_outputs_and_a_summary(tmp_path):
         name for name, _ in schemas.SNAPSHOT_COLUMNS
     ]
     assert io.read_parquet(str(out / "quarantine")).num_rows == report["quarantined_rows"]
+    audit = io.read_parquet(str(out / "audit"))
+    assert audit.schema.names == [name for name, _ in schemas.AUDIT_SNAPSHOT_COLUMNS]
+    assert audit.num_rows == report["snapshot_rows"]

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.spark
 
 AS_OF = date(2022, 1, 1)
 SENTINEL = "3024-01-01"  # job start of people who are not employed
+LEAP_DAY_MAN = {"birthday": "2000-02-29", "job_start_date": SENTINEL, "code_gender": "M"}
 
 LOANS = [
     # Leading-zero customer: three loans on one day (ties broken by loan_id, whatever
@@ -42,18 +43,19 @@ LOANS = [
         loan_amount=500.0,
         job_start_date="2015-06-15",
     ),
-    # Leap-day birthday, not employed (far-future job start).
-    raw_loan(20, "7000001", "2021-02-28", birthday="2000-02-29", job_start_date=SENTINEL),
-    raw_loan(21, "7000001", "2021-03-01", birthday="2000-02-29", job_start_date=SENTINEL),
-    raw_loan(22, "7000001", "2024-02-28", birthday="2000-02-29", job_start_date=SENTINEL),
-    raw_loan(23, "7000001", "2024-02-29", birthday="2000-02-29", job_start_date=SENTINEL),
-    # Job start: missing, after the loan, on the loan date.
-    raw_loan(30, "7000002", "2021-06-01", job_start_date=None),
+    # Leap-day birthday, not employed (far-future job start); a man.
+    raw_loan(20, "7000001", "2021-02-28", **LEAP_DAY_MAN),
+    raw_loan(21, "7000001", "2021-03-01", **LEAP_DAY_MAN),
+    raw_loan(22, "7000001", "2024-02-28", **LEAP_DAY_MAN),
+    raw_loan(23, "7000001", "2024-02-29", **LEAP_DAY_MAN),
+    # Job start: missing (and no gender recorded), after the loan, on the loan date.
+    raw_loan(30, "7000002", "2021-06-01", job_start_date=None, code_gender=None),
     raw_loan(31, "7000003", "2021-06-01", job_start_date="2021-06-02"),
     raw_loan(32, "7000004", "2021-06-01", job_start_date="2021-06-01"),
-    # Bought a car between two loans: the snapshot takes the latest loan's flag.
+    # Bought a car between two loans: the snapshot takes the latest loan's flag. The
+    # gender, recorded on the first loan only, is the latest loan's too: none.
     raw_loan(40, "7000005", "2020-01-01", flag_own_car="N", loan_amount=100.0),
-    raw_loan(41, "7000005", "2021-05-01", flag_own_car="Y", loan_amount=300.0),
+    raw_loan(41, "7000005", "2021-05-01", flag_own_car="Y", loan_amount=300.0, code_gender=None),
     # Only loans on or after A: in training, not in the snapshot.
     raw_loan(50, "7000006", "2022-01-01"),
     raw_loan(51, "7000006", "2023-05-01"),
@@ -69,6 +71,7 @@ LOANS = [
     raw_loan(68, "7000009", "2021-01-01", flag_own_car=None, loan_amount=-1.0),
     raw_loan(69, "7000009", "2021-01-01", birthday="2021-06-01"),
     raw_loan(70, "   ", "2021-01-01"),
+    raw_loan(71, "7000009", "2021-01-01", code_gender="X"),
     # A re-delivered exact copy (one copy kept) ...
     raw_loan(80, "7000009", "2021-03-01", loan_amount=800.0),
     raw_loan(80, "7000009", "2021-03-01", loan_amount=800.0),
@@ -88,6 +91,7 @@ EXPECTED_REASONS = {
     68: "negative_loan_amount;missing_flag_own_car",
     69: "loan_before_birthday",
     70: "missing_customer_id",
+    71: "invalid_code_gender",
     80: "duplicate_record",
     90: "duplicate_loan_id",
 }
@@ -104,6 +108,7 @@ def run(spark, tmp_path_factory):
         "out": out,
         "training": {r["loan_id"]: r for r in read_output(str(out / "training"))},
         "snapshot": {r["customer_id"]: r for r in read_output(str(out / "snapshot"))},
+        "audit": {r["customer_id"]: r for r in read_output(str(out / "audit"))},
         "quarantine": read_output(str(out / "quarantine")),
     }
 
@@ -168,6 +173,30 @@ def test_loans_on_or_after_the_as_of_date_are_trained_on_but_not_in_the_snapshot
     assert "7000006" not in run["snapshot"]
 
 
+def test_training_rows_carry_the_loans_own_gender_code_beside_the_features(run):
+    training = run["training"]
+    assert {training[i]["code_gender"] for i in (10, 11, 12, 13, 40)} == {"F"}
+    assert {training[i]["code_gender"] for i in (20, 21, 22, 23)} == {"M"}
+    assert training[30]["code_gender"] is None  # none recorded: null, the loan is kept
+    assert training[41]["code_gender"] is None
+    # an audit column, never a feature
+    assert "code_gender" not in schemas.FEATURE_NAMES
+
+
+def test_the_audit_snapshot_holds_the_latest_loans_gender_of_each_snapshot_customer(run):
+    audit = run["audit"]
+    # one row per customer of the snapshot, as of the same date
+    assert set(audit) == set(run["snapshot"])
+    assert {row["as_of"] for row in audit.values()} == {AS_OF}
+    assert audit["0012345"]["code_gender"] == "F"
+    assert audit["7000001"]["code_gender"] == "M"  # from loan 21, the last before A
+    assert audit["7000002"]["code_gender"] is None
+    # the latest loan's value, even when an earlier loan had one
+    assert audit["7000005"]["code_gender"] is None
+    # loans on or after A only: unknown as of A, like in the snapshot
+    assert "7000006" not in audit
+
+
 def test_every_dirt_kind_is_quarantined_with_the_rules_it_broke(run):
     reasons = {row["loan_id"]: row["reason"] for row in run["quarantine"]}
     assert reasons == EXPECTED_REASONS
@@ -191,6 +220,7 @@ def test_outputs_have_exactly_the_contract_types(run):
     for name, columns in (
         ("training", schemas.TRAINING_COLUMNS),
         ("snapshot", schemas.SNAPSHOT_COLUMNS),
+        ("audit", schemas.AUDIT_SNAPSHOT_COLUMNS),
     ):
         table = io.read_parquet(str(run["out"] / name))
         assert table.schema.remove_metadata() == io.arrow_schema(columns), name
@@ -211,6 +241,7 @@ def test_the_report_counts_add_up(run):
     assert report["violations"]["missing_customer_id"] == 2
     assert (report["run_id"], report["as_of"]) == ("contract-run", "2022-01-01")
     assert report["input_fingerprint"].startswith("sha256:")
+    assert report["outputs"]["audit"] == str(run["out"] / "audit")
 
 
 def test_the_report_describes_every_feature(run):

@@ -39,10 +39,11 @@ def test_csv_and_parquet_of_the_same_loans_give_the_same_outputs(spark, generate
     assert from_csv["input_fingerprint"] == from_parquet["input_fingerprint"]
     for key in ("valid_rows", "violations", "snapshot_rows", "features"):
         assert from_csv[key] == from_parquet[key], key
-    by_loan = sorted(read_output(str(tmp_path / "a" / "training")), key=lambda r: r["loan_id"])
-    assert by_loan == sorted(
-        read_output(str(tmp_path / "b" / "training")), key=lambda r: r["loan_id"]
-    )
+    for output, key in (("training", "loan_id"), ("audit", "customer_id")):
+        rows = [
+            sorted(read_output(str(tmp_path / run / output)), key=lambda r: r[key]) for run in "ab"
+        ]
+        assert rows[0] == rows[1], output
 
 
 def test_the_fingerprint_changes_with_the_content(spark, tmp_path):

@@ -1,6 +1,6 @@
 """Property: on any small set of raw loans, Spark agrees with the plain-Python
 reference of the contract (tests/features_reference.py) on every quarantine reason,
-every training row and every snapshot row."""
+every training row, every snapshot row and every audit row."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credit_risk import schemas
-from credit_risk.features import apply_rules, prepare, serving_snapshot, training_features
+from credit_risk.features import (
+    apply_rules,
+    audit_snapshot,
+    prepare,
+    serving_snapshot,
+    training_features,
+)
 from credit_risk.features.spark import CORRUPT_RECORD_COLUMN, READ_SCHEMA
 from credit_risk.features.validate import conflicting_loan_ids, quarantine
 from tests import features_reference as reference
@@ -25,9 +31,11 @@ pytestmark = pytest.mark.spark
 LOAN_DATES = ["2020-02-28", "2020-02-29", "2020-03-01", "2021-02-28", "2021-03-01", "2021-02-30"]
 BIRTHDAYS = ["2000-02-29", "1980-03-01", "1990-12-31", "2021-01-01", "31/12/1980"]
 JOB_STARTS = [None, "3024-01-01", "2019-03-01", "2020-02-29", "2021-03-01", "not a date"]
+# A missing gender is valid (the audit column is null); another code is quarantined.
+GENDERS = ["F", "M", None, "X"]
 
 loans = st.builds(
-    lambda loan_id, customer, loan_date, birthday, job_start, amount, car: raw_loan(
+    lambda loan_id, customer, loan_date, birthday, job_start, amount, car, gender: raw_loan(
         loan_id,
         customer,
         loan_date,
@@ -35,6 +43,7 @@ loans = st.builds(
         job_start_date=job_start,
         loan_amount=amount,
         flag_own_car=car,
+        code_gender=gender,
     ),
     loan_id=st.integers(1, 25),
     customer=st.sampled_from(["0001", "0002", "0100", " "]),
@@ -43,6 +52,7 @@ loans = st.builds(
     job_start=st.sampled_from(JOB_STARTS),
     amount=st.sampled_from([-5.0, 0.0, 120.5, 1000.0, 33_333.33]),
     car=st.sampled_from(["Y", "N", "y"]),
+    gender=st.sampled_from(GENDERS),
 )
 
 
@@ -74,6 +84,7 @@ def test_spark_agrees_with_the_reference(spark, rows, as_of, broadcast):
         valid = validated.where("_violations = 0")
         trained = {r.loan_id: r.asDict() for r in training_features(valid).collect()}
         served = {r.customer_id: r.asDict() for r in serving_snapshot(valid, as_of).collect()}
+        audited = {r.customer_id: r.asDict() for r in audit_snapshot(valid, as_of).collect()}
     finally:
         prepared.unpersist()
 
@@ -93,12 +104,18 @@ def test_spark_agrees_with_the_reference(spark, rows, as_of, broadcast):
     for loan_id, want in expected_training.items():
         got = trained[loan_id]
         assert got["customer_id"] == want["customer_id"]
+        assert got["code_gender"] == want["code_gender"], (loan_id, got, want)
         _assert_features(got, want, f"loan {loan_id}")
     expected_snapshot = reference.snapshot(kept, as_of)
     assert set(served) == set(expected_snapshot)
     for customer, want in expected_snapshot.items():
         _assert_features(served[customer], want, f"customer {customer}")
         assert served[customer]["as_of"] == as_of
+    # and the audit snapshot has exactly the snapshot's customers
+    expected_audit = reference.audit(kept, as_of)
+    assert set(audited) == set(expected_audit) == set(expected_snapshot)
+    for customer, want in expected_audit.items():
+        assert audited[customer] == {**want, "customer_id": customer, "as_of": as_of}
 
 
 def _key(row: dict, reason: str) -> tuple:

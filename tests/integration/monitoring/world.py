@@ -5,7 +5,8 @@ per session, the champion of its registry). Its customers' snapshot goes to the 
 where the feature job would have written it, and into a feature store; scoring
 traffic goes through the real ``ScoringService`` (store lookup, model, scoring-log
 records) and lands in the scoring log as Firehose delivers it (gzipped JSON lines
-under ``date=YYYY-MM-DD/``). Delayed labels are CSV files under ``<lake>/labels/``.
+under ``date=YYYY-MM-DD/``). Delayed labels are CSV files under ``<lake>/labels/``;
+the customers' gender, when a test gives it, is the feature run's audit output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from credit_risk import io, names
+from credit_risk import io, names, schemas
 from credit_risk.monitoring.records import ScoreRecord, partition
 from credit_risk.registry import Registry
 from credit_risk.serving.service import IdHasher, ScoringService
@@ -76,6 +77,21 @@ class World:
         pq.write_table(table if table is not None else self.snapshot, buffer)
         uri = io.join(self.lake, names.CURATED_PREFIX, SNAPSHOT_ID, "snapshot", "part-0.parquet")
         io.write_bytes(uri, buffer.getvalue())
+
+    def publish_audit(self, genders: dict[str, str | None]) -> None:
+        """The feature job's audit output of run ``SNAPSHOT_ID``: each customer's gender."""
+        table = pa.table(
+            {
+                "customer_id": list(genders),
+                "code_gender": list(genders.values()),
+                "as_of": [AS_OF] * len(genders),
+            },
+            schema=io.arrow_schema(schemas.AUDIT_SNAPSHOT_COLUMNS),
+        )
+        buffer = _io.BytesIO()
+        pq.write_table(table, buffer)
+        folder = io.join(self.lake, names.CURATED_PREFIX, SNAPSHOT_ID, names.CURATED_AUDIT_FOLDER)
+        io.write_bytes(io.join(folder, "part-0.parquet"), buffer.getvalue())
 
     def customers(self, where: Callable[[pa.Table], pa.Array] | None = None) -> list[str]:
         table = self.snapshot if where is None else self.snapshot.filter(where(self.snapshot))

@@ -124,7 +124,9 @@ def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(clean_run):
             failed = [r["message"] for r in summary["model"]["gate"]["reasons"] if not r["passed"]]
             version = summary["model"]["model_version"]
             assert message == names.MODEL_GATE_MESSAGE.format(
-                version, json.dumps(failed, separators=(",", ":"))
+                version,
+                summary["model"]["gate"]["outcome"],
+                json.dumps(failed, separators=(",", ":")),
             )
             assert registry.champion_version() is None
         else:

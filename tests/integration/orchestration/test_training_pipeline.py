@@ -15,6 +15,7 @@ import pytest
 from moto.moto_api import state_manager
 
 from credit_risk import names
+from credit_risk.model import gate
 from credit_risk.pipeline import PipelineStopped, quality_gate_message
 from tests.conftest import EVENTS_DIR
 from tests.integration.orchestration.conftest import (
@@ -59,15 +60,19 @@ def _write_report(run_id: str, quarantined_fraction: float) -> dict:
 
 
 def _training_result(passed: bool) -> dict:
-    reasons = [
-        {"check": "baseline", "passed": passed, "message": "AUC 0.7100 vs logistic 0.7000"},
-        {"check": "calibration", "passed": True, "message": "mean predicted / observed 1.01"},
-        {"check": "champion", "passed": passed, "message": "AUC 0.7100 vs champion 0.7200"},
-    ]
+    """What the training function returns, its verdict built by the gate's own types."""
+    outcome = gate.PASS if passed else gate.FAIL
+    verdict = gate.GateVerdict(
+        checks=(
+            gate.Check("baseline", outcome, "AUC gain over the logistic baseline +0.0100"),
+            gate.Check("calibration", gate.PASS, "consistent with a calibrated model"),
+            gate.Check("champion_auc", outcome, "AUC change against champion -0.0100"),
+        )
+    )
     return {
         "model_version": MODEL_VERSION,
         "metrics": {"auc": 0.71, "calibration_error": 0.01},
-        "gate": {"passed": passed, "reasons": reasons},
+        "gate": verdict.to_dict(),
     }
 
 
@@ -174,7 +179,7 @@ def test_a_rejected_model_stops_the_run_with_the_failed_checks(world, pipeline):
     assert run.error == "PipelineStopped"
     failed = [r["message"] for r in rejected["gate"]["reasons"] if not r["passed"]]
     message = names.MODEL_GATE_MESSAGE.format(
-        MODEL_VERSION, json.dumps(failed, separators=(",", ":"))
+        MODEL_VERSION, rejected["gate"]["outcome"], json.dumps(failed, separators=(",", ":"))
     )
     assert run.cause == str(PipelineStopped("model_gate", message, {}))
     assert "Release" not in run.entered()
