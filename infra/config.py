@@ -194,6 +194,9 @@ class MonitoringConfig(_Model):
     auc_drop_tolerance: Annotated[float, Field(gt=0, lt=1)]
     min_labelled: PositiveInt
     skew_sample_size: PositiveInt
+    # Served decisions by group (credit_risk.monitoring.fairness).
+    adverse_impact_floor: Annotated[float, Field(gt=0, le=1)]
+    fairness_min_decisions: PositiveInt
     retrain_on_quality_drop: bool
 
     @model_validator(mode="after")

@@ -75,6 +75,8 @@ def test_the_monitor_gets_its_thresholds_from_the_environment_settings(prod, cdk
     assert variables["CREDIT_RISK_PSI_ALERT"] == str(settings.psi_alert)
     assert variables["CREDIT_RISK_MAX_FEATURES_AGE_DAYS"] == str(settings.max_features_age_days)
     assert variables["CREDIT_RISK_RETRAIN_ON_QUALITY_DROP"] == "true"
+    assert variables["CREDIT_RISK_ADVERSE_IMPACT_FLOOR"] == str(settings.adverse_impact_floor)
+    assert variables["CREDIT_RISK_FAIRNESS_MIN_DECISIONS"] == str(settings.fairness_min_decisions)
     assert "CREDIT_RISK_SCHEDULE" not in variables
     assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_MONITOR
 

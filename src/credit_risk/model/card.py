@@ -415,8 +415,16 @@ def _fairness_section(fairness: dict | None, age: dict | None) -> list[str]:
 def _reasons_section(table: dict | None, frequencies: list[dict] | None) -> list[str]:
     lines = ["## Adverse-action reasons", ""]
     if table:
+        method = table.get("method")
         lines += [
-            f"Reason table version {table.get('version')}, method: {table.get('method')}.",
+            f"Reason table version {table.get('version')}.",
+            "",
+            # Older tables described the method in one sentence; current ones by part.
+            *(
+                [f"- {key.replace('_', ' ')}: {value}" for key, value in method.items()]
+                if isinstance(method, dict)
+                else [f"Method: {method}."]
+            ),
             "",
             "| code | statement | features | direction |",
             "| --- | --- | --- | --- |",
@@ -580,6 +588,9 @@ def model_card(metadata: dict) -> str:
         "- The test period is the latest one available; drift after it is not measured here.",
         "- Reason codes explain the model, not the world: they are the features that moved "
         "this model's score, not causes of default.",
+        "- Risk never rises with age (Regulation B's treatment of applicants of 62 or more): "
+        "where the data shows risk rising late in life, the model understates it for the "
+        "elderly; see their calibration error under Fair lending.",
         "",
     ]
     return "\n".join(lines)
