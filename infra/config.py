@@ -54,6 +54,18 @@ class GlueConfig(_Model):
     timeout_minutes: PositiveInt
 
 
+class TrainingEngineConfig(_Model):
+    """Where training runs (credit_risk.model.engine): from ``distributed_from_rows``
+    training rows on (the data-quality report's ``training_rows``), the Glue job
+    with XGBoost's Spark estimator on ``glue`` workers; below it, the training
+    Lambda. The threshold is the one the training state machine's Choice compares
+    with, and the local runner's default (``names.DEFAULT_DISTRIBUTED_FROM_ROWS``)
+    when nothing sets it. bench/scale.py measures where the Lambda stops."""
+
+    distributed_from_rows: PositiveInt
+    glue: GlueConfig
+
+
 class FunctionConfig(_Model):
     memory_mb: Annotated[int, Field(ge=128, le=10240)]
     timeout_seconds: Annotated[int, Field(ge=1, le=900)]
@@ -239,6 +251,7 @@ class EnvironmentConfig(_Model):
     log_retention_days: LogRetentionDays
     database: DatabaseConfig
     glue: GlueConfig
+    training: TrainingEngineConfig
     functions: FunctionsConfig
     model_release: ModelReleaseConfig
     code_release: CodeReleaseConfig

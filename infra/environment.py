@@ -114,12 +114,14 @@ def build_environment(
     lake = data_lake.lake
     feature_store = FeatureStoreStack(scope, config=config, vpc=network.vpc)
     database = feature_store.database
+    commit = code_version()
     features = FeaturesStack(
         scope,
         config=config,
         lake=lake,
         script=sources.glue_script,
         library_wheel=sources.library_wheel,
+        code_version=commit,
     )
     ml = MlStack(
         scope,
@@ -127,7 +129,7 @@ def build_environment(
         vpc=network.vpc,
         lake=lake,
         database=database,
-        code_version=code_version(),
+        code_version=commit,
     )
     api = ApiStack(scope, config=config, functions=ml.functions, reader_account=reader_account)
     orchestration = OrchestrationStack(

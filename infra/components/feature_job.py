@@ -16,7 +16,8 @@ from infra.nag import acknowledge, rendered_account
 
 
 class FeatureJob(Construct):
-    """A Glue 5.1 PySpark job running ``script`` with the library wheel on its path.
+    """A Glue 5.1 PySpark job running ``script`` with the library wheel on its path
+    (the feature job, and the distributed training job with the same setup).
 
     Bookmarks are off because every run reads the whole raw history: features
     are point-in-time computations over all of a customer's loans, not
@@ -34,6 +35,7 @@ class FeatureJob(Construct):
         settings: GlueConfig,
         region: str,
         arguments: Mapping[str, str],
+        description: str = "Raw loans -> validated features, serving snapshot, quality report",
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
@@ -112,7 +114,7 @@ class FeatureJob(Construct):
             self,
             "Job",
             job_name=job_name,
-            description="Raw loans -> validated features, serving snapshot, quality report",
+            description=description,
             role=self.role,
             script=glue.Code.from_asset(str(script)),
             extra_python_files=[glue.Code.from_asset(str(library_wheel))],

@@ -86,6 +86,18 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "GlueArgOutput": names.GLUE_ARG_OUTPUT,
         "GlueArgAsOf": names.GLUE_ARG_AS_OF,
         "GlueArgRunId": names.GLUE_ARG_RUN_ID,
+        # The training engine's Choice (credit_risk.model.engine.choose_engine):
+        # the threshold, and the distributed training job with its arguments.
+        # The job is named from configuration, so its name is known here.
+        "DistributedFromRows": json.dumps(config.training.distributed_from_rows),
+        "TrainingRowsField": names.TRAINING_ROWS_FIELD,
+        "TrainingJobName": config.resource_name(names.TRAINING_JOB),
+        "TrainingResultFile": names.TRAINING_RESULT_FILE,
+        "GlueArgFeatures": names.GLUE_ARG_FEATURES,
+        "GlueArgSnapshot": names.GLUE_ARG_SNAPSHOT,
+        "GlueArgRegistry": names.GLUE_ARG_REGISTRY,
+        "GlueArgGate": names.GLUE_ARG_GATE,
+        "GlueArgResult": names.GLUE_ARG_RESULT,
         "MaxQuarantinedFraction": json.dumps(names.MAX_QUARANTINED_FRACTION),
         "QualityGateMessage": names.QUALITY_GATE_MESSAGE,
         "ModelGateMessage": names.MODEL_GATE_MESSAGE,
@@ -227,6 +239,7 @@ class OrchestrationStack(EnvironmentStack):
             "environment": config.name,
             "model_name": names.PROJECT,
             "max_quarantined_fraction": names.MAX_QUARANTINED_FRACTION,
+            "distributed_from_rows": config.training.distributed_from_rows,
             "canary": config.model_release.settings(),
         }
 
@@ -264,7 +277,7 @@ class OrchestrationStack(EnvironmentStack):
             pipeline.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["glue:StartJobRun", "glue:GetJobRun", "glue:BatchStopJobRun"],
-                    resources=[self._job.job_arn],
+                    resources=[self._job.job_arn, self.training_job_arn()],
                 )
             )
             # The release function answers the pipeline's admission check
@@ -291,6 +304,15 @@ class OrchestrationStack(EnvironmentStack):
                 self._allow_starting_canary(pipeline, canary)
         if canary is not None:
             self._allow_releasing(canary)
+
+    def training_job_arn(self) -> str:
+        """The distributed training job (FeaturesStack), by its configured name."""
+        return Stack.of(self).format_arn(
+            service="glue",
+            resource="job",
+            resource_name=self.config.resource_name(names.TRAINING_JOB),
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
 
     def _allow_starting_canary(self, pipeline: sfn.StateMachine, canary: sfn.StateMachine) -> None:
         canary.grant_start_execution(pipeline)

@@ -24,6 +24,10 @@ the release sums, and every failure of the candidate is counted in
 
 Every score is also written to the scoring log the monitor reads (one JSON line on
 stdout per score; ``credit_risk.monitoring.records``), once the response is ready.
+
+Importing this module is most of a cold start: it imports what serving needs and
+nothing else (no OpenAPI document models, no X-Ray SDK outside Lambda; the image
+has no SciPy). ``bench/cold_start.py`` measures it in the image's dependency set.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -46,6 +52,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from credit_risk import names, release_metrics
 from credit_risk.serving import models, openapi
@@ -59,14 +66,80 @@ from credit_risk.serving.service import (
 )
 from credit_risk.store import StoreUnavailable
 
+
+class _Untraced(BaseSegment):
+    """The subsegment of an untraced call: everything done to it is a no-op."""
+
+    def close(self, end_time: int | None = None) -> None:
+        pass
+
+    def add_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def remove_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        pass
+
+
+class _NoTracing(BaseProvider):
+    """Tracing off, without the X-Ray SDK: outside Lambda, where Powertools turns
+    tracing off anyway, its default provider would still build X-Ray's recorder, and
+    with it a botocore session and client for centralized sampling (some 200 ms of
+    every local start: the local server, the CLI, each test process)."""
+
+    @contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _Untraced()
+
+    @asynccontextmanager
+    async def in_subsegment_async(
+        self, name: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[BaseSegment]:
+        yield _Untraced()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def patch(self, modules: Any) -> None:
+        pass
+
+    def patch_all(self) -> None:
+        pass
+
+
+def _tracer() -> Tracer:
+    """In Lambda (the functions run with active tracing): Powertools' Tracer on the
+    X-Ray SDK, as ever: a ``## lambda_handler`` subsegment with the ColdStart and
+    Service annotations, and the AWS SDK's calls patched into the trace (X-Ray's
+    psycopg patch wants psycopg_pool, which is not installed: queries are not).
+    There the SDK samples as Lambda decided and sets up no botocore session; its
+    cost is the patching, which imports botocore, needed anyway by the S3 registry.
+    Elsewhere: no tracing, and no X-Ray SDK."""
+    if os.environ.get("LAMBDA_TASK_ROOT"):
+        return Tracer(service=names.SERVICE_INFERENCE)
+    return Tracer(service=names.SERVICE_INFERENCE, disabled=True, provider=_NoTracing())
+
+
 logger = Logger(service=names.SERVICE_INFERENCE)
-tracer = Tracer(service=names.SERVICE_INFERENCE)
+tracer = _tracer()
 metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_INFERENCE)
 # A response that fails its own model is our bug: a 500, not the default 422/400.
 app = APIGatewayRestResolver(
     enable_validation=True,
     response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     json_body_deserializer=models.parse_json,
+    serializer=models.dump_json,
 )
 
 RETRY_AFTER_SECONDS = 5
@@ -184,23 +257,29 @@ def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
     release_id = scored.release.release_id if scored.release is not None else None
     if release_id is not None and scored.counts is not None:
         _publish_release_counts(release_id, scored.counts)
-    results = [item.score for item in served]
-    metrics.add_metric(name="ScoresServed", unit=MetricUnit.Count, value=len(results))
-    metrics.add_metric(name="UnknownCustomers", unit=MetricUnit.Count, value=len(unknown))
-    for result in results:
-        metrics.add_metric(
-            name="DefaultProbability", unit=MetricUnit.NoUnit, value=result.default_probability
-        )
-    # The score histogram: one count per bucket, named after the bucket, in the same
-    # EMF document as the other metrics (a bucket dimension would cost one document
-    # per bucket on every request).
-    for bucket, count in Counter(score_bucket(r.default_probability) for r in results).items():
-        metrics.add_metric(name=f"ScoreBucket_{bucket}", unit=MetricUnit.Count, value=count)
-    # Customer ids only ever appear under the keyed hash.
+    # The request's counts, scores and score histogram (one count per bucket), with
+    # the dimensions of the request metrics, in a document of their own written whole
+    # (``ScoringService.score_metrics``); the log line below flushes it.
+    probabilities = [item.score.default_probability for item in served]
+    for document in service.score_metrics(
+        len(served),
+        len(unknown),
+        probabilities,
+        Counter(map(score_bucket, probabilities)),
+        {"service": names.SERVICE_INFERENCE, "model_version": service.model_version or "none"},
+        int(time.time() * 1000),
+    ):
+        print(document, file=sys.stdout)
+    # Customer ids only ever appear under the keyed hash (computed once per customer
+    # for this log line and the scoring log).
+    hashes = [service.hash_id(item.score.customer_id) for item in served]
+    # The message as an argument: Powertools tries to parse a bare message as JSON
+    # first, which for this one fails, at the cost of an exception, on every request.
     logger.info(
+        "%s",
         "scored",
         extra={
-            "customers": [service.hash_id(r.customer_id) for r in results],
+            "customers": hashes,
             "unknown_customers": [service.hash_id(cid) for cid in unknown],
         },
     )
@@ -208,7 +287,10 @@ def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
     # not be logged (a full disk under a local scoring log): it is counted instead.
     try:
         service.log_scores(
-            served, app.current_event.request_context.request_id, release_id=release_id
+            served,
+            app.current_event.request_context.request_id,
+            release_id=release_id,
+            customer_hashes=hashes,
         )
     except OSError:
         logger.exception("scores could not be written to the scoring log")

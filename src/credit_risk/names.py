@@ -167,6 +167,36 @@ GLUE_ARG_OUTPUT: Final = "output"
 GLUE_ARG_AS_OF: Final = "as_of"
 GLUE_ARG_RUN_ID: Final = "run_id"
 
+# --- Training engines (credit_risk.model.engine) ---------------------------------
+# Below ``distributed_from_rows`` training rows a run trains on one machine (the
+# training Lambda, or this process locally); from it on, XGBoost's Spark estimator
+# trains across a Glue job's workers (glue_jobs/model_training.py). One function
+# decides (credit_risk.model.engine.choose_engine), the local runner calls it and
+# the state machine's Choice compares the same report field with the same setting.
+TRAINING_ENGINE_SINGLE: Final = "xgboost"
+TRAINING_ENGINE_SPARK: Final = "xgboost-spark"
+TRAINING_ENGINES: Final = (TRAINING_ENGINE_SINGLE, TRAINING_ENGINE_SPARK)
+# The data-quality report's count of training rows, which the choice reads.
+TRAINING_ROWS_FIELD: Final = "training_rows"
+# The threshold when nothing configures one: the local runner's default, dev's
+# cdk.json ``training.distributed_from_rows`` (a test keeps them equal); each
+# environment sets its own there.
+DEFAULT_DISTRIBUTED_FROM_ROWS: Final = 4_000_000
+# The training Glue job (resource name ``credit-risk-<env>-training``), its script
+# beside the feature job's, and where it writes the summary the state machine
+# reads instead of a Lambda's return value: ``<curated>/<run_id>/<file>``.
+TRAINING_JOB: Final = "training"
+GLUE_TRAINING_SCRIPT: Final = "model_training.py"
+TRAINING_RESULT_FILE: Final = "training_result.json"
+# Its arguments (``--<name>``), the training Lambda's event fields by another road.
+GLUE_ARG_FEATURES: Final = "features_uri"
+GLUE_ARG_SNAPSHOT: Final = "snapshot_uri"
+GLUE_ARG_REGISTRY: Final = "registry_uri"
+GLUE_ARG_GATE: Final = "gate"
+GLUE_ARG_RESULT: Final = "result_uri"
+GLUE_ARG_WORKERS: Final = "workers"
+GLUE_ARG_SETTINGS: Final = "settings"
+
 # --- Training pipeline --------------------------------------------------------
 # The steps of step_functions/training_pipeline.asl.json, in order; the local
 # runner (credit_risk.pipeline) runs the same ones. Each step is a state of the

@@ -53,6 +53,9 @@ class PipelineRun:
     run_id: str
     settings: Settings = field(default_factory=Settings)
     max_quarantined_fraction: float = DEFAULT_MAX_QUARANTINED_FRACTION
+    # From this many training rows on, the Spark engine trains (the state machine's
+    # Choice reads the same setting from cdk.json; None: always one machine).
+    distributed_from_rows: int | None = names.DEFAULT_DISTRIBUTED_FROM_ROWS
     say: Callable[[str], None] = print
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -120,15 +123,20 @@ class PipelineRun:
             )
         self.summary["store"] = loaded.as_dict()
 
-        self.say(f"[4/{len(STEPS)}] train, evaluate and register")
         from credit_risk.local_canary import RELEASE_CUSTOMERS, run_canary
+        from credit_risk.model.engine import choose_engine
         from credit_risk.model.pipeline import TrainingConfig, run_training
+
+        # The state machine's Train Choice, by the same function.
+        engine = choose_engine(int(report[names.TRAINING_ROWS_FIELD]), self.distributed_from_rows)
+        self.summary["training_engine"] = engine
+        self.say(f"[4/{len(STEPS)}] train ({engine}), evaluate and register")
 
         result = run_training(
             io.join(self.output_uri, "training"),
             self.settings.registry,
             self.settings.model_name,
-            config=TrainingConfig.for_settings(self.settings),
+            config=TrainingConfig.for_settings(self.settings, engine=engine),
             truth_uri=self.truth_uri(),
             run_id=self.run_id,
             serving_snapshot_uri=io.join(self.output_uri, "snapshot"),

@@ -428,7 +428,11 @@ class LambdaRuntime:
 def _become(environ: Any, target: Mapping[str, str]) -> None:
     """Changes ``environ`` into ``target``, touching only the keys that differ."""
     for name in [name for name in environ if name not in target]:
-        environ.pop(name, None)
+        # Invocations of different functions overlap (clients call while a release
+        # runs): another one's switch may have removed the key between the read and
+        # the delete, which ``pop`` reports as a KeyError.
+        with contextlib.suppress(KeyError):
+            del environ[name]
     for name, value in target.items():
         if environ.get(name) != value:
             environ[name] = value
@@ -933,23 +937,27 @@ class AwsWorld:
             self.resolver.add(unit, logical_id, Physical(arn, {"TopicName": name}))
 
     def _glue_job(self) -> None:
-        jobs = list(self.all_resources("AWS::Glue::Job"))
-        if len(jobs) != 1:
-            raise UnresolvableError(f"expected one Glue job in the templates, found {len(jobs)}")
-        ((unit, logical_id, resource),) = jobs
-        props = resource["Properties"]
-        name = self.resolver.resolve(unit, props.get("Name")) or generated_name(
-            self.resolver.stack_names[unit], logical_id, 255
-        )
-        boto3.client("glue").create_job(
-            Name=name,
-            Role=self.role_arn,
-            Command=self.resolver.resolve(unit, props["Command"]),
-            DefaultArguments=self.resolver.resolve(unit, props.get("DefaultArguments", {})),
-            ExecutionProperty=props.get("ExecutionProperty", {"MaxConcurrentRuns": 1}),
-        )
-        self.resolver.add(unit, logical_id, Physical(name))
-        self.feature_job = FeatureJobRunner(name, self.spark_session)
+        """Every Glue job of the templates (the feature job, the distributed training
+        job); the feature job is the one the scenario runs."""
+        features = []
+        for unit, logical_id, resource in self.all_resources("AWS::Glue::Job"):
+            props = resource["Properties"]
+            name = self.resolver.resolve(unit, props.get("Name")) or generated_name(
+                self.resolver.stack_names[unit], logical_id, 255
+            )
+            boto3.client("glue").create_job(
+                Name=name,
+                Role=self.role_arn,
+                Command=self.resolver.resolve(unit, props["Command"]),
+                DefaultArguments=self.resolver.resolve(unit, props.get("DefaultArguments", {})),
+                ExecutionProperty=props.get("ExecutionProperty", {"MaxConcurrentRuns": 1}),
+            )
+            self.resolver.add(unit, logical_id, Physical(name))
+            if name.endswith("-features"):
+                features.append(name)
+        if len(features) != 1:
+            raise UnresolvableError(f"expected one feature job in the templates, found {features}")
+        self.feature_job = FeatureJobRunner(features[0], self.spark_session)
 
     def _rest_api(self) -> None:
         client = boto3.client("apigateway")

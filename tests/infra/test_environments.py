@@ -70,8 +70,14 @@ def test_usage_plans_follow_each_environment(dev, prod):
 
 
 def test_glue_capacity_follows_each_environment(dev, prod):
-    (dev_job,) = _props(dev, "Features", "AWS::Glue::Job")
-    (prod_job,) = _props(prod, "Features", "AWS::Glue::Job")
+    # The feature job; the distributed training job beside it has its own settings
+    # (tests/infra/test_training_engine.py).
+    (dev_job,) = [
+        j for j in _props(dev, "Features", "AWS::Glue::Job") if j["Name"].endswith("-features")
+    ]
+    (prod_job,) = [
+        j for j in _props(prod, "Features", "AWS::Glue::Job") if j["Name"].endswith("-features")
+    ]
 
     assert (dev_job["WorkerType"], dev_job["NumberOfWorkers"]) == ("G.1X", 2)
     assert (prod_job["WorkerType"], prod_job["NumberOfWorkers"]) == ("G.2X", 10)

@@ -96,8 +96,17 @@ def test_the_secret_rotates_from_subnets_that_reach_the_secrets_manager_api(dev)
 
 
 def test_the_glue_job_runs_5_1_with_the_wheel_encrypted_and_without_bookmarks(dev):
-    job = _one(dev, "Features", "AWS::Glue::Job")
-    security = _one(dev, "Features", "AWS::Glue::SecurityConfiguration")
+    # The feature job (the distributed training job beside it: test_training_engine.py).
+    (job,) = [
+        r["Properties"]
+        for r in dev.resources("Features", "AWS::Glue::Job").values()
+        if r["Properties"]["Name"] == "credit-risk-dev-features"
+    ]
+    (security,) = [
+        r["Properties"]
+        for r in dev.resources("Features", "AWS::Glue::SecurityConfiguration").values()
+        if r["Properties"]["Name"] == "credit-risk-dev-features"
+    ]
     arguments = job["DefaultArguments"]
 
     assert job["GlueVersion"] == "5.1"

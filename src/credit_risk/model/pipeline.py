@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from credit_risk import __version__, io, schemas
+from credit_risk import __version__, io, names, schemas
 from credit_risk.errors import InvalidInputError
 from credit_risk.model import baseline as baseline_model
-from credit_risk.model import card, fairness, governance, groups
+from credit_risk.model import card, engine, fairness, governance, groups
 from credit_risk.model.data import (
     Dataset,
     SplitConfig,
@@ -31,7 +31,7 @@ from credit_risk.model.data import (
 from credit_risk.model.evaluate import ThresholdPolicy, evaluate, metrics, slice_masks
 from credit_risk.model.gate import GateConfig, GateEvidence, GateVerdict, evaluate_gate
 from credit_risk.model.reasons import reason_table_document, top_reasons
-from credit_risk.model.train import Hyperparameters, SearchConfig, search_hyperparameters
+from credit_risk.model.train import Hyperparameters, SearchConfig
 from credit_risk.monitoring.reference import build_reference
 from credit_risk.registry import BASELINE_FILE, CARD_FILE, Registry, new_version, sha256
 from credit_risk.settings import Settings
@@ -50,6 +50,11 @@ class TrainingConfig:
     staleness_window_days: int = 30
     staleness_tolerance: float = 0.05
     max_model_age_days: int | None = None
+    # Which engine fits the booster (credit_risk.model.engine: names.TRAINING_ENGINES)
+    # and, for the Spark engine, how many XGBoost workers (None: Spark's default
+    # parallelism). Everything after the fit is the same whichever engine.
+    engine: str = names.TRAINING_ENGINE_SINGLE
+    engine_workers: int | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, **overrides: Any) -> TrainingConfig:
@@ -204,12 +209,14 @@ def run_training(
     clock["read_and_split"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    search = search_hyperparameters(
-        split.train,
-        split.validation,
+    search = engine.search(
+        config.engine,
+        split,
         config.hyperparameters,
         trials=config.search.trials,
         seed=config.search.seed,
+        training_uri=source.uri,
+        workers=config.engine_workers,
     )
     trained = search.model
     clock["train_xgboost"] = time.perf_counter() - mark
@@ -285,7 +292,8 @@ def run_training(
         },
         "split": {**split.boundaries.to_dict(), **asdict(config.split)},
         "code_version": code_version or __version__,
-        "framework": {"xgboost": xgb.__version__},
+        "framework": engine.framework(config.engine),
+        "training_engine": {"name": config.engine, "workers": config.engine_workers},
         "hyperparameters": search.hyperparameters.to_dict(),
         "seed": search.hyperparameters.seed,
         "hyperparameter_search": search.to_dict(),

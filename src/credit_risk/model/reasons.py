@@ -36,6 +36,7 @@ Serving imports this module: numpy only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,9 +196,13 @@ def reason_code(feature: str, value: float) -> str | None:
     return "NO_CAR" if value == 0 else "CAR"
 
 
+# Feature lists whose every feature has a reason code (``row_reasons``).
+_COVERED: set[tuple[str, ...]] = set()
+
+
 def top_reasons(
-    contributions: np.ndarray,
-    values: np.ndarray,
+    contributions: np.ndarray | Sequence[float],
+    values: np.ndarray | Sequence[float],
     feature_names: tuple[str, ...],
     top_k: int = MAX_REASONS,
     *,
@@ -207,24 +212,24 @@ def top_reasons(
     contributions (without the base value), one per code, at most ``top_k``.
 
     A decline always gets at least one reason, an approval may get none."""
-    if not 1 <= top_k <= MAX_REASONS:
-        raise ValueError(f"top_k must be between 1 and {MAX_REASONS}, not {top_k}")
-    # Eligible features, largest contribution first, the first of each code.
-    eligible: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for index in np.argsort(-contributions, kind="stable"):
-        code = reason_code(feature_names[index], float(values[index]))
-        if code is None or code in seen:
-            continue
-        seen.add(code)
-        eligible.append((int(index), code))
-    chosen = [(i, code) for i, code in eligible if contributions[i] > 0][:top_k]
-    if decline and not chosen:
-        # No eligible feature raised the risk: only age did, for an elderly applicant,
-        # or the decline is at or below the base value (a threshold under the average
-        # risk). The notice still owes a reason: the eligible feature that did the
-        # least to lower the risk, even though its contribution is not positive.
-        chosen = eligible[:1]
+    if isinstance(contributions, np.ndarray):
+        contributions = contributions.tolist()
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    return row_reasons(contributions, values, feature_names, top_k, decline=decline)
+
+
+def row_reasons(
+    contributions: Sequence[float],
+    values: Sequence[float],
+    feature_names: Sequence[str],
+    top_k: int = MAX_REASONS,
+    *,
+    decline: bool,
+) -> list[Reason]:
+    """``top_reasons`` on plain floats (NaN for a missing value), as the scoring
+    path calls it once per row: a handful of features sort faster in Python than
+    through numpy."""
     return [
         Reason(
             code=code,
@@ -233,5 +238,70 @@ def top_reasons(
             value=None if math.isnan(values[i]) else float(values[i]),
             contribution=float(contributions[i]),
         )
-        for i, code in chosen
+        for i, code in _chosen(contributions, values, feature_names, top_k, decline)
     ]
+
+
+def reason_dicts(
+    contributions: Sequence[float],
+    values: Sequence[float],
+    feature_names: Sequence[str],
+    top_k: int = MAX_REASONS,
+    *,
+    decline: bool,
+) -> list[dict]:
+    """``row_reasons`` as the API serves them (``Reason.to_dict``), without the
+    objects in between."""
+    return [
+        {
+            "code": code,
+            "text": REASONS_BY_CODE[code].statement,
+            "feature": feature_names[i],
+            "value": None if math.isnan(values[i]) else float(values[i]),
+            "contribution": round(float(contributions[i]), 6),
+        }
+        for i, code in _chosen(contributions, values, feature_names, top_k, decline)
+    ]
+
+
+def _chosen(
+    contributions: Sequence[float],
+    values: Sequence[float],
+    feature_names: Sequence[str],
+    top_k: int,
+    decline: bool,
+) -> list[tuple[int, str]]:
+    """The (feature index, code) pairs of one row's reasons (see ``top_reasons``)."""
+    if not 1 <= top_k <= MAX_REASONS:
+        raise ValueError(f"top_k must be between 1 and {MAX_REASONS}, not {top_k}")
+    names = feature_names if isinstance(feature_names, tuple) else tuple(feature_names)
+    if names not in _COVERED:
+        # Every feature needs a code, whether or not this row reaches it below.
+        for name in names:
+            reason_code(name, math.nan)
+        _COVERED.add(names)
+    # Eligible features, largest contribution first (ties in feature order, as a
+    # stable sort gives them), the first of each code; the reasons are the eligible
+    # features that raised the risk, so the walk stops at the first that did not.
+    chosen: list[tuple[int, str]] = []
+    first: tuple[int, str] | None = None
+    seen: set[str] = set()
+    for index in sorted(range(len(contributions)), key=contributions.__getitem__, reverse=True):
+        code = reason_code(feature_names[index], values[index])
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        if first is None:
+            first = (index, code)
+        if contributions[index] <= 0:
+            break
+        chosen.append((index, code))
+        if len(chosen) == top_k:
+            break
+    if decline and not chosen and first is not None:
+        # No eligible feature raised the risk: only age did, for an elderly applicant,
+        # or the decline is at or below the base value (a threshold under the average
+        # risk). The notice still owes a reason: the eligible feature that did the
+        # least to lower the risk, even though its contribution is not positive.
+        chosen = [first]
+    return chosen

@@ -18,6 +18,7 @@ on the validation period alone; the test period stays unseen until evaluation.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -234,12 +235,26 @@ def search_hyperparameters(
     Deterministic: the same data, base and ``seed`` draw the same trials and give a
     byte-identical chosen model. ``trials=1`` is no search: the base alone.
     """
+    return search_with(
+        lambda params: train_model(train, validation, params), base, trials=trials, seed=seed
+    )
+
+
+def search_with(
+    fit: Callable[[Hyperparameters], TrainedModel],
+    base: Hyperparameters,
+    *,
+    trials: int,
+    seed: int,
+) -> SearchResult:
+    """The search with any fit (one machine, or Spark: ``credit_risk.model.engine``):
+    the same candidates in the same order, the same criterion, the same records."""
     if trials < 1:
         raise InvalidInputError(f"trials={trials} must be at least 1")
     records: list[dict] = []
     best: tuple[int, Hyperparameters, TrainedModel] | None = None
     for index, params in enumerate(_candidates(base, trials, seed)):
-        model = train_model(train, validation, params)
+        model = fit(params)
         records.append(
             {
                 "trial": index,

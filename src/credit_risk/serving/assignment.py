@@ -24,13 +24,23 @@ from typing import Final
 BUCKETS: Final = 10_000  # shares to 0.01%
 CHAMPION: Final = "champion"
 CANDIDATE: Final = "candidate"
+# HMACs keyed once per key (an environment has one; tests use a few).
+_KEYS_KEPT: Final = 16
+_KEYED: dict[bytes, hmac.HMAC] = {}
 
 
 def bucket(key: bytes, release_id: str, customer_id: str) -> int:
     """The customer's bucket in ``[0, BUCKETS)`` for this release."""
-    message = f"{release_id}\x00{customer_id}".encode()
-    digest = hmac.new(key, message, hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(_KEYED) >= _KEYS_KEPT:
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    # A copy of the keyed state: every customer of every request is assigned, and
+    # keying the HMAC again each time costs as much as hashing the message.
+    digest = keyed.copy()
+    digest.update(f"{release_id}\x00{customer_id}".encode())
+    return int.from_bytes(digest.digest()[:8], "big") % BUCKETS
 
 
 def on_candidate(customer_bucket: int, percent: float) -> bool:

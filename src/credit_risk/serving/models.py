@@ -10,6 +10,7 @@ import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from credit_risk.names import MAX_BATCH_SIZE
@@ -42,6 +43,13 @@ def parse_json(text: str) -> Any:
         raise
     except (RecursionError, ValueError) as exc:
         raise json.JSONDecodeError(f"unparseable body: {type(exc).__name__}", text, 0) from None
+
+
+def dump_json(body: Any) -> str:
+    """Response bodies as compact JSON text (UTF-8, not ASCII-escaped), the API's
+    serializer: pydantic-core's encoder, which writes a batch of scores several
+    times faster than ``json.dumps`` (most of that work is formatting floats)."""
+    return pydantic_core.to_json(body).decode()
 
 
 class _Strict(BaseModel):

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, content_types
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler import content_types
 
 from credit_risk import __version__, names
 from credit_risk.serving import models
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 _ERROR_CONTENT = {content_types.APPLICATION_JSON: {"model": models.ErrorResponse}}
 _ERROR_CONTENT_REF = {
@@ -68,6 +70,11 @@ def error_responses(
 
 def document(app: APIGatewayRestResolver) -> str:
     """The resolver's OpenAPI document with this API's error conventions, as JSON."""
+    # Imported here: Powertools' OpenAPI models are some 50 ms of Pydantic classes
+    # that no request needs, only this document (``credit-risk openapi``), and the
+    # inference handler imports this module on its cold start.
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
     spec = json.loads(
         app.get_openapi_json_schema(
             title="Credit-risk scoring API",

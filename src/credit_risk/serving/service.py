@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
+import math
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, TypeAdapter
 
 from credit_risk import names, schemas
 from credit_risk.errors import ConfigurationError, CreditRiskError
@@ -58,6 +63,20 @@ logger = logging.getLogger(__name__)
 
 # Score histogram buckets published as metrics (upper bounds, the last is 1.0).
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_BUCKET_LABELS = tuple(
+    f"{lower:g}-{upper:g}"
+    for lower, upper in zip((0.0, *SCORE_BUCKETS[:-1]), SCORE_BUCKETS, strict=True)
+)
+# CloudWatch takes at most this many values of one metric in one EMF document.
+EMF_MAX_VALUES = 100
+# EMF metric declarations serialised once and kept, up to this many sets of names.
+EMF_DECLARATIONS_KEPT = 256
+_EMF_DECLARATIONS: dict[tuple[str, ...], str] = {}
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+# A stored row's model inputs in schemas.FEATURE_NAMES order, as one C call
+# (CustomerFeatures.feature_values, without its generator).
+_feature_values = attrgetter(*schemas.FEATURE_NAMES)
+_SCORES = TypeAdapter(list[models.Score])
 
 
 class InferenceSettings(Settings):
@@ -97,13 +116,9 @@ class InferenceSettings(Settings):
 
 
 def score_bucket(probability: float) -> str:
-    """The histogram bucket label of a probability, e.g. ``0.02-0.05``."""
-    lower = 0.0
-    for upper in SCORE_BUCKETS:
-        if probability < upper or upper == SCORE_BUCKETS[-1]:
-            return f"{lower:g}-{upper:g}"
-        lower = upper
-    raise AssertionError("unreachable")
+    """The histogram bucket label of a probability, e.g. ``0.02-0.05``: the first
+    bucket whose upper bound is above it (the last bucket includes its bound)."""
+    return _BUCKET_LABELS[min(bisect_right(SCORE_BUCKETS, probability), len(SCORE_BUCKETS) - 1)]
 
 
 class IdHasher:
@@ -112,9 +127,12 @@ class IdHasher:
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # Keyed once: each id then costs a copy of the keyed state, not a re-keying.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, customer_id: str) -> str:
-        digest = hmac.new(self._key, customer_id.encode("utf-8"), hashlib.sha256)
+        digest = self._keyed.copy()
+        digest.update(customer_id.encode("utf-8"))
         return digest.hexdigest()[:24]
 
 
@@ -363,11 +381,15 @@ class ScoringService:
         ``UnscorableFeaturesError`` when a row holds no number a model can score."""
         found = self.store.get_many(customer_ids)
         rows = [found[cid] for cid in customer_ids if cid in found]
-        # Checked once per row: this runs on every request.
-        broken = {row.customer_id: bad for row in rows if (bad := row.non_finite())}
-        if broken:
-            features = sorted({name for names_ in broken.values() for name in names_})
-            raise UnscorableFeaturesError(list(broken), features)
+        # Checked once per request (this runs on every one): only a request whose
+        # values do not add up to a finite number looks at each row.
+        if not _all_finite(rows):
+            broken = {row.customer_id: bad for row in rows if (bad := row.non_finite())}
+            if broken:
+                features = sorted({name for names_ in broken.values() for name in names_})
+                raise UnscorableFeaturesError(list(broken), features)
+        if len(rows) == len(customer_ids):
+            return rows, []
         return rows, [cid for cid in customer_ids if cid not in found]
 
     def score_rows(self, rows: Sequence[CustomerFeatures]) -> list[ServedScore]:
@@ -382,25 +404,31 @@ class ScoringService:
     def _scores(self, model: ModelPackage, rows: Sequence[CustomerFeatures]) -> list[models.Score]:
         if not rows:
             return []
-        # By name: the store gives its values in schemas.FEATURE_NAMES order, and the
+        # By name: the store gives its values in schemas.FEATURE_NAMES order and the
         # model takes its features in its own order; a model that needs a feature the
         # store does not have fails here instead of scoring on a neighbour's value.
-        matrix = model.to_matrix(
-            [dict(zip(schemas.FEATURE_NAMES, row.feature_values(), strict=True)) for row in rows]
+        scored = model.score_values(
+            [_feature_values(row) for row in rows],
+            schemas.FEATURE_NAMES,
+            top_k=self.top_k,
+            as_dicts=True,
         )
-        scored = model.score(matrix, top_k=self.top_k)
-        return [
-            models.Score(
-                customer_id=row.customer_id,
-                default_probability=round(score.default_probability, 6),
-                decision=score.decision,
-                threshold=model.threshold,
-                reasons=[models.Reason(**reason.to_dict()) for reason in score.reasons],
-                model_version=model.version,
-                features_as_of=row.as_of,
-            )
-            for row, score in zip(rows, scored, strict=True)
-        ]
+        threshold, version = model.threshold, model.version
+        # Validated as built, every score in one call.
+        return _SCORES.validate_python(
+            [
+                {
+                    "customer_id": row.customer_id,
+                    "default_probability": round(score.default_probability, 6),
+                    "decision": score.decision,
+                    "threshold": threshold,
+                    "reasons": score.reasons,
+                    "model_version": version,
+                    "features_as_of": row.as_of,
+                }
+                for row, score in zip(rows, scored, strict=True)
+            ]
+        )
 
     def score_many(self, customer_ids: Sequence[str]) -> tuple[list[models.Score], list[str]]:
         """Scores in request order (duplicates repeated) and the unknown ids apart."""
@@ -413,33 +441,35 @@ class ScoringService:
         request_id: str,
         scored_at: datetime | None = None,
         release_id: str | None = None,
+        customer_hashes: Sequence[str] | None = None,
     ) -> list[ScoreRecord]:
         """The scoring-log records of one request's scores (customer ids hashed):
-        each answer, followed by its shadow when a release scored one."""
+        each answer, followed by its shadow when a release scored one.
+        ``customer_hashes``: the served customers' hashes, if already computed."""
         scored_at = scored_at or datetime.now(UTC)
+        if customer_hashes is None:
+            customer_hashes = [self.hash_id(item.score.customer_id) for item in served]
         records = []
-        for item in served:
-            common = {
-                "request_id": request_id,
-                "customer_hash": self.hash_id(item.score.customer_id),
-                "snapshot_id": item.features.snapshot_id,
-                "features_as_of": item.features.as_of,
-                "features": dict(
-                    zip(schemas.FEATURE_NAMES, item.features.feature_values(), strict=True)
-                ),
-                "scored_at": scored_at,
-                "environment": self.environment,
-                "release_id": release_id,
-            }
+        environment = self.environment
+        for item, customer_hash in zip(served, customer_hashes, strict=True):
+            row = item.features
+            features = dict(zip(schemas.FEATURE_NAMES, _feature_values(row), strict=True))
             for role, score in ((SERVED, item.score), (SHADOW, item.shadow)):
                 if score is not None:
                     records.append(
                         ScoreRecord(
-                            **common,
+                            request_id=request_id,
+                            customer_hash=customer_hash,
                             model_version=score.model_version,
+                            snapshot_id=row.snapshot_id,
+                            features_as_of=row.as_of,
+                            features=features,
                             default_probability=score.default_probability,
                             decision=score.decision,
+                            scored_at=scored_at,
+                            environment=environment,
                             role=role,
+                            release_id=release_id,
                             reasons=tuple(reason.code for reason in score.reasons),
                         )
                     )
@@ -451,10 +481,45 @@ class ScoringService:
         request_id: str,
         scored_at: datetime | None = None,
         release_id: str | None = None,
+        customer_hashes: Sequence[str] | None = None,
     ) -> None:
         """Writes one request's scores (and shadows) to the scoring log."""
         if served:
-            self.scoring_log.write(self.score_records(served, request_id, scored_at, release_id))
+            self.scoring_log.write(
+                self.score_records(served, request_id, scored_at, release_id, customer_hashes)
+            )
+
+    @staticmethod
+    def score_metrics(
+        scored: int,
+        unknown: int,
+        probabilities: Sequence[float],
+        buckets: Mapping[str, int],
+        dimensions: Mapping[str, str],
+        timestamp_ms: int,
+    ) -> list[str]:
+        """A request's score metrics as EMF documents, one line each: how many
+        customers were scored (``ScoresServed``) and unknown (``UnknownCustomers``),
+        every probability served (``DefaultProbability``) and the count of each
+        histogram bucket (``buckets``: label -> count), named after the bucket
+        (``ScoreBucket_0.02-0.05``; a bucket dimension would cost one document per
+        bucket on every request). Built whole, not a value at a time as Powertools
+        adds them (at a cost that grows with the values it already holds): one
+        document, or more when there are more probabilities than one document may
+        carry for a metric (``EMF_MAX_VALUES``)."""
+        counts = {
+            "ScoresServed": scored,
+            "UnknownCustomers": unknown,
+            **{f"ScoreBucket_{bucket}": count for bucket, count in buckets.items()},
+        }
+        documents = []
+        for start in range(0, max(len(probabilities), 1), EMF_MAX_VALUES):
+            values = {}
+            if probabilities:
+                values["DefaultProbability"] = list(probabilities[start : start + EMF_MAX_VALUES])
+            documents.append(_emf_document(timestamp_ms, dimensions, counts, values))
+            counts = {}
+        return documents
 
     def score(self, customer_id: str) -> models.Score | None:
         results, _ = self.score_many([customer_id])
@@ -481,19 +546,52 @@ class ScoringService:
         return (now - created).total_seconds() / 86_400
 
 
-def _by_name(rows: Sequence[CustomerFeatures]) -> list[dict]:
-    """Store rows as mappings by feature name: a model takes its features by name,
-    so one that needs a feature the store does not serve fails instead of reading
-    another column."""
-    return [dict(zip(schemas.FEATURE_NAMES, row.feature_values(), strict=True)) for row in rows]
+def _emf_document(
+    timestamp_ms: int,
+    dimensions: Mapping[str, str],
+    counts: Mapping[str, int],
+    values: Mapping[str, list[float]],
+) -> str:
+    """One EMF line: ``counts`` (unit Count) and ``values`` (no unit) with the
+    ``dimensions``. The metric declarations, the same from one request to the next,
+    are serialised once per set of names."""
+    key = (*dimensions, "", *counts, "", *values)
+    declared = _EMF_DECLARATIONS.get(key)
+    if declared is None:
+        if len(_EMF_DECLARATIONS) >= EMF_DECLARATIONS_KEPT:
+            _EMF_DECLARATIONS.clear()
+        directive = {
+            "Namespace": names.METRIC_NAMESPACE,
+            "Dimensions": [list(dimensions)],
+            "Metrics": [
+                *({"Name": name, "Unit": "Count"} for name in counts),
+                *({"Name": name, "Unit": "None"} for name in values),
+            ],
+        }
+        declared = _EMF_DECLARATIONS[key] = _COMPACT_JSON.encode([directive])
+    members = _COMPACT_JSON.encode({**dimensions, **counts, **values})
+    return (
+        f'{{"_aws":{{"Timestamp":{int(timestamp_ms)},"CloudWatchMetrics":{declared}}},{members[1:]}'
+    )
+
+
+def _all_finite(rows: Sequence[CustomerFeatures]) -> bool:
+    """Whether the rows' feature values add up to a finite number: true when every
+    value is finite, false when one is not (or, rarely, when finite values are too
+    large to add up; the caller then checks each row)."""
+    try:
+        return math.isfinite(sum(filter(None, chain.from_iterable(map(_feature_values, rows)))))
+    except (TypeError, OverflowError):
+        return False
 
 
 def _timed_probabilities(
     model: ModelPackage, rows: Sequence[CustomerFeatures]
 ) -> tuple[list[float], float]:
     started = time.perf_counter()
-    probabilities = model.predict(model.to_matrix(_by_name(rows)))
-    return [float(p) for p in probabilities], (time.perf_counter() - started) * 1000
+    matrix = model.matrix_from([_feature_values(row) for row in rows], schemas.FEATURE_NAMES)
+    probabilities = model.predict(matrix).tolist()
+    return probabilities, (time.perf_counter() - started) * 1000
 
 
 def _bare(model: ModelPackage, row: CustomerFeatures, probability: float) -> models.Score:

@@ -20,6 +20,9 @@ from credit_risk.settings import Settings
 from credit_risk.store.base import DEFAULT_RETAINED_SNAPSHOTS
 
 SECRET_MAX_AGE_SECONDS = 300
+# An RDS IAM auth token: a request presigned for this service, valid this long.
+IAM_AUTH_SIGNING_NAME = "rds-db"
+IAM_AUTH_EXPIRES_SECONDS = 900
 _URL_SCHEMES = ("postgresql", "postgres")
 _URL_FORM = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
 # Secret keys (RDS's form) → libpq keywords.
@@ -125,11 +128,38 @@ def _secret(secret_id: str, *, refresh: bool) -> dict[str, Any]:
 
 
 def _iam_token(params: dict[str, Any]) -> str:
+    """The IAM auth token of a new connection: what an RDS client's
+    ``generate_db_auth_token`` returns (a ``connect`` request for ``rds-db``,
+    presigned with SigV4 for 15 minutes, without its scheme), signed here with the
+    default session's credentials and region, without making the client: loading
+    the RDS service model it needs for nothing else is tens of milliseconds of
+    the inference Lambda's cold start. tests/unit/store/test_iam_token.py holds the
+    two to the same token."""
     import boto3
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
 
     missing = [key for key in ("host", "user") if not params.get(key)]
     if missing:
         raise ConfigurationError(f"IAM database auth needs {' and '.join(missing)}")
-    return boto3.client("rds").generate_db_auth_token(
-        DBHostname=params["host"], Port=int(params.get("port", 5432)), DBUsername=params["user"]
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise ConfigurationError("IAM database auth needs AWS credentials, and none were found")
+    if not session.region_name:
+        raise ConfigurationError("IAM database auth needs an AWS region (AWS_DEFAULT_REGION)")
+    request = AWSRequest(
+        method="GET",
+        url=f"https://{params['host']}:{int(params.get('port', 5432))}/",
+        params={"Action": "connect", "DBUser": params["user"]},
     )
+    signer = SigV4QueryAuth(
+        credentials.get_frozen_credentials(),
+        IAM_AUTH_SIGNING_NAME,
+        session.region_name,
+        expires=IAM_AUTH_EXPIRES_SECONDS,
+    )
+    signer.add_auth(request)
+    return request.prepare().url.removeprefix("https://")
