@@ -2,7 +2,7 @@
 next to the original proof of concept on the same data.
 
     uv run --frozen --no-sync python bench/inference.py [--database-url URL]
-        [--loans 30000] [--calls 10000] [--batch-calls 1000] [--cold-runs 3]
+        [--loans 30000] [--calls 10000] [--batch-calls 1000]
 
 It trains a model on synthetic training features (``credit_risk.model.synthetic``)
 into a temporary registry, loads one row per customer into the feature store (a
@@ -13,7 +13,7 @@ database must be empty or hold nothing you need), then measures, warm:
 * 100-id batches: p50 / p99, over ``--batch-calls`` calls, timed in rounds that
   alternate with the single ones, so that their ratio compares requests made on
   the same machine at the same time;
-* cold initialisation in a fresh interpreter: imports + model load + first request;
+* (cold starts are ``bench/cold_start.py``'s: in the image's own dependency set);
 * the same single and batch requests with a model release in shadow (the function
   holds a candidate and scores every customer with both models) against none,
   interleaved call by call in one process so that both see the same machine;
@@ -39,8 +39,6 @@ import json
 import os
 import random
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +54,7 @@ sys.path.insert(0, str(ROOT))  # lambdas/ and tests/ live at the repository root
 from credit_risk import names  # noqa: E402
 from credit_risk.local_api import LambdaContext, build_event  # noqa: E402
 
-TARGETS_MS = {"single_p50": 0.6, "single_p99": 5.0, "batch_p50": 4.0, "cold_init": 1500.0}
+TARGETS_MS = {"single_p50": 0.6, "single_p99": 5.0, "batch_p50": 4.0}
 # The PoC's p50 over the handler's single p50, at least; a batch of 100's p50 over
 # a single request's, at most.
 MIN_SPEEDUP_OVER_POC = 3.0
@@ -65,7 +63,6 @@ MAX_BATCH_OVER_SINGLE = 4.0
 ROUNDS = 10
 AS_OF = date(2024, 6, 1)
 MODEL_NAME = "credit-risk"
-NOT_IN_THE_IMAGE = ("sklearn", "pandas", "matplotlib", "pyspark")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -264,53 +261,6 @@ def bench_shadow(
     return timings
 
 
-# The child runs with the inference image's dependency set: the dev environment also
-# has scikit-learn and pandas, which xgboost imports when it finds them (seconds
-# of imports the Lambda never pays), so they are hidden from it.
-COLD_START = """
-import importlib.abc, json, sys, time
-started = time.perf_counter()
-
-class NotInTheImage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.partition(".")[0] in {absent!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}")
-        return None
-
-sys.meta_path.insert(0, NotInTheImage())
-sys.path.insert(0, {root!r})
-from lambdas.inference import handler
-from credit_risk.local_api import LambdaContext, build_event
-imported = time.perf_counter()
-event = build_event(method="POST", target={route!r}, headers={{"content-type": "application/json"}},
-                    body=json.dumps({{"customer_id": {customer!r}}}).encode(), alias="live")
-response = handler.lambda_handler(event, LambdaContext(function_name="bench"))
-done = time.perf_counter()
-assert response["statusCode"] == 200, response
-print(json.dumps({{"imports": imported - started, "total": done - started}}), file=sys.stderr)
-"""
-
-
-def bench_cold(customer: str, runs: int) -> list[dict[str, float]]:
-    """Fresh interpreters (startup itself excluded): imports, model, first request."""
-    script = COLD_START.format(
-        root=str(ROOT), route=names.ROUTE_SCORE, customer=customer, absent=NOT_IN_THE_IMAGE
-    )
-    results = []
-    for _ in range(runs):
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=os.environ.copy(),
-        )
-        if done.returncode != 0:
-            sys.exit(f"the cold-start process failed:\n{done.stderr.strip()}")
-        results.append(json.loads(done.stderr.strip().splitlines()[-1]))
-    return results
-
-
 def bench_poc(model_path: Path, poc_db: Path, ids: list[str], calls: int) -> dict[str, list[float]]:
     """The proof of concept's route, reconstructed (no validation, no reasons), and
     single requests to the handler, in alternating rounds."""
@@ -366,7 +316,6 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=10_000, help="single-customer calls")
     parser.add_argument("--batch-calls", type=int, default=1_000, help="100-id batch calls")
     parser.add_argument("--poc-calls", type=int, default=2_000, help="proof-of-concept calls")
-    parser.add_argument("--cold-runs", type=int, default=3, help="fresh-process cold starts")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -396,7 +345,6 @@ def main() -> int:
         )
         print(f"customers in the store: {len(ids):,}; model {version}", file=sys.stderr)
 
-        cold = bench_cold(ids[0], args.cold_runs)
         warm = bench_handler(ids, args.calls, args.batch_calls)
         model_path = Path(registry_uri) / MODEL_NAME / version / "model.ubj"
         poc = bench_poc(model_path, poc_db, ids, args.poc_calls)
@@ -407,14 +355,12 @@ def main() -> int:
         "single_p99": percentile(warm["single"], 0.99),
         "batch_p50": percentile(warm["batch"], 0.50),
         "batch_p99": percentile(warm["batch"], 0.99),
-        "cold_init": statistics.median(r["total"] for r in cold) * 1000,
-        "cold_imports": statistics.median(r["imports"] for r in cold) * 1000,
         "poc_p50": percentile(poc["poc"], 0.50),
         "poc_p99": percentile(poc["poc"], 0.99),
     }
     print(
         f"\ninference benchmark (PostgreSQL on loopback, {args.calls:,} single calls, "
-        f"{args.batch_calls:,} batches of 100, {args.cold_runs} cold starts)"
+        f"{args.batch_calls:,} batches of 100)"
     )
     for name, value in figures.items():
         target = TARGETS_MS.get(name)

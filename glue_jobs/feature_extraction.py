@@ -24,24 +24,10 @@ REQUIRED = ("input", "output", "as_of")
 OPTIONAL = ("run_id",)
 
 
-def on_glue() -> bool:
-    try:
-        import awsglue.utils  # noqa: F401  (present on Glue workers only)
-    except ImportError:
-        return False
-    return True
-
-
 def parse_arguments(argv: Sequence[str]) -> dict[str, str | None]:
     """The job arguments from ``argv`` (``sys.argv``: program name first)."""
-    if on_glue():
-        from awsglue.utils import getResolvedOptions
+    from credit_risk.glue import job_arguments
 
-        # getResolvedOptions fails on any name it is asked for and does not find, so
-        # optional arguments are only asked for when present.
-        present = [name for name in OPTIONAL if f"--{name}" in argv]
-        options = getResolvedOptions(list(argv), [*REQUIRED, *present])
-        return {name: options.get(name) for name in (*REQUIRED, *OPTIONAL)}
     parser = argparse.ArgumentParser(
         prog="feature_extraction", description="The feature job, as Glue runs it."
     )
@@ -49,28 +35,16 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, str | None]:
     parser.add_argument("--output", required=True, help="folder/prefix for the outputs")
     parser.add_argument("--as_of", required=True, help="run date, YYYY-MM-DD")
     parser.add_argument("--run_id", default=None, help="id recorded in the report")
-    # Glue-only arguments (--JOB_NAME, --TempDir, ...) are not ours to refuse.
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    return vars(known)
-
-
-def spark_session():
-    if on_glue():
-        from awsglue.context import GlueContext
-        from pyspark.context import SparkContext
-
-        return GlueContext(SparkContext.getOrCreate()).spark_session
-    from credit_risk.features import build_local_session
-
-    return build_local_session("credit-risk-feature-extraction")
+    return job_arguments(argv, REQUIRED, OPTIONAL, parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from credit_risk.errors import CreditRiskError
     from credit_risk.features import run_feature_job
+    from credit_risk.glue import spark_session
 
     args = parse_arguments(sys.argv if argv is None else argv)
-    spark = spark_session()
+    spark = spark_session("credit-risk-feature-extraction")
     try:
         report = run_feature_job(
             spark,

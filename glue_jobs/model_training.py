@@ -36,22 +36,10 @@ REQUIRED = ("features_uri", "registry_uri", "run_id", "result_uri")
 OPTIONAL = ("snapshot_uri", "truth_uri", "gate", "workers", "settings")
 
 
-def on_glue() -> bool:
-    try:
-        import awsglue.utils  # noqa: F401  (present on Glue workers only)
-    except ImportError:
-        return False
-    return True
-
-
 def parse_arguments(argv: Sequence[str]) -> dict[str, str | None]:
     """The job arguments from ``argv`` (``sys.argv``: program name first)."""
-    if on_glue():
-        from awsglue.utils import getResolvedOptions
+    from credit_risk.glue import job_arguments
 
-        present = [name for name in OPTIONAL if f"--{name}" in argv]
-        options = getResolvedOptions(list(argv), [*REQUIRED, *present])
-        return {name: options.get(name) for name in (*REQUIRED, *OPTIONAL)}
     parser = argparse.ArgumentParser(
         prog="model_training", description="The distributed training, as Glue runs it."
     )
@@ -59,19 +47,7 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, str | None]:
         parser.add_argument(f"--{name}", required=True)
     for name in OPTIONAL:
         parser.add_argument(f"--{name}", default=None)
-    known, _ = parser.parse_known_args(list(argv[1:]))
-    return vars(known)
-
-
-def spark_session():
-    if on_glue():
-        from awsglue.context import GlueContext
-        from pyspark.context import SparkContext
-
-        return GlueContext(SparkContext.getOrCreate()).spark_session
-    from credit_risk.features import build_local_session
-
-    return build_local_session("credit-risk-model-training")
+    return job_arguments(argv, REQUIRED, OPTIONAL, parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,11 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from credit_risk import io, names
     from credit_risk.errors import CreditRiskError, InvalidInputError
+    from credit_risk.glue import spark_session
     from credit_risk.model.gate import GateConfig
     from credit_risk.model.pipeline import TrainingConfig, run_training
     from credit_risk.settings import Settings
 
-    spark_session()  # the session the Spark engine finds active
+    spark_session("credit-risk-model-training")  # the session the Spark engine finds active
     try:
         overrides = json.loads(args["gate"] or "{}")
         known = {spec.name for spec in fields(GateConfig)}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from credit_risk.glue import on_glue
+
 SCRIPT = Path(__file__).parents[2] / "glue_jobs" / "feature_extraction.py"
 
 
@@ -32,7 +34,7 @@ def test_job_arguments_are_read_like_glue_passes_them():
         "--run_id",
         "r1",
     ]
-    assert not entrypoint.on_glue()
+    assert not on_glue()
     assert entrypoint.parse_arguments(argv) == {
         "input": "s3://b/raw/",
         "output": "s3://b/curated/r1",
