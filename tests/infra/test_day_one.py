@@ -77,11 +77,14 @@ RELEASE = {"live_refresh_seconds": LIVE_REFRESH_SECONDS + 1, "metric_lag_seconds
 # give the template's shadow_min_requests and min_requests (handler invocations
 # here run one at a time, a few per second). The gates are the template's...
 STAGES = {"shadow_seconds": 4, "wait_seconds": 4}
-# ...but one: two models trained on a few thousand synthetic loans each (the first
+# ...but two: two models trained on a few thousand synthetic loans each (the first
 # delivery, then both) score the same customers further apart than dev's score PSI
 # allows (measured: 0.50 against 0.25), as the model gate's margins are loosened
-# for the same reason. The release input's documented override carries it.
-LAPTOP_RELEASE_GATES = {"max_score_psi": 1.0}
+# for the same reason; and a stage of a few seconds holds a few dozen requests, so
+# its p99 is its slowest call: one scheduling pause of this shared machine (8 ms)
+# against a champion scoring in under 0.5 ms reads as 16 times slower (measured).
+# The release input's documented override carries both.
+LAPTOP_RELEASE_GATES = {"max_score_psi": 1.0, "max_latency_ratio": 64.0}
 RUN_TIMEOUT = 240
 RELEASE_TIMEOUT = 120
 
