@@ -311,6 +311,10 @@ class LambdaRuntime:
             return runtime.invoke(backend, function_name, qualifier, body, response_headers)
 
         monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+        # Readers outside the lock (the test thread creating a boto3 client, whose
+        # proxy lookup walks os.environ.items()) must not trip on a key an invocation
+        # removes meanwhile.
+        monkeypatch.setattr(os.environ, "__class__", _SnapshotEnviron)
 
         # moto 5.2 reads the invoke qualifier as ``qualifier``; botocore sends
         # ``Qualifier``, so every call through an alias would run $LATEST.
@@ -423,6 +427,16 @@ class LambdaRuntime:
                 for dimensions in dimension_sets
             ],
         )
+
+
+class _SnapshotEnviron(os._Environ):
+    """``os.environ`` whose ``items()`` is a copy taken in one step. The mapping's own
+    walks the keys and then reads each one, and a key removed in between (by an
+    invocation switching the environment in another thread) raises KeyError."""
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        data = list(self._data.items())  # one C call: no other thread runs within it
+        return [(self.decodekey(key), self.decodevalue(value)) for key, value in data]
 
 
 def _become(environ: Any, target: Mapping[str, str]) -> None:
