@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from credit_risk import io, names
 from credit_risk.errors import InvalidInputError
@@ -125,8 +125,9 @@ def run_feature_job(
     # One shuffle by customer, of the columns the features need, kept for every
     # output; the conflicts are a few rows.
     with _cache_settings(spark):
-        prepared = validate.prepare(raw).persist(StorageLevel.MEMORY_AND_DISK)
-        conflicts = validate.conflicting_loan_ids(prepared).persist(StorageLevel.MEMORY_AND_DISK)
+        prepared = _persist(validate.prepare(raw))
+        conflicts = _persist(validate.conflicting_loan_ids(prepared))
+    cached = [prepared, conflicts]
     try:
         validated = validate.apply_rules(prepared, conflicts)
         summary = quality.summarize_input(validated)
@@ -138,19 +139,23 @@ def run_feature_job(
             f"({summary['quarantined_fraction']:.2%})"
         )
         few_rejected = summary["quarantined_rows"] <= validate.BROADCAST_REJECTED_ROWS
+        # Cached plans serve the identical plans built inside ``quarantine`` and the
+        # two snapshots: the input is read once more, the valid rows aggregated once.
+        cached.append(_persist(validate.suspects(raw, validated, broadcast=few_rejected)))
         rejected = validate.quarantine(raw, validated, broadcast=few_rejected)
         rejected.write.mode("overwrite").parquet(outputs.quarantine)
         valid = validated.where(validate.is_valid())
         transform.training_features(valid).write.mode("overwrite").parquet(outputs.training)
         say(f"wrote training features to {outputs.training}")
+        cached.append(_persist(transform.latest_before(valid, as_of)))
         snapshot = transform.serving_snapshot(valid, as_of)
         snapshot.write.mode("overwrite").parquet(outputs.snapshot)
         say(f"wrote the snapshot as of {as_of} to {outputs.snapshot}")
         transform.audit_snapshot(valid, as_of).write.mode("overwrite").parquet(outputs.audit)
         say(f"wrote the audit columns of the snapshot's customers to {outputs.audit}")
     finally:
-        conflicts.unpersist()
-        prepared.unpersist()
+        for frame in reversed(cached):
+            frame.unpersist()
 
     # Statistics of what was written, read back: what downstream readers will see.
     training = spark.read.parquet(outputs.training)
@@ -201,6 +206,10 @@ def _cache_settings(spark: SparkSession) -> Iterator[None]:
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+def _persist(frame: DataFrame) -> DataFrame:
+    return frame.persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _remove(uri: str) -> None:

@@ -3,7 +3,7 @@
 Inputs are validated rows (``validate.prepare`` + ``apply_rules``, valid only),
 partitioned by customer id. Training features come from one window per customer
 ordered by (loan_date, loan_id); the snapshot and the audit snapshot from one
-aggregate per customer each. None needs another shuffle: all reuse the
+aggregate per customer (``latest_before``). None needs another shuffle: all reuse the
 partitioning by customer.
 
 The audit columns (``schemas.AUDIT_COLUMNS``: the applicant's gender) ride beside
@@ -102,6 +102,27 @@ def training_features(valid: DataFrame) -> DataFrame:
     return conform(features, schemas.TRAINING_COLUMNS)
 
 
+def latest_before(valid: DataFrame, as_of: date) -> DataFrame:
+    """One row per customer with a loan before ``as_of``: the count and mean amount of
+    those loans, and ``latest``, the struct of the latest of them (by loan_date, then
+    loan_id) with the attributes the snapshot and the audit snapshot take from it.
+
+    Both are built on this aggregate; the job caches it, so that the rows of every
+    valid loan are aggregated once for the two (Spark's cache serves any plan that
+    computes the same result).
+    """
+    attributes = (BIRTHDAY, JOB_START, "flag_own_car", *schemas.AUDIT_COLUMN_NAMES)
+    return (
+        valid.where(F.col(LOAN_DATE) < F.lit(as_of))
+        .groupBy("id")
+        .agg(
+            F.count(F.lit(1)).alias("nb_previous_loans"),
+            F.avg("loan_amount").alias("avg_amount_loans_previous"),
+            F.max(F.struct(LOAN_DATE, "loan_id", *attributes)).alias("latest"),
+        )
+    )
+
+
 def serving_snapshot(valid: DataFrame, as_of: date) -> DataFrame:
     """One row per customer with a loan before ``as_of``: the features a new loan
     requested on ``as_of`` would get.
@@ -112,17 +133,7 @@ def serving_snapshot(valid: DataFrame, as_of: date) -> DataFrame:
     as of that date and have no row.
     """
     at = F.lit(as_of)
-    latest = F.max(F.struct(LOAN_DATE, "loan_id", BIRTHDAY, JOB_START, "flag_own_car"))
-    per_customer = (
-        valid.where(F.col(LOAN_DATE) < at)
-        .groupBy("id")
-        .agg(
-            F.count(F.lit(1)).alias("nb_previous_loans"),
-            F.avg("loan_amount").alias("avg_amount_loans_previous"),
-            latest.alias("latest"),
-        )
-    )
-    snapshot = per_customer.select(
+    snapshot = latest_before(valid, as_of).select(
         F.col("id").alias("customer_id"),
         whole_years(F.col(f"latest.{BIRTHDAY}"), at).alias("age"),
         years_on_the_job(F.col(f"latest.{JOB_START}"), at).alias("years_on_the_job"),
@@ -143,9 +154,7 @@ def audit_snapshot(valid: DataFrame, as_of: date) -> DataFrame:
     snapshot, never holds a protected attribute.
     """
     at = F.lit(as_of)
-    latest = F.max(F.struct(LOAN_DATE, "loan_id", *schemas.AUDIT_COLUMN_NAMES))
-    per_customer = valid.where(F.col(LOAN_DATE) < at).groupBy("id").agg(latest.alias("latest"))
-    audit = per_customer.select(
+    audit = latest_before(valid, as_of).select(
         F.col("id").alias("customer_id"),
         code_gender(F.col("latest.code_gender")).alias("code_gender"),
         at.alias("as_of"),

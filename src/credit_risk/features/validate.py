@@ -291,23 +291,32 @@ def validate_all_columns(raw: DataFrame) -> DataFrame:
     return apply_rules(prepared, conflicting_loan_ids(prepared))
 
 
-def quarantine(raw: DataFrame, validated: DataFrame, *, broadcast: bool = True) -> DataFrame:
-    """The rejected rows: raw columns as read, plus ``reason``.
+def suspects(raw: DataFrame, validated: DataFrame, *, broadcast: bool = True) -> DataFrame:
+    """Every raw row of a loan_id with a rejected row (and every row without one).
 
-    ``validated`` (from ``prepare`` and ``apply_rules``) says which loan_ids have a
-    rejected row; ``raw`` is read again for those loan_ids only (every row of them, so
-    that copies and conflicting versions are judged as before) and validated with all
-    its columns. ``broadcast`` ships the rejected loan_ids to the readers; without it
-    both sides are shuffled and merged, which many rejected loan_ids need.
+    ``broadcast`` ships the rejected loan_ids to the readers; without it both sides
+    are shuffled and merged, which many rejected loan_ids need.
     """
     rejected = validated.where(~is_valid()).select(F.col("loan_id").alias("_rejected_id"))
     # Hinted both ways: left to itself, adaptive execution broadcasts whatever it
     # finds small, and a large rejected set is what the merge is for.
     rejected = rejected.distinct().hint("broadcast" if broadcast else "merge")
     # Null-safe: rows without a loan_id are rejected, and must be found again.
-    suspects = raw.join(rejected, raw["loan_id"].eqNullSafe(rejected["_rejected_id"]), "left_semi")
+    return raw.join(rejected, raw["loan_id"].eqNullSafe(rejected["_rejected_id"]), "left_semi")
+
+
+def quarantine(raw: DataFrame, validated: DataFrame, *, broadcast: bool = True) -> DataFrame:
+    """The rejected rows: raw columns as read, plus ``reason``.
+
+    ``validated`` (from ``prepare`` and ``apply_rules``) says which loan_ids have a
+    rejected row; ``raw`` is read again for those loan_ids only (``suspects``: every
+    row of them, so that copies and conflicting versions are judged as before) and
+    validated with all its columns. The validation reads the suspects twice (the rows
+    and the conflicts among them); the job caches ``suspects`` so that the input is
+    read once.
+    """
     return (
-        validate_all_columns(suspects)
+        validate_all_columns(suspects(raw, validated, broadcast=broadcast))
         .where(~is_valid())
         .select(*schemas.RAW_LOAN_COLUMN_NAMES, reason().alias(REASON_COLUMN))
     )

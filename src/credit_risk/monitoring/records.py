@@ -22,6 +22,7 @@ nothing here imports pyarrow; ``credit_risk.io`` is imported where a read begins
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+import pydantic_core
 
 from credit_risk import names, schemas
 from credit_risk.errors import ConfigurationError, InvalidInputError
@@ -98,11 +101,11 @@ class ScoreRecord:
             "customer_hash": self.customer_hash,
             "model_version": self.model_version,
             "snapshot_id": self.snapshot_id,
-            "features_as_of": self.features_as_of.isoformat(),
+            "features_as_of": _date_text(self.features_as_of),
             "features": dict(self.features),
             "default_probability": self.default_probability,
             "decision": self.decision,
-            "scored_at": self.scored_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+            "scored_at": _timestamp_text(self.scored_at),
             "environment": self.environment,
             "role": self.role,
             "release_id": self.release_id,
@@ -110,8 +113,12 @@ class ScoreRecord:
         }
 
     def to_json(self) -> str:
-        """The record as one line of compact JSON (no NaN: a missing value is null)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+        """The record as one line of compact JSON, UTF-8 text as written (a missing
+        value is null; NaN and infinities never get here: the service refuses such
+        features with 422 and a non-finite model output is an error)."""
+        # pydantic-core's encoder: a few times faster than json.dumps, and the API
+        # writes one record per customer scored.
+        return pydantic_core.to_json(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, data: Any) -> ScoreRecord:
@@ -154,6 +161,18 @@ class ScoreRecord:
             release_id=release_id,
             reasons=tuple(reasons),
         )
+
+
+# The records of one request share their scored_at and mostly their as-of date:
+# formatting each once per request, not once per record, is measurable in a batch.
+@functools.lru_cache(maxsize=8)
+def _timestamp_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@functools.lru_cache(maxsize=8)
+def _date_text(value: date) -> str:
+    return value.isoformat()
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
