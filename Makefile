@@ -33,7 +33,9 @@ install: $(VENV)/.synced ## Create .venv with the locked dependencies
 # Outside Python the tests need a Java runtime (Spark) and the PostgreSQL server
 # binaries (the store tests start their own server). As root with apt-get (as CI
 # is) they are installed when missing; otherwise this says what to install.
-prereqs: ## Check (and, as root, install) Java for Spark and the PostgreSQL server
+# Debian's Chromium and its driver run the API reference's browser test, which is
+# skipped without them: where they cannot be installed, this only says so.
+prereqs: ## Check (and, as root, install) Java, the PostgreSQL server and Chromium
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$$missing postgresql"; \
@@ -42,6 +44,16 @@ prereqs: ## Check (and, as root, install) Java for Spark and the PostgreSQL serv
 	    echo "installing$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "missing prerequisites:$$missing" >&2; exit 1; fi; \
+	fi
+	@browser=""; \
+	command -v chromium >/dev/null 2>&1 || browser="$$browser chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || browser="$$browser chromium-driver"; \
+	if [ -n "$$browser" ]; then \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$browser; \
+	  then echo "installed$$browser"; \
+	  else echo "the browser test of the API reference will be skipped: install$$browser" \
+	    "(Debian packages)" >&2; fi; \
 	fi
 
 lint: install ## Ruff: lint and formatting

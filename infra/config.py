@@ -12,9 +12,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from credit_risk import release_decision
+from credit_risk import probe, release_decision
 from credit_risk.errors import InvalidInputError
-from credit_risk.names import ENV_PREFIX, ENVIRONMENTS, METRIC_LAG_SECONDS, resource_name
+from credit_risk.names import (
+    BATCH_MAX_PARTITIONS,
+    ENV_PREFIX,
+    ENVIRONMENTS,
+    METRIC_LAG_SECONDS,
+    resource_name,
+)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 # Retention periods CloudWatch Logs accepts (a subset, the useful ones).
@@ -229,6 +235,30 @@ class MonitoringConfig(_Model):
         }
 
 
+class BatchScoringConfig(_Model):
+    """Whole-portfolio batch scoring (credit_risk.batch_scoring): the snapshot is cut
+    into ``partitions`` ranges of customer ids, each scored by one invocation of
+    ``function`` (at most ``max_concurrency`` at a time, each holding one connection
+    to the store), reading ``chunk_rows`` customers at a time. On demand, and on
+    ``schedule`` when set (an EventBridge expression; None: on demand only)."""
+
+    function: FunctionConfig
+    partitions: Annotated[int, Field(ge=1, le=BATCH_MAX_PARTITIONS)]
+    max_concurrency: Annotated[int, Field(ge=1, le=BATCH_MAX_PARTITIONS)]
+    chunk_rows: Annotated[int, Field(ge=100, le=100_000)]
+    schedule: str | None = Field(default=None, pattern=r"^(cron|rate)\(.+\)$")
+
+    @model_validator(mode="after")
+    def _fits(self) -> BatchScoringConfig:
+        if self.max_concurrency > self.partitions:
+            raise ValueError("max_concurrency cannot exceed partitions")
+        # A range is one invocation: it must be able to run for minutes, and to hold
+        # a page, the model and the score histogram (credit_risk.batch_summary).
+        if self.function.timeout_seconds < 300 or self.function.memory_mb < 1024:
+            raise ValueError("the batch-scoring function needs at least 300 s and 1024 MB")
+        return self
+
+
 class ApiConfig(_Model):
     throttle_rate_per_second: PositiveInt
     throttle_burst: PositiveInt
@@ -236,6 +266,46 @@ class ApiConfig(_Model):
     quota_period: Literal["DAY", "WEEK", "MONTH"]
     # Requests per 5 minutes from one IP before WAF blocks it; None: no WAF.
     waf_rate_limit: Annotated[int, Field(ge=100)] | None = None
+
+
+# What a probe run spends besides its two calls: a cold start of the image, the
+# client key from Secrets Manager, the last answer from S3 and the new one to it.
+PROBE_OVERHEAD_SECONDS = 20
+# API Gateway ends an integration at 29 seconds: a slower call is a 504 anyway.
+API_GATEWAY_TIMEOUT_SECONDS = 29
+
+
+class ProbeConfig(_Model):
+    """The synthetic probe (``credit_risk.probe``): every ``rate_minutes`` a function
+    calls the API's health route and scores ``customer_id`` through the public URL
+    with the client key, each call within ``timeout_seconds``. ``failures_to_alarm``
+    failed probes in a row raise the failure alarm; an answer that changed with
+    neither a new model version nor a new snapshot raises the answer-changed alarm.
+    ``enabled: false`` deploys none of it."""
+
+    enabled: bool
+    rate_minutes: Annotated[int, Field(ge=1, le=60)]
+    customer_id: str
+    timeout_seconds: Annotated[int, Field(ge=1, le=API_GATEWAY_TIMEOUT_SECONDS)]
+    failures_to_alarm: Annotated[int, Field(ge=1, le=10)]
+
+    @model_validator(mode="after")
+    def _runs_fit(self) -> ProbeConfig:
+        try:  # the API's own rule for ids, so that synth refuses what it would
+            probe.check_customer_id(self.customer_id)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
+        if self.function_timeout_seconds >= self.rate_minutes * 60:
+            raise ValueError(
+                f"a probe may take {self.function_timeout_seconds} s (two calls of "
+                f"timeout_seconds {self.timeout_seconds} + {PROBE_OVERHEAD_SECONDS} s), "
+                f"longer than rate_minutes {self.rate_minutes}: runs would overlap"
+            )
+        return self
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        return 2 * self.timeout_seconds + PROBE_OVERHEAD_SECONDS
 
 
 class EnvironmentConfig(_Model):
@@ -257,10 +327,12 @@ class EnvironmentConfig(_Model):
     code_release: CodeReleaseConfig
     alarms: AlarmConfig
     monitoring: MonitoringConfig
+    batch_scoring: BatchScoringConfig
     api: ApiConfig
     retraining_schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
     # Minutes between warm-up calls to the live alias; None: no warm-up rule.
     warmup_rate_minutes: PositiveInt | None = None
+    probe: ProbeConfig
     notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
     @model_validator(mode="after")

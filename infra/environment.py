@@ -139,6 +139,7 @@ def build_environment(
         lake=lake,
         feature_job=features.job,
         functions=ml.functions,
+        batch_scoring=ml.batch_scoring,
     )
     monitoring = MonitoringStack(
         scope,
@@ -149,6 +150,7 @@ def build_environment(
         database=database,
         feature_job=features.job,
         state_machines=dict(orchestration.state_machines),
+        client_key=api.api_key.secret,
     )
     return EnvironmentStacks(
         network, data_lake, feature_store, features, ml, api, orchestration, monitoring

@@ -37,8 +37,10 @@ class Monitoring(Construct):
         description: str,
         below: bool = False,
         evaluation_periods: int = 1,
+        treat_missing_data: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
     ) -> cw.Alarm:
-        """An alarm on ``metric`` crossing ``threshold`` (missing data is fine)."""
+        """An alarm on ``metric`` crossing ``threshold`` (missing data is fine unless
+        ``treat_missing_data`` says otherwise)."""
         alarm = cw.Alarm(
             self,
             construct_id,
@@ -52,7 +54,7 @@ class Monitoring(Construct):
                 if below
                 else cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
             ),
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=treat_missing_data,
         )
         alarm.add_alarm_action(self._action)
         alarm.add_ok_action(self._action)

@@ -36,8 +36,10 @@ class ScoringApi(Construct):
     release moves the alias (CodeDeploy), a model release the registry's release
     record, which the live function follows. A stage canary overriding the
     variable would only be an operator's, and the release guard refuses a
-    deployment while one is on. Every method needs an API key; the key value is
-    generated into Secrets Manager and the template only holds a reference to it.
+    deployment while one is on. Every method needs an API key but the GETs of the
+    API reference (``names.PUBLIC_ROUTES`` and the page's files): a browser sends no
+    key with a page load, and none of it is a customer's. The key value is generated
+    into Secrets Manager and the template only holds a reference to it.
     """
 
     def __init__(
@@ -179,3 +181,14 @@ class ScoringApi(Construct):
         self.health_method = version.add_resource("health").add_method(
             "GET", integration, request_validator=validator
         )
+        # The reference, outside the usage plan: the stage's throttling and the WAF
+        # still apply to it.
+        docs = version.add_resource(names.ROUTE_DOCS.rsplit("/", 1)[1])
+        asset = "{" + names.ROUTE_DOCS_ASSET_PARAMETER + "}"
+        self.reference_methods = [
+            docs.add_method("GET", integration, api_key_required=False),
+            docs.add_resource(asset).add_method("GET", integration, api_key_required=False),
+            version.add_resource(names.ROUTE_OPENAPI.rsplit("/", 1)[1]).add_method(
+                "GET", integration, api_key_required=False
+            ),
+        ]

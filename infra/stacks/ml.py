@@ -7,6 +7,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from credit_risk import names
+from infra.components.batch_scoring import batch_scoring_function
 from infra.components.data_lake import DataLake
 from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions
@@ -123,6 +124,22 @@ class MlStack(EnvironmentStack):
             removal_policy=self.removal_policy,
         )
         functions = self.functions
+        # The batch-scoring steps: the store through the proxy, the registry, and
+        # the lake root under which each run writes batch-scores/<run_id>/.
+        self.batch_scoring = batch_scoring_function(
+            self,
+            settings=config.batch_scoring,
+            environment={
+                **common,
+                **store,
+                **lake_root,
+                names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_BATCH_SCORING,
+            },
+            vpc=vpc,
+            database_security_group=database.client_security_group,
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+        )
         # Grants, all of them: each function gets what its step needs.
         env = config.name
         for function in (functions.inference, functions.feature_loader, functions.monitor):
@@ -182,5 +199,18 @@ class MlStack(EnvironmentStack):
             environment=env,
             bucket="models",
             prefix=names.REGISTRY_PREFIX,
+            write=True,
+        )
+        batch = self.batch_scoring
+        proxy.grant_connect(batch, names.DATABASE_USER)
+        allow_objects(
+            batch, scope=batch.role, environment=env, bucket="models", prefix=names.REGISTRY_PREFIX
+        )
+        allow_objects(
+            batch,
+            scope=batch.role,
+            environment=env,
+            bucket="curated",
+            prefix=names.BATCH_SCORES_PREFIX,
             write=True,
         )

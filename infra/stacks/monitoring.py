@@ -5,6 +5,8 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -14,8 +16,10 @@ from credit_risk.schemas import FEATURE_NAMES
 from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions, alias_server_errors
 from infra.components.monitoring import FIVE_MINUTES, Monitoring
+from infra.components.probe import SyntheticProbe
 from infra.components.scoring_api import ScoringApi
 from infra.config import ALARM_PERIOD_MINUTES, EnvironmentConfig
+from infra.grants import allow_objects, bucket_name
 from infra.stacks.base import EnvironmentStack
 
 GIB = 1024**3
@@ -62,7 +66,9 @@ class MonitoringStack(EnvironmentStack):
         database: FeatureDatabase,
         feature_job: glue.IJob,
         state_machines: dict[str, sfn.IStateMachine],
+        client_key: secretsmanager.ISecret,
     ) -> None:
+        """``client_key``: the secret of the client API key, which the probe calls with."""
         super().__init__(scope, config=config)
         limits = config.alarms
         self.monitoring = monitor = Monitoring(
@@ -239,7 +245,106 @@ class MonitoringStack(EnvironmentStack):
         )
         monitor.graph("Served model age (days)", model_age)
         self._model_and_data(config, functions)
+        self._probe(config, api, client_key)
         monitor.finish()
+
+    def _probe(self, config: EnvironmentConfig, api: ScoringApi, key: secretsmanager.ISecret):
+        """The synthetic probe, its grants, alarms and dashboard row. Its metrics come
+        once per run: each alarm judges periods of one run interval."""
+        settings, monitor = config.probe, self.monitoring
+        self.probe: SyntheticProbe | None = None
+        if not settings.enabled:
+            return
+        self.probe = probe = SyntheticProbe(
+            self,
+            "Probe",
+            settings=settings,
+            environment_name=config.name,
+            api_url=api.api.url,
+            key_secret_arn=key.secret_arn,
+            state_uri=f"s3://{bucket_name(config.name, 'curated')}/{names.PROBE_STATE_KEY}",
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+        )
+        function = probe.function
+        # In the role's policy only: a grant on the secret would also write this role
+        # into the policy of the secret's own key (an environment shared with another
+        # account has one), in the Api stack, which this stack depends on.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"], resources=[key.secret_arn]
+            )
+        )
+        if key.encryption_key is not None:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[key.encryption_key.key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{config.region}.amazonaws.com"
+                        }
+                    },
+                )
+            )
+        allow_objects(
+            function,
+            scope=function.role,
+            environment=config.name,
+            bucket="curated",
+            prefix=names.PROBE_STATE_PREFIX,
+            write=True,
+        )
+        period = Duration.minutes(settings.rate_minutes)
+
+        def metric(name: str, statistic: str = "Maximum") -> cw.Metric:
+            return cw.Metric(
+                namespace=names.METRIC_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": names.SERVICE_PROBE},
+                statistic=statistic,
+                period=period,
+            )
+
+        failures = metric(names.METRIC_PROBE_FAILURES)
+        changed = metric(names.METRIC_PROBE_ANSWER_CHANGED)
+        # Missing data is left out rather than read as a pass: a schedule that fires
+        # just past a period's end leaves one period empty and the next with two
+        # runs, and "failures in a row" must still count the runs themselves. A probe
+        # that does not run at all is the Errors alarm's to report.
+        monitor.alarm(
+            "ProbeFailures",
+            name=config.resource_name("probe", "failures"),
+            metric=failures,
+            threshold=1,
+            evaluation_periods=settings.failures_to_alarm,
+            treat_missing_data=cw.TreatMissingData.MISSING,
+            description=f"The scoring API failed {settings.failures_to_alarm} synthetic "
+            "probe(s) in a row (health, or the probe customer's score, through the public "
+            "URL with the client key); the probe function's log says what failed",
+        )
+        monitor.alarm(
+            "ProbeAnswerChanged",
+            name=config.resource_name("probe", "answer-changed"),
+            metric=changed,
+            threshold=1,
+            description="The probe customer's answer changed with neither a new model "
+            "version nor a new feature snapshot; the probe function's log has both answers",
+        )
+        monitor.alarm(
+            "ProbeErrors",
+            name=config.resource_name("probe", "errors"),
+            metric=function.metric_errors(period=period, statistic="Sum"),
+            threshold=1,
+            description="The probe could not run (client key or its kept answer unreadable): "
+            "the scoring API is not being probed",
+        )
+        monitor.graph("Synthetic probe: failures and changed answers", failures, changed)
+        monitor.graph(
+            "Synthetic probe: latency (ms)",
+            metric(names.METRIC_PROBE_HEALTH_LATENCY, "Average"),
+            metric(names.METRIC_PROBE_SCORE_LATENCY, "Average"),
+        )
 
     def _model_and_data(self, config: EnvironmentConfig, functions: ModelFunctions) -> None:
         """The monitor's schedule, its alarms (drift, skew, invariants, staleness, live

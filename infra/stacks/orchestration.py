@@ -7,11 +7,13 @@ from typing import Any
 from aws_cdk import ArnFormat, Aws, CfnOutput, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from credit_risk import names
 from infra.components.asl_state_machine import AslStateMachine
+from infra.components.batch_scoring import BatchScoringSchedule
 from infra.components.container_function import container_function
 from infra.components.data_lake import DataLake
 from infra.components.model_functions import ModelFunctions
@@ -24,6 +26,7 @@ from infra.stacks.base import EnvironmentStack
 
 TRAINING_PIPELINE = "training_pipeline"
 CANARY_RELEASE = "canary_release"
+BATCH_SCORING = "batch_scoring"
 # The release function's longest actions are the probe of the live function (a
 # cold start that loads two models) and the report, which streams the release's
 # days of the scoring log until it has its sample of flipped customers or the
@@ -49,6 +52,7 @@ RESOURCE_SUBSTITUTIONS = frozenset(
         "InferenceFunctionArn",
         "CanaryReleaseStateMachineArn",
         "NotificationTopicArn",
+        "BatchScoringFunctionArn",
     }
 )
 
@@ -109,6 +113,10 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
         "LiveRefreshSeconds": json.dumps(names.MODEL_REFRESH_SECONDS + 5),
         # How long a release waits after a stage for CloudWatch to have its metrics.
         "MetricLagSeconds": json.dumps(names.METRIC_LAG_SECONDS),
+        # Batch scoring's defaults (an execution's input may override them).
+        "BatchPartitions": json.dumps(config.batch_scoring.partitions),
+        "BatchMaxConcurrency": json.dumps(config.batch_scoring.max_concurrency),
+        "BatchChunkRows": json.dumps(config.batch_scoring.chunk_rows),
     }
 
 
@@ -132,7 +140,9 @@ class OrchestrationStack(EnvironmentStack):
         lake: DataLake,
         feature_job: glue.IJob,
         functions: ModelFunctions,
+        batch_scoring: lambda_.IFunction,
     ) -> None:
+        """``batch_scoring``: the function of every step of the batch-scoring machine."""
         super().__init__(scope, config=config)
         self.notifications = Notifications(
             self,
@@ -142,6 +152,7 @@ class OrchestrationStack(EnvironmentStack):
         )
         self.topic = self.notifications.topic
         self._lake, self._job, self._functions = lake, feature_job, functions
+        self._batch_scoring = batch_scoring
         self.state_machines: dict[str, sfn.StateMachine] = {}
         self.release_function = container_function(
             self,
@@ -175,6 +186,7 @@ class OrchestrationStack(EnvironmentStack):
         self.machine_names = {
             CANARY_RELEASE: config.resource_name("canary-release"),
             TRAINING_PIPELINE: config.resource_name("training-pipeline"),
+            BATCH_SCORING: config.resource_name("batch-scoring"),
         }
         self.machine_arns = {
             key: Stack.of(self).format_arn(
@@ -202,6 +214,7 @@ class OrchestrationStack(EnvironmentStack):
         for key, output in (
             (TRAINING_PIPELINE, names.OUTPUT_TRAINING_PIPELINE_ARN),
             (CANARY_RELEASE, names.OUTPUT_CANARY_RELEASE_ARN),
+            (BATCH_SCORING, names.OUTPUT_BATCH_SCORING_ARN),
         ):
             if key in self.state_machines:
                 CfnOutput(self, output, value=self.state_machines[key].state_machine_arn)
@@ -217,6 +230,11 @@ class OrchestrationStack(EnvironmentStack):
                 schedule=config.retraining_schedule,
                 defaults=self.execution_defaults(config),
                 topic=self.topic,
+            )
+        batch = self.state_machines.get(BATCH_SCORING)
+        if batch is not None and config.batch_scoring.schedule is not None:
+            self.batch_scoring_schedule = BatchScoringSchedule(
+                self, "BatchScoringSchedule", machine=batch, schedule=config.batch_scoring.schedule
             )
         canary = self.state_machines.get(CANARY_RELEASE)
         if canary is not None:
@@ -260,6 +278,7 @@ class OrchestrationStack(EnvironmentStack):
             "InferenceFunctionArn": functions.inference.function_arn,
             "CanaryReleaseStateMachineArn": canary_arn,
             "NotificationTopicArn": self.topic.topic_arn,
+            "BatchScoringFunctionArn": self._batch_scoring.function_arn,
         }
         if resources.keys() != RESOURCE_SUBSTITUTIONS:
             raise ValueError("RESOURCE_SUBSTITUTIONS does not list the resource substitutions")
@@ -304,6 +323,39 @@ class OrchestrationStack(EnvironmentStack):
                 self._allow_starting_canary(pipeline, canary)
         if canary is not None:
             self._allow_releasing(canary)
+        batch = self.state_machines.get(BATCH_SCORING)
+        if batch is not None:
+            self._allow_batch_scoring(batch)
+
+    def _allow_batch_scoring(self, machine: sfn.StateMachine) -> None:
+        """The batch-scoring machine invokes its function; its Distributed Map runs
+        each range as a child execution of the machine itself."""
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[self._batch_scoring.function_arn]
+            )
+        )
+        name = self.machine_names[BATCH_SCORING]
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[self.machine_arns[BATCH_SCORING]]
+            )
+        )
+        machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:StopExecution"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:execution:{name}/*"
+                ],
+            )
+        )
+        acknowledge(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+            f"<AWS::AccountId>:execution:{name}/*]",
+            "The Distributed Map's child executions of this machine only; Step Functions "
+            "names them per map run.",
+        )
 
     def training_job_arn(self) -> str:
         """The distributed training job (FeaturesStack), by its configured name."""

@@ -9,9 +9,11 @@ runs there, or while an operator's canary is on its API stage (``release_guard.p
 a release judges the candidate against the champion on the function as it is, and a
 deployment in the middle would change the function under it. Staging and prod are
 smoke-tested through the real API after their deployment; prod waits for a
-manual approval. A failed action stops the execution, and the team is told on
-failure and when an approval waits. Once a week the locked dependencies are
-audited (``components/dependency_audit.py``).
+manual approval. Once prod passes its smoke test, the released commit's OpenAPI
+document is published under its API version (``components/api_docs.py``). A failed
+action stops the execution, and the team is told on failure and when an approval
+waits. Once a week the locked dependencies are audited
+(``components/dependency_audit.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 from aws_cdk import (
     ArnFormat,
+    CfnOutput,
     DefaultStackSynthesizer,
     Duration,
     Environment,
@@ -39,6 +42,7 @@ from constructs import Construct
 
 from credit_risk import names
 from credit_risk.names import PROJECT
+from infra.components.api_docs import ApiDocs
 from infra.components.dependency_audit import DependencyAudit
 from infra.components.notifications import Notifications
 from infra.config import ConfigurationError, EnvironmentConfig, PipelineConfig
@@ -56,6 +60,10 @@ RELEASE_GUARD_SCRIPT = "infra/release_guard.py"
 # Environments in release order; only prod waits for a person.
 RELEASE_ORDER = ("dev", "staging", "prod")
 SMOKE_TESTED = frozenset({"staging", "prod"})
+# The environment whose release client developers get: its OpenAPI document is
+# published once it passed its smoke test.
+PUBLISHES_API_DOCS = "prod"
+API_DOCS_OUTPUT = "ApiDocsBucketName"
 APPROVAL_BEFORE = frozenset({"prod"})
 FAILURE_EVENTS = (
     "codepipeline-pipeline-pipeline-execution-failed",
@@ -149,6 +157,14 @@ class PipelineStack(Stack):
         self.stages: dict[str, EnvironmentStage] = {}
         self.smoke_tests: list[pipelines.CodeBuildStep] = []
         self.release_guards: dict[str, pipelines.CodeBuildStep] = {}
+        self.api_docs = ApiDocs(self, "ApiDocs")
+        CfnOutput(
+            self,
+            API_DOCS_OUTPUT,
+            value=self.api_docs.bucket.bucket_name,
+            description="Released OpenAPI documents: openapi/<version>/openapi.json",
+        )
+        self.publish_api_docs: pipelines.CodeBuildStep | None = None
         for name in RELEASE_ORDER:
             self._add_environment(environments[name], sources)
         self.pipeline.build_pipeline()
@@ -190,6 +206,14 @@ class PipelineStack(Stack):
         if config.name in SMOKE_TESTED:
             post.append(self._smoke_test(stage))
             self.smoke_tests.append(post[-1])
+        if config.name == PUBLISHES_API_DOCS:
+            publish = self.api_docs.publish_step(
+                f"PublishOpenApi-{config.name}", source=self.source
+            )
+            for step in post:
+                publish.add_step_dependency(step)
+            post.append(publish)
+            self.publish_api_docs = publish
         self.pipeline.add_stage(stage, pre=pre, post=post)
 
     def _release_guard(self, config: EnvironmentConfig) -> pipelines.CodeBuildStep:
@@ -404,6 +428,15 @@ class PipelineStack(Stack):
         projects += [step.project for step in self.smoke_tests]
         projects += [step.project for step in self.release_guards.values()]
         projects.append(self.dependency_audit.project)
+        if self.publish_api_docs is not None:
+            projects.append(self.publish_api_docs.project)
+            acknowledge(
+                self.publish_api_docs.project,
+                "AwsSolutions-IAM5[Resource::<"
+                f"{self._logical_id(self.api_docs.bucket)}.Arn>/openapi/*]",
+                "The step writes the released documents, whose keys carry the API "
+                "version; it may put objects under openapi/ of the docs bucket only.",
+            )
         for project in projects:
             logical = self._logical_id(project)
             for rule in (

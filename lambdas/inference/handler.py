@@ -53,6 +53,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+from pydantic import BaseModel
 
 from credit_risk import names, release_metrics
 from credit_risk.serving import models, openapi
@@ -297,6 +298,28 @@ def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
         metrics.add_metric(name="ScoringLogErrors", unit=MetricUnit.Count, value=len(served))
 
 
+def _success(description: str, model: type[BaseModel]) -> dict[str, Any]:
+    """A scoring route's 200 in the OpenAPI document. The scoring routes return
+    ``_ok``'s ready response and have no return annotation (which would have
+    Powertools validate and convert the body again): their body model is here."""
+    return {
+        "description": description,
+        "content": {content_types.APPLICATION_JSON: {"model": model}},
+    }
+
+
+def _ok(body: BaseModel) -> Response:
+    """A 200 with ``body`` as JSON, serialized once. The scoring routes build their
+    bodies validated (``ScoringService`` validates every score as it is made), so
+    Powertools' validation and conversion of a returned model would do the work
+    twice: a tenth of a batch request's time."""
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=models.dump_json(body),
+    )
+
+
 _GATEWAY = (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS)
 _SCORING = (
     HTTPStatus.BAD_REQUEST,
@@ -312,17 +335,17 @@ _SCORING = (
     description="Probability of default, decision against the model's threshold and "
     "the reasons that raised the risk, from the customer's latest features.",
     responses={
-        200: {"description": "The customer's score"},
+        200: _success("The customer's score", models.Score),
         **openapi.error_responses(*_SCORING, HTTPStatus.NOT_FOUND),
     },
 )
-def score(request: models.ScoreRequest) -> models.Score:
+def score(request: models.ScoreRequest):
     service = initialize()
     scored = service.score_request([request.customer_id])
     _record_scores(service, scored)
     if not scored.served:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
-    return scored.served[0].score
+    return _ok(scored.served[0].score)
 
 
 @app.post(
@@ -332,11 +355,11 @@ def score(request: models.ScoreRequest) -> models.Score:
     "request order (a repeated id is scored each time); ids without "
     "features are listed apart, in request order.",
     responses={
-        200: {"description": "Scores in request order; unknown ids apart"},
+        200: _success("Scores in request order; unknown ids apart", models.BatchScoreResponse),
         **openapi.error_responses(*_SCORING, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     },
 )
-def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
+def score_batch(request: models.BatchScoreRequest):
     if len(request.customer_ids) > names.MAX_BATCH_SIZE:
         raise ApiError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -352,7 +375,7 @@ def score_batch(request: models.BatchScoreRequest) -> models.BatchScoreResponse:
         model_version=service.model_version,
     )
     _record_scores(service, scored)
-    return response
+    return _ok(response)
 
 
 @app.get(
@@ -378,6 +401,72 @@ def health() -> models.HealthResponse:
         _publish_age(names.METRIC_FEATURES_AGE_DAYS, (today - result.features_as_of).days)
     _publish_age(names.METRIC_MODEL_AGE_DAYS, service.model_age_days())
     return result
+
+
+# The API reference, read without an API key (names.PUBLIC_ROUTES). Its files and the
+# document are built on first use, by a module only these routes import.
+def _text(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+# Outside the usage plan (no key): only the stage's rate limit applies.
+_PUBLIC_ERRORS = openapi.error_responses(
+    HTTPStatus.TOO_MANY_REQUESTS,
+    descriptions={HTTPStatus.TOO_MANY_REQUESTS: "Throttled by the API's request rate"},
+)
+
+
+@app.get(
+    names.ROUTE_DOCS,
+    summary="API reference (this page)",
+    description="The interactive reference of this API (Swagger UI, served by the API "
+    "itself: no other host is called). No API key is needed to read it; Authorize "
+    "takes the key that Try it out sends.",
+    responses={
+        200: _text("text/html", "The reference page"),
+        **_PUBLIC_ERRORS,
+    },
+)
+def docs_page():
+    from credit_risk.serving import docs
+
+    return docs.page(app.current_event.path)
+
+
+@app.get(f"{names.ROUTE_DOCS}/<{names.ROUTE_DOCS_ASSET_PARAMETER}>", include_in_schema=False)
+def docs_asset(asset: str):
+    from credit_risk.serving import docs
+
+    response = docs.asset(asset, app.current_event.get_query_string_value("v"))
+    if response is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such file in the API reference")
+    return response
+
+
+@functools.cache
+def _reference_document() -> str:
+    return openapi_json()
+
+
+@app.get(
+    names.ROUTE_OPENAPI,
+    summary="This API's OpenAPI document",
+    description="The document the reference page shows, with this API as its server. "
+    "No API key is needed to read it.",
+    responses={
+        200: {
+            "description": "OpenAPI 3.1 document",
+            "content": {content_types.APPLICATION_JSON: {"schema": {"type": "object"}}},
+        },
+        **_PUBLIC_ERRORS,
+    },
+)
+def openapi_document():
+    from credit_risk.serving import docs
+
+    event = app.current_event
+    mount = docs.mount_path(event.request_context.path, event.path)
+    return docs.document(_reference_document(), mount)
 
 
 @app.exception_handler(ApiError)

@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "release",
     "serve",
+    "probe",
+    "batch_score",
     "simulate_traffic",
     "monitor",
     "openapi",

@@ -3,7 +3,8 @@
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
 is handed to the very same ``lambda_handler`` that runs in AWS, through the ``live``
 alias; its response is written back as HTTP. Like the real stage, it checks the
-``x-api-key`` header when a key is configured.
+``x-api-key`` header when a key is configured, but for the API reference
+(``GET /v1/docs``, its files and ``GET /v1/openapi.json``), which is public.
 
 There is one function, as in AWS: a model release does not split traffic between
 function versions; it runs inside the function, which follows the registry's
@@ -173,7 +174,9 @@ def build_event(
             "apiId": "local",
             "resourcePath": url.path,
             "httpMethod": method,
-            "path": f"/{STAGE}{url.path}",
+            # The path as the client called it: here the API sits at the root, as
+            # on a custom domain (API Gateway's stage URL puts /<stage> first).
+            "path": url.path,
             "stage": STAGE,
             "requestId": request_id,
             "extendedRequestId": request_id,
@@ -188,6 +191,15 @@ def build_event(
         "body": text,
         "isBase64Encoded": False,
     }
+
+
+def is_public(method: str, path: str) -> bool:
+    """A request the stage lets through without an API key: a GET of the API
+    reference (names.PUBLIC_ROUTES and the page's files), as its methods say."""
+    path = path.rstrip("/") or "/"
+    return method == "GET" and (
+        path in names.PUBLIC_ROUTES or path.startswith(f"{names.ROUTE_DOCS}/")
+    )
 
 
 def gateway_error(status: HTTPStatus, message: str, request_id: str) -> dict[str, Any]:
@@ -220,7 +232,11 @@ class LocalGateway:
     ) -> dict[str, Any]:
         """The response to one request, from the gateway itself or the function."""
         headers = {name.lower(): value for name, value in headers.items()}
-        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+        if (
+            self.api_key is not None
+            and not is_public(method, urlsplit(target).path)
+            and headers.get("x-api-key") != self.api_key
+        ):
             return gateway_error(
                 HTTPStatus.FORBIDDEN, "missing or invalid API key", str(uuid.uuid4())
             )

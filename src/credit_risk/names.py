@@ -51,6 +51,14 @@ ENV_CANDIDATE_ALARM_PREFIX: Final = f"{ENV_PREFIX}CANDIDATE_ALARM_PREFIX"
 # The stack whose update is a code deploy of the inference function: a model
 # release waits while it is being updated (releases and deploys never overlap).
 ENV_DEPLOY_STACK_NAME: Final = f"{ENV_PREFIX}DEPLOY_STACK_NAME"
+# The synthetic probe (credit_risk.probe): the API's public URL, the secret holding
+# the client key, the customer it scores, the per-call timeout and where it keeps
+# the last answer it got (compared with the next one).
+ENV_PROBE_URL: Final = f"{ENV_PREFIX}PROBE_URL"
+ENV_PROBE_API_KEY_SECRET_ID: Final = f"{ENV_PREFIX}PROBE_API_KEY_SECRET_ID"
+ENV_PROBE_CUSTOMER_ID: Final = f"{ENV_PREFIX}PROBE_CUSTOMER_ID"
+ENV_PROBE_TIMEOUT_SECONDS: Final = f"{ENV_PREFIX}PROBE_TIMEOUT_SECONDS"
+ENV_PROBE_STATE_URI: Final = f"{ENV_PREFIX}PROBE_STATE_URI"
 
 # Powertools reads these; the values below are what the alarms select on.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -73,6 +81,13 @@ API_VERSION_PREFIX: Final = "v1"
 ROUTE_SCORE: Final = "/v1/scores"
 ROUTE_SCORE_BATCH: Final = "/v1/scores/batch"
 ROUTE_HEALTH: Final = "/v1/health"
+# The API reference: a page, its files under it, and the OpenAPI document. Read
+# without an API key (a browser sends no header with a page load; none of it holds
+# customer data); only GET reaches them.
+ROUTE_DOCS: Final = "/v1/docs"
+ROUTE_DOCS_ASSET_PARAMETER: Final = "asset"
+ROUTE_OPENAPI: Final = "/v1/openapi.json"
+PUBLIC_ROUTES: Final = (ROUTE_DOCS, ROUTE_OPENAPI)
 MAX_BATCH_SIZE: Final = 100
 
 # --- Metrics -----------------------------------------------------------------
@@ -87,6 +102,7 @@ SERVICE_RELEASE: Final = "release"
 METRIC_MODEL_AGE_DAYS: Final = "ModelAgeDays"
 METRIC_FEATURES_AGE_DAYS: Final = "FeaturesAgeDays"
 SERVICE_MONITOR: Final = "monitor"
+SERVICE_BATCH_SCORING: Final = "batch-scoring"
 # 5xx answers of the inference handler, also published per alias (dimensions
 # ``service`` and ``alias``): the code release (CodeDeploy) and the model
 # release read alarms on them, since a handler that answers 500 never raises
@@ -104,6 +120,15 @@ METRIC_CANDIDATE_ERRORS: Final = "CandidateErrors"
 # their requests are refused with 422 unscorable_features, and an alarm calls for
 # a repaired snapshot.
 METRIC_UNSCORABLE_FEATURES: Final = "UnscorableFeatures"
+# Published by the probe function on every run (dimension ``service=probe``): 1 when
+# the API failed a check (else 0); 1 when the probe customer's answer changed with
+# neither a new model version nor a new feature snapshot (else 0, absent when there
+# was nothing to compare); the latency of each call in milliseconds.
+SERVICE_PROBE: Final = "probe"
+METRIC_PROBE_FAILURES: Final = "ProbeFailures"
+METRIC_PROBE_ANSWER_CHANGED: Final = "ProbeAnswerChanged"
+METRIC_PROBE_HEALTH_LATENCY: Final = "ProbeHealthLatency"
+METRIC_PROBE_SCORE_LATENCY: Final = "ProbeScoreLatency"
 
 # --- Scoring log and monitoring -----------------------------------------------
 # Every score line carries ``"record_type": "score"``: the CloudWatch Logs
@@ -134,6 +159,8 @@ HANDLER_FEATURE_LOADER: Final = "lambdas.feature_loader.handler.lambda_handler"
 HANDLER_TRAINING: Final = "lambdas.training.handler.lambda_handler"
 HANDLER_RELEASE: Final = "lambdas.release.handler.lambda_handler"
 HANDLER_MONITOR: Final = "lambdas.monitor.handler.lambda_handler"
+HANDLER_PROBE: Final = "lambdas.probe.handler.lambda_handler"
+HANDLER_BATCH_SCORING: Final = "lambdas.batch_scoring.handler.lambda_handler"
 
 # --- Data lake layout (prefixes inside the buckets) --------------------------
 RAW_LOANS_PREFIX: Final = "raw/loans/"
@@ -158,6 +185,15 @@ SCORING_LOG_PREFIX: Final = "scoring-log/"
 LABELS_PREFIX: Final = "labels/"
 # The monitor's JSON reports, ``monitoring/date=YYYY-MM-DD/report.json``.
 MONITORING_PREFIX: Final = "monitoring/"
+# The probe function's last answer (one JSON object), which its next run compares with.
+PROBE_STATE_PREFIX: Final = f"{MONITORING_PREFIX}probe/"
+PROBE_STATE_KEY: Final = f"{PROBE_STATE_PREFIX}last-answer.json"
+# Whole-portfolio batch scores, one folder per run: ``batch-scores/<run_id>/``
+# (Parquet parts and summary.json), in the curated bucket in AWS.
+BATCH_SCORES_PREFIX: Final = "batch-scores/"
+# Ranges a batch-scoring run may be cut into: the Map state's items travel in the
+# execution's history, and each range holds one store connection while it runs.
+BATCH_MAX_PARTITIONS: Final = 256
 
 # --- Glue job arguments (``--<name>``) of glue_jobs/feature_extraction.py -------
 # The raw input (the job's default: the whole raw zone) and the run's own output
@@ -245,6 +281,7 @@ ACTION_CLOSE_ABANDONED_RELEASE: Final = "close_abandoned_release"
 OUTPUT_RAW_BUCKET: Final = "RawBucketName"
 OUTPUT_TRAINING_PIPELINE_ARN: Final = "TrainingPipelineArn"
 OUTPUT_CANARY_RELEASE_ARN: Final = "CanaryReleaseArn"
+OUTPUT_BATCH_SCORING_ARN: Final = "BatchScoringArn"
 OUTPUT_API_URL: Final = "ApiUrl"
 OUTPUT_API_KEY_SECRET_ARN: Final = "ApiKeySecretArn"  # noqa: S105 - an output name
 

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 
 from credit_risk import names
 from infra.components.asl_state_machine import AslStateMachine
-from infra.stacks.orchestration import CANARY_RELEASE, TRAINING_PIPELINE
+from infra.stacks.orchestration import BATCH_SCORING, CANARY_RELEASE, TRAINING_PIPELINE
 from tests.infra.aws_world import transform_input
 from tests.infra.conftest import REPO_ROOT
 
@@ -310,14 +310,14 @@ def test_staging_warms_the_live_alias_with_a_health_request(staging):
     assert "FunctionsLive" in json.dumps(target["Arn"])
 
 
-def test_both_definitions_of_the_repository_are_deployed(dev):
+def test_every_definition_of_the_repository_is_deployed(dev):
     present = {
         key
-        for key in (TRAINING_PIPELINE, CANARY_RELEASE)
+        for key in (TRAINING_PIPELINE, CANARY_RELEASE, BATCH_SCORING)
         if (REPO_ROOT / "step_functions" / f"{key}.asl.json").is_file()
     }
 
-    assert present == {TRAINING_PIPELINE, CANARY_RELEASE}
+    assert present == {TRAINING_PIPELINE, CANARY_RELEASE, BATCH_SCORING}
     assert set(dev.stacks.orchestration.state_machines) == present
     assert len(_machines(dev)) == len(present)
     assert dev.resources("Orchestration", "AWS::SNS::Topic")

@@ -321,3 +321,74 @@ def test_make_audit_fails_on_vulnerabilities_and_lists_outdated_packages():
     assert "--strict" in recipe
     assert "--outdated" in recipe
     assert "npm audit" in recipe
+
+
+def _s3_writes(statements: list[dict]) -> list[dict]:
+    def actions(statement: dict) -> list[str]:
+        action = statement["Action"]
+        return [action] if isinstance(action, str) else action
+
+    return [
+        statement
+        for statement in statements
+        if any(a.startswith("s3:Put") or a.startswith("s3:Delete") for a in actions(statement))
+    ]
+
+
+def test_prod_publishes_its_openapi_document_once_its_smoke_test_passed(pipeline_template):
+    stages = _stages(pipeline_template)
+    # Only the release client developers get is published, after its smoke test
+    for stage in ("Dev", "Staging"):
+        assert not [a for a in stages[stage] if a["Name"].startswith("PublishOpenApi-")]
+    (smoke,) = [a for a in stages["Prod"] if a["Name"].startswith("SmokeTest-")]
+    (publish,) = [a for a in stages["Prod"] if a["Name"].startswith("PublishOpenApi-")]
+    assert publish["RunOrder"] > smoke["RunOrder"]
+    # from the released commit, with the script, into the docs bucket of the output
+    action_env = {
+        v["name"]: v["value"] for v in json.loads(publish["Configuration"]["EnvironmentVariables"])
+    }
+    assert action_env["COMMIT_ID"].startswith("#{Source@")
+    assert action_env["COMMIT_ID"].endswith(".CommitId}")
+    project = _project_of(pipeline_template, publish)
+    spec = yaml.safe_load(project["Properties"]["Source"]["BuildSpec"])
+    assert "python3 infra/publish_openapi.py" in spec["phases"]["build"]["commands"]
+    (bucket_id,) = [
+        logical_id
+        for logical_id, bucket in _of_type(pipeline_template, "AWS::S3::Bucket").items()
+        if bucket["Properties"].get("VersioningConfiguration") == {"Status": "Enabled"}
+    ]
+    project_env = {
+        v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]
+    }
+    assert project_env["DOCS_BUCKET"] == {"Ref": bucket_id}
+    assert pipeline_template["Outputs"]["ApiDocsBucketName"]["Value"] == {"Ref": bucket_id}
+    # and it may write documents under openapi/ of that bucket, nothing else
+    role = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    (write,) = _s3_writes(_policy_statements_of(pipeline_template, role))
+    assert write["Action"] == "s3:PutObject"
+    assert write["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/openapi/*"]]
+    }
+
+
+def test_the_docs_bucket_is_private_encrypted_tls_only_logged_and_kept(pipeline_template):
+    buckets = _of_type(pipeline_template, "AWS::S3::Bucket")
+    (docs_id,) = [k for k, b in buckets.items() if "VersioningConfiguration" in b["Properties"]]
+    docs = buckets[docs_id]
+    props = docs["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert props["LoggingConfiguration"]["DestinationBucketName"]["Ref"] in buckets
+    assert docs["DeletionPolicy"] == "Retain"
+    policies = [
+        p["Properties"]
+        for p in _of_type(pipeline_template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": docs_id}
+    ]
+    (denies_plain_http,) = [
+        s
+        for p in policies
+        for s in p["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert denies_plain_http["Action"] == "s3:*"

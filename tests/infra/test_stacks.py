@@ -134,6 +134,7 @@ def test_functions_are_traced_container_images_with_their_own_handlers(dev):
         names.HANDLER_FEATURE_LOADER,
         names.HANDLER_TRAINING,
         names.HANDLER_MONITOR,
+        names.HANDLER_BATCH_SCORING,
     }
     for props in by_handler.values():
         assert props["PackageType"] == "Image"
@@ -141,6 +142,7 @@ def test_functions_are_traced_container_images_with_their_own_handlers(dev):
     assert "VpcConfig" in by_handler[names.HANDLER_INFERENCE]
     assert "VpcConfig" in by_handler[names.HANDLER_FEATURE_LOADER]
     assert "VpcConfig" in by_handler[names.HANDLER_MONITOR]
+    assert "VpcConfig" in by_handler[names.HANDLER_BATCH_SCORING]
     assert "VpcConfig" not in by_handler[names.HANDLER_TRAINING]
 
 
@@ -209,7 +211,7 @@ def test_the_integration_selects_the_alias_through_the_stage_variable(dev):
         integration = method["Properties"]["Integration"]
         assert integration["Type"] == "AWS_PROXY"
         assert ":${stageVariables.lambdaAlias}/invocations" in json.dumps(integration["Uri"])
-        assert method["Properties"]["ApiKeyRequired"] is True
+        # Which methods need the key: tests/infra/test_api_reference.py.
     assert stage["StageName"] == names.API_STAGE_NAME
     assert stage["Variables"] == {names.STAGE_VARIABLE_LAMBDA_ALIAS: names.LIVE_ALIAS}
     assert stage["TracingEnabled"] is True

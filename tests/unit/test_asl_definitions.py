@@ -37,10 +37,11 @@ def _pascal(step: str) -> str:
     return "".join(part.capitalize() for part in step.split("_"))
 
 
-def test_both_definitions_exist():
+def test_every_definition_exists():
     assert {p.name for p in DEFINITIONS} == {
         "training_pipeline.asl.json",
         "canary_release.asl.json",
+        "batch_scoring.asl.json",
     }
 
 

@@ -26,7 +26,18 @@ def test_document_declares_the_routes_the_api_key_and_json_errors():
         names.ROUTE_SCORE,
         names.ROUTE_SCORE_BATCH,
         names.ROUTE_HEALTH,
+        names.ROUTE_DOCS,
+        names.ROUTE_OPENAPI,
     }
+    # The reference is read without a key; every other operation needs one.
+    public = {
+        route
+        for route, path in document["paths"].items()
+        for operation in path.values()
+        if operation.get("security") == []
+    }
+    assert public == set(names.PUBLIC_ROUTES)
+    assert document["security"] == [{"apiKey": []}]
     assert document["components"]["securitySchemes"]["apiKey"] == {
         "type": "apiKey",
         "in": "header",

@@ -82,15 +82,19 @@ def document(app: APIGatewayRestResolver) -> str:
             description=(
                 "Real-time probability of default, decision and reasons for a lender's "
                 "customers, from the latest features in the feature store. Every request "
-                f"carries an API key in `{names.API_KEY_HEADER}`; errors are JSON "
-                "`{error, message, request_id}`."
+                f"carries an API key in `{names.API_KEY_HEADER}`, but for the reference "
+                f"(`{names.ROUTE_DOCS}`) and this document (`{names.ROUTE_OPENAPI}`); "
+                "errors are JSON `{error, message, request_id}`."
             ),
             security_schemes={"apiKey": APIKey(name=names.API_KEY_HEADER, in_=APIKeyIn.header)},
             security=[{"apiKey": []}],
         )
     )
-    for path in spec["paths"].values():
+    for route, path in spec["paths"].items():
         for operation in path.values():
+            if route in names.PUBLIC_ROUTES:
+                # Read without a key (Powertools leaves an empty list out).
+                operation["security"] = []
             responses = operation["responses"]
             # Powertools' own 422 (its validation errors are 400 here); a route's own
             # 422 (unscorable_features) stays.

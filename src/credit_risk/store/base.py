@@ -165,6 +165,22 @@ class FeatureStore(abc.ABC):
         that score, for examples and smoke tests."""
 
     @abc.abstractmethod
+    def snapshot_page(
+        self, snapshot_id: str, *, after: str | None, through: str | None, limit: int
+    ) -> list[CustomerFeatures]:
+        """Up to ``limit`` rows of a retained snapshot (active or kept), in customer-id
+        order, with ids above ``after`` and up to ``through`` (None: no bound): keyset
+        pages for reading a whole snapshot in constant memory. A snapshot table never
+        changes once loaded, so pages read apart add up to the snapshot."""
+
+    @abc.abstractmethod
+    def snapshot_bounds(self, snapshot_id: str, parts: int) -> list[str]:
+        """At most ``parts - 1`` customer ids cutting a retained snapshot into ranges of
+        about equal size, in order: range ``i`` holds the ids above cut ``i - 1`` up to
+        and including cut ``i`` (the last id of the range), the first range open below
+        and the last open above. Ranges and pages share the store's id order."""
+
+    @abc.abstractmethod
     def load_snapshot(self, data: SnapshotData, snapshot_id: str, as_of: date) -> LoadResult:
         """Loads rows in ``schemas.SNAPSHOT_COLUMNS`` form as a new snapshot and activates it.
 
@@ -224,6 +240,19 @@ def storable_ids(customer_ids: Sequence[str]) -> list[str]:
     if isinstance(customer_ids, str):
         raise InvalidInputError("get_many takes a sequence of ids, not one string")
     return [cid for cid in dict.fromkeys(customer_ids) if is_storable_id(cid)]
+
+
+def range_size(row_count: int, parts: int) -> int:
+    """Rows per range when ``row_count`` rows are cut into ``parts`` ranges."""
+    if parts < 1:
+        raise InvalidInputError(f"a snapshot is cut into 1 part or more, not {parts}")
+    return max(1, -(-row_count // parts))
+
+
+def validate_page_limit(limit: int) -> int:
+    if not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"a page holds 1 row or more, not {limit!r}")
+    return limit
 
 
 def validate_snapshot_id(snapshot_id: str) -> str:

@@ -45,7 +45,9 @@ from credit_risk.store.base import (
     StoreNotInitialized,
     StoreUnavailable,
     is_storable_id,
+    range_size,
     storable_ids,
+    validate_page_limit,
     validate_snapshot_id,
 )
 from credit_risk.store.credentials import PostgresConfig, connect_kwargs
@@ -75,6 +77,7 @@ _HEALTH = (
     "SELECT (SELECT max(version) FROM schema_migrations), "
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
+_SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE snapshot_id = %s"
 _SNAPSHOTS = """
 SELECT s.snapshot_id, s.as_of, s.row_count, s.loaded_at, s.activated_at,
        coalesce(s.snapshot_id = st.active_snapshot_id, false)
@@ -190,6 +193,56 @@ class PostgresFeatureStore(FeatureStore):
         )
         rows = self._read(lambda c: c.execute(query, (limit,)).fetchall())
         return [row[0] for row in rows]
+
+    def snapshot_page(
+        self, snapshot_id: str, *, after: str | None, through: str | None, limit: int
+    ) -> list[CustomerFeatures]:
+        validate_page_limit(limit)
+        bounds, params = [], []
+        for condition, value in (("customer_id > %s", after), ("customer_id <= %s", through)):
+            if value is not None:
+                bounds.append(sql.SQL(condition))
+                params.append(value)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds) if bounds else sql.SQL("")
+
+        def page(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+            table, _ = self._snapshot_table(conn, snapshot_id)
+            query = sql.SQL(
+                "SELECT {columns}, %s::text FROM {table}{where} ORDER BY customer_id LIMIT %s"
+            ).format(columns=_SNAPSHOT_NAMES, table=table, where=where)
+            try:
+                with conn.cursor(binary=True) as cursor:
+                    return cursor.execute(query, (snapshot_id, *params, limit)).fetchall()
+            except psycopg.errors.UndefinedTable:
+                # Retention dropped it between the lookup and the read.
+                raise SnapshotNotFoundError(f"no retained snapshot {snapshot_id}") from None
+
+        return [CustomerFeatures(*row) for row in self._read(page)]
+
+    def snapshot_bounds(self, snapshot_id: str, parts: int) -> list[str]:
+        def bounds(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+            table, row_count = self._snapshot_table(conn, snapshot_id)
+            size = range_size(row_count, parts)
+            if size >= row_count:
+                return []
+            # One pass over the primary key: the last id of every range but the last.
+            query = sql.SQL(
+                "SELECT customer_id FROM (SELECT customer_id, row_number() OVER "
+                "(ORDER BY customer_id) AS n FROM {table}) AS numbered "
+                "WHERE n %% %s = 0 AND n < %s ORDER BY customer_id"
+            ).format(table=table)
+            return conn.execute(query, (size, row_count)).fetchall()
+
+        return [row[0] for row in self._read(bounds)]
+
+    @staticmethod
+    def _snapshot_table(conn: psycopg.Connection, snapshot_id: str) -> tuple[sql.Identifier, int]:
+        """The table of a retained snapshot and its row count; a snapshot dropped
+        meanwhile (by retention) is reported as not found, never as a missing schema."""
+        row = conn.execute(_SNAPSHOT_TABLE, (validate_snapshot_id(snapshot_id),)).fetchone()
+        if row is None:
+            raise SnapshotNotFoundError(f"no retained snapshot {snapshot_id}")
+        return sql.Identifier(row[0]), row[1]
 
     def active_snapshot(self) -> SnapshotInfo | None:
         query = _SNAPSHOTS + " WHERE s.snapshot_id = st.active_snapshot_id"

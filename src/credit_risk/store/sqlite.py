@@ -38,7 +38,9 @@ from credit_risk.store.base import (
     StoreNotInitialized,
     StoreUnavailable,
     is_storable_id,
+    range_size,
     storable_ids,
+    validate_page_limit,
     validate_snapshot_id,
 )
 from credit_risk.store.migrations import migrations
@@ -72,6 +74,7 @@ _SELECT = f"SELECT {', '.join(map(_ident, READ_COLUMNS))} FROM {_ident(LOGICAL_T
 _GET = _SELECT + " WHERE customer_id = ?"
 _SAMPLE_IDS = f"SELECT customer_id FROM {_ident(LOGICAL_TABLE)} ORDER BY customer_id LIMIT ?"  # noqa: S608
 _GET_MANY = _SELECT + " WHERE customer_id IN (SELECT value FROM json_each(?))"  # noqa: S608
+_SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE snapshot_id = ?"
 _HEALTH = (
     "SELECT (SELECT max(version) FROM schema_migrations), "
     "(SELECT active_snapshot_id FROM feature_store_state)"
@@ -89,6 +92,14 @@ def _now() -> str:
 
 def _features(row: tuple) -> CustomerFeatures:
     return CustomerFeatures(*row[:6], date.fromisoformat(row[6]), row[7])
+
+
+def _snapshot_table(conn: sqlite3.Connection, snapshot_id: str) -> tuple[str, int]:
+    """The table of a retained snapshot and its row count."""
+    row = conn.execute(_SNAPSHOT_TABLE, (validate_snapshot_id(snapshot_id),)).fetchone()
+    if row is None:
+        raise SnapshotNotFoundError(f"no retained snapshot {snapshot_id}")
+    return row[0], row[1]
 
 
 def _snapshot(row: tuple) -> SnapshotInfo:
@@ -215,6 +226,44 @@ class SqliteFeatureStore(FeatureStore):
     def customer_ids(self, limit: int = 10) -> list[str]:
         rows = self._read(lambda c: c.execute(_SAMPLE_IDS, (limit,)).fetchall())
         return [row[0] for row in rows]
+
+    def snapshot_page(
+        self, snapshot_id: str, *, after: str | None, through: str | None, limit: int
+    ) -> list[CustomerFeatures]:
+        validate_page_limit(limit)
+        conditions = [
+            (condition, value)
+            for condition, value in (("customer_id > ?", after), ("customer_id <= ?", through))
+            if value is not None
+        ]
+        where = " WHERE " + " AND ".join(c for c, _ in conditions) if conditions else ""
+        columns = ", ".join(map(_ident, _SNAPSHOT_NAMES))
+
+        def page(conn: sqlite3.Connection) -> list[tuple]:
+            table, _ = _snapshot_table(conn, snapshot_id)
+            query = (
+                f"SELECT {columns}, ? FROM {_ident(table)}{where} "  # noqa: S608
+                "ORDER BY customer_id LIMIT ?"
+            )
+            return conn.execute(query, (snapshot_id, *(v for _, v in conditions), limit)).fetchall()
+
+        return [_features(row) for row in self._read(page)]
+
+    def snapshot_bounds(self, snapshot_id: str, parts: int) -> list[str]:
+        def bounds(conn: sqlite3.Connection) -> list[tuple]:
+            table, row_count = _snapshot_table(conn, snapshot_id)
+            size = range_size(row_count, parts)
+            if size >= row_count:
+                return []
+            # One pass over the primary key: the last id of every range but the last.
+            query = (
+                "SELECT customer_id FROM (SELECT customer_id, row_number() OVER "  # noqa: S608
+                f"(ORDER BY customer_id) AS n FROM {_ident(table)}) "
+                "WHERE n % ? = 0 AND n < ? ORDER BY customer_id"
+            )
+            return conn.execute(query, (size, row_count)).fetchall()
+
+        return [row[0] for row in self._read(bounds)]
 
     def active_snapshot(self) -> SnapshotInfo | None:
         query = _SNAPSHOTS + " WHERE s.snapshot_id = st.active_snapshot_id"

@@ -1,0 +1,1 @@
+"""Whole-portfolio batch scoring: plan, score a range, finish (state machine tasks)."""

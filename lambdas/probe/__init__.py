@@ -1,0 +1,1 @@
+"""Scheduled synthetic probe of the scoring API."""
