@@ -112,6 +112,19 @@ def test_a_record_without_a_time_zone_cannot_be_made():
         record(scored_at=datetime(2026, 11, 22, 10, 0))
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"default_probability": float("nan")},
+        {"features": {**record().features, "avg_amount_loans_previous": float("inf")}},
+    ],
+)
+def test_a_record_holding_nan_or_an_infinity_cannot_be_made(changes):
+    # Then what no reader would take is never written
+    with pytest.raises(InvalidInputError, match="finite"):
+        record(**changes)
+
+
 def test_a_feature_beyond_the_contract_is_kept():
     data = as_dict()
     data["features"]["new_feature"] = 2.5

@@ -93,6 +93,11 @@ class ScoreRecord:
             raise InvalidInputError("scored_at must carry a time zone (UTC)")
         if self.role not in ROLES:
             raise InvalidInputError(f"role must be one of {', '.join(ROLES)}")
+        # What ``from_dict`` refuses cannot be written: JSON has no NaN or infinity
+        # (the encoder would write them as bare constants no reader takes).
+        values = (self.default_probability, *self.features.values())
+        if not all(value is None or math.isfinite(value) for value in values):
+            raise InvalidInputError("a score record holds only finite numbers (or null)")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,8 +119,7 @@ class ScoreRecord:
 
     def to_json(self) -> str:
         """The record as one line of compact JSON, UTF-8 text as written (a missing
-        value is null; NaN and infinities never get here: the service refuses such
-        features with 422 and a non-finite model output is an error)."""
+        value is null; a record never holds NaN or an infinity)."""
         # pydantic-core's encoder: a few times faster than json.dumps, and the API
         # writes one record per customer scored.
         return pydantic_core.to_json(self.to_dict()).decode()
