@@ -46,6 +46,9 @@ class DatabaseConfig(_Model):
     max_allocated_storage_gib: Annotated[int, Field(ge=20)]
     backup_retention_days: Annotated[int, Field(ge=1, le=35)]
     secret_rotation_days: Annotated[int, Field(ge=1, le=365)]
+    # Days a recorded credit decision stays in the store for lookup (each feature
+    # load deletes older ones); prod keeps 25 months, Regulation B's 1002.12(b).
+    decision_retention_days: Annotated[int, Field(ge=1, le=3650)]
 
     @model_validator(mode="after")
     def _storage_can_grow(self) -> DatabaseConfig:

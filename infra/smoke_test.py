@@ -30,6 +30,7 @@ API_KEY_HEADER = "x-api-key"
 API_KEY_SECRET_FIELD = "api_key"  # noqa: S105 - a JSON field name, not a secret
 ROUTE_HEALTH = "/v1/health"
 ROUTE_SCORE = "/v1/scores"
+ROUTE_DECISION = "/v1/decisions"
 SCORE_FIELDS = ("customer_id", "default_probability", "decision", "model_version")
 # The first customer of every synthetic extract (credit_risk.datagen): customer 0.
 DEFAULT_CUSTOMER_ID = "1234567"
@@ -138,6 +139,21 @@ def check_score(
     return reply.body
 
 
+def check_decision(base_url: str, api_key: str, score: dict[str, Any]) -> None:
+    """The score's decision was recorded and reads back as answered: the release's
+    store holds the decisions table and the lookup route reaches it."""
+    decision_id = score.get("decision_id")
+    if decision_id is None:
+        raise SmokeTestError(f"POST {ROUTE_SCORE} answer carries no decision_id: {score}")
+    route = f"{ROUTE_DECISION}/{decision_id}"
+    reply = call(base_url, route, api_key)
+    if reply.status != 200:
+        raise SmokeTestError(f"GET {route} answered {reply.status}: {reply.body}")
+    recorded = {field: reply.body.get(field) for field in SCORE_FIELDS}
+    if recorded != {field: score[field] for field in SCORE_FIELDS}:
+        raise SmokeTestError(f"GET {route} differs from the score: {recorded} != {score}")
+
+
 def check_rejects_missing_key(base_url: str) -> None:
     """A release that opened the API to anonymous callers must not go further."""
     reply = call(base_url, ROUTE_HEALTH, "")
@@ -150,6 +166,7 @@ def run(base_url: str, api_key: str, customer_id: str) -> str:
     health = check_health(base_url, api_key)
     check_rejects_missing_key(base_url)
     score = check_score(base_url, api_key, customer_id, health.get("snapshot_id"))
+    check_decision(base_url, api_key, score)
     return (
         f"smoke test passed: model {health.get('model_version')}, customer {customer_id} "
         f"scored {score['default_probability']:.4f} ({score['decision']})"

@@ -181,6 +181,13 @@ class ScoringApi(Construct):
         self.health_method = version.add_resource("health").add_method(
             "GET", integration, request_validator=validator
         )
+        # Decision lookup: the key and usage plan of scoring (the record holds a
+        # customer's features); the function answers a malformed id with its 400.
+        self.decision_method = (
+            version.add_resource(names.ROUTE_DECISION.rsplit("/", 1)[1])
+            .add_resource("{" + names.ROUTE_DECISION_PARAMETER + "}")
+            .add_method("GET", integration, request_validator=validator)
+        )
         # The reference, outside the usage plan: the stage's throttling and the WAF
         # still apply to it.
         docs = version.add_resource(names.ROUTE_DOCS.rsplit("/", 1)[1])

@@ -103,6 +103,8 @@ class MlStack(EnvironmentStack):
                     **common,
                     **store,
                     **lake_root,
+                    # Each load deletes the recorded decisions older than this.
+                    names.ENV_DECISION_RETENTION_DAYS: str(config.database.decision_retention_days),
                     names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_FEATURE_LOADER,
                 },
                 "training": {

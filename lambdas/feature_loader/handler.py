@@ -8,7 +8,7 @@ can retry or catch them by name.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -49,15 +49,19 @@ class LoadEvent(BaseModel):
     as_of: date
 
 
-@cache
-def _store() -> FeatureStore:
-    """Validated once per cold start; the store and its connection live while warm."""
+def _settings() -> Settings:
+    """The environment, validated (a load a day: read afresh each time)."""
     try:
         Environment()
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         raise ConfigurationError(f"invalid environment: {exc}") from None
-    return get_store(settings)
+
+
+@cache
+def _store() -> FeatureStore:
+    """Once per cold start; the store and its connection live while warm."""
+    return get_store(_settings())
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -67,7 +71,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:
         raise InvalidInputError(f"invalid feature-loader event: {exc}") from None
     result = load_snapshot_uri(
-        _store(), request.snapshot_uri, snapshot_id=request.snapshot_id, as_of=request.as_of
+        _store(),
+        request.snapshot_uri,
+        snapshot_id=request.snapshot_id,
+        as_of=request.as_of,
+        # Each load also deletes the decisions past their retention.
+        decision_retention=timedelta(days=_settings().decision_retention_days),
     )
     response = result.as_dict()
     logger.info("feature snapshot active", extra=response)

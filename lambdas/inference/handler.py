@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -50,13 +50,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 from pydantic import BaseModel
 
 from credit_risk import names, release_metrics
-from credit_risk.serving import models, openapi
+from credit_risk.serving import decisions, models, openapi
 from credit_risk.serving.service import (
     NoModelError,
     ScoredRequest,
@@ -253,7 +254,16 @@ def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Resp
     )
 
 
-def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
+def _answer(service: ScoringService, scored: ScoredRequest) -> None:
+    """What every answer needs before it leaves: its decisions recorded (committed,
+    or the request fails with no answer given; ``credit_risk.serving.decisions``),
+    then its metrics, log line and scoring-log records."""
+    decided_at = datetime.now(UTC)
+    service.record_decisions(scored, app.current_event.request_context.request_id, decided_at)
+    _record_scores(service, scored, decided_at)
+
+
+def _record_scores(service: ScoringService, scored: ScoredRequest, scored_at: datetime) -> None:
     served, unknown = scored.served, scored.unknown
     release_id = scored.release.release_id if scored.release is not None else None
     if release_id is not None and scored.counts is not None:
@@ -290,6 +300,7 @@ def _record_scores(service: ScoringService, scored: ScoredRequest) -> None:
         service.log_scores(
             served,
             app.current_event.request_context.request_id,
+            scored_at=scored_at,
             release_id=release_id,
             customer_hashes=hashes,
         )
@@ -342,7 +353,7 @@ _SCORING = (
 def score(request: models.ScoreRequest):
     service = initialize()
     scored = service.score_request([request.customer_id])
-    _record_scores(service, scored)
+    _answer(service, scored)
     if not scored.served:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
     return _ok(scored.served[0].score)
@@ -374,8 +385,53 @@ def score_batch(request: models.BatchScoreRequest):
         unknown_customer_ids=scored.unknown,
         model_version=service.model_version,
     )
-    _record_scores(service, scored)
+    _answer(service, scored)
     return _ok(response)
+
+
+@app.get(
+    f"{names.ROUTE_DECISION}/<{names.ROUTE_DECISION_PARAMETER}>",
+    summary="A recorded decision",
+    description="What was decided, as it was answered: probability, decision, threshold, "
+    "reasons, model version, the features as served, the snapshot and the time. Read "
+    "from the decision record written before the answer left, never recomputed; kept "
+    "for the environment's retention period. 404 for an id never issued here or "
+    "past its retention.",
+    responses={
+        200: _success("The decision as recorded", models.DecisionRecord),
+        **openapi.error_responses(
+            HTTPStatus.BAD_REQUEST,
+            *_GATEWAY,
+            HTTPStatus.NOT_FOUND,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            descriptions={
+                HTTPStatus.BAD_REQUEST: "decision_id is not a decision id (a UUID version 7)",
+                HTTPStatus.NOT_FOUND: "No decision with this id is on record",
+            },
+        ),
+    },
+)
+def decision(
+    decision_id: Annotated[
+        str,
+        Path(
+            pattern=models.DECISION_ID_PATTERN,
+            description="The decision_id of a score.",
+            examples=["019ad8a4-5f3e-7c41-9a0b-2f6d1e8c7a55"],
+        ),
+    ],
+):
+    service = initialize()
+    record = decisions.lookup(service.store, decision_id)
+    if record is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "unknown_decision", "no decision with this id")
+    # Who read which customer's decision, for the access trail (the id hashed).
+    logger.info(
+        "%s",
+        "decision read",
+        extra={"decision_id": record.decision_id, "customer": service.hash_id(record.customer_id)},
+    )
+    return _ok(record)
 
 
 @app.get(

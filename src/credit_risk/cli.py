@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "release",
     "serve",
+    "decisions",
     "probe",
     "batch_score",
     "simulate_traffic",

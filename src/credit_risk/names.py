@@ -43,6 +43,9 @@ ENV_MODEL_REFRESH_SECONDS: Final = f"{ENV_PREFIX}MODEL_REFRESH_SECONDS"
 MODEL_REFRESH_SECONDS: Final = 30
 # Commit the deployed code was built from, recorded in model metadata.
 ENV_CODE_VERSION: Final = f"{ENV_PREFIX}CODE_VERSION"
+# Days a recorded credit decision is kept (credit_risk.serving.decisions); loads purge
+# older ones.
+ENV_DECISION_RETENTION_DAYS: Final = f"{ENV_PREFIX}DECISION_RETENTION_DAYS"
 ENV_ENVIRONMENT: Final = f"{ENV_PREFIX}ENVIRONMENT"
 # What the release function acts on: the inference function (whose live alias it
 # probes) and the candidate alarms (by name prefix).
@@ -81,6 +84,9 @@ API_VERSION_PREFIX: Final = "v1"
 ROUTE_SCORE: Final = "/v1/scores"
 ROUTE_SCORE_BATCH: Final = "/v1/scores/batch"
 ROUTE_HEALTH: Final = "/v1/health"
+# What was decided, by the decision_id every score carries (same key as scoring).
+ROUTE_DECISION: Final = "/v1/decisions"
+ROUTE_DECISION_PARAMETER: Final = "decision_id"
 # The API reference: a page, its files under it, and the OpenAPI document. Read
 # without an API key (a browser sends no header with a page load; none of it holds
 # customer data); only GET reaches them.

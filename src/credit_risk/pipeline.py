@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from credit_risk import io, names, schemas
@@ -120,6 +120,7 @@ class PipelineRun:
                 io.join(self.output_uri, "snapshot"),
                 snapshot_id=self.run_id,
                 as_of=self.as_of,
+                decision_retention=timedelta(days=self.settings.decision_retention_days),
             )
         self.summary["store"] = loaded.as_dict()
 

@@ -32,8 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from credit_risk import io, names
 from credit_risk.errors import InvalidInputError
-from credit_risk.serving.models import Score as ScoreAnswer
-from credit_risk.serving.models import ScoreRequest
+from credit_risk.serving.models import Score, ScoreRequest
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # The first customer of every synthetic extract (credit_risk.datagen), as in the
@@ -143,6 +142,13 @@ class ProbeResult:
             if check.latency_ms is not None and check.status is not None:
                 points.append((latency[check.name], check.latency_ms, "Milliseconds"))
         return points
+
+
+class ScoreAnswer(Score):
+    """A score as the probe reads it: an API version from before decision ids (still
+    serving part of the traffic while a code release shifts it) answers without one."""
+
+    decision_id: str | None = None
 
 
 def check_url(url: str) -> str:

@@ -14,6 +14,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CREDIT_RISK_"
+# 25 months of 31 days: Regulation B keeps a decision's record 25 months after the
+# applicant was told (12 CFR 1002.12(b)(1)).
+DEFAULT_DECISION_RETENTION_DAYS = 775
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,13 @@ class Settings(BaseSettings):
     )
     store_retained_snapshots: int = Field(
         default=2, ge=0, le=20, description="Previous snapshots kept for rollback."
+    )
+    decision_retention_days: int = Field(
+        default=DEFAULT_DECISION_RETENTION_DAYS,
+        ge=1,
+        le=3650,
+        description="Days a recorded decision is kept for lookup; each feature load "
+        "deletes older ones. The default is 25 months (Regulation B, 1002.12(b)).",
     )
     model_name: str = Field(default="credit-risk", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     api_key: SecretStr | None = Field(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from credit_risk import names
+from credit_risk.settings import Settings
+
 pytestmark = pytest.mark.infra
 
 
@@ -81,3 +84,23 @@ def test_glue_capacity_follows_each_environment(dev, prod):
 
     assert (dev_job["WorkerType"], dev_job["NumberOfWorkers"]) == ("G.1X", 2)
     assert (prod_job["WorkerType"], prod_job["NumberOfWorkers"]) == ("G.2X", 10)
+
+
+def test_each_load_purges_decisions_after_the_environment_s_retention(dev, staging, prod):
+    def loader_retention(synth) -> int:
+        (variables,) = [
+            props["Environment"]["Variables"]
+            for props in _props(synth, "Ml", "AWS::Lambda::Function")
+            if props.get("Environment", {})
+            .get("Variables", {})
+            .get(names.ENV_POWERTOOLS_SERVICE_NAME)
+            == names.SERVICE_FEATURE_LOADER
+        ]
+        # Read as the function reads it: a value its settings refuse fails here.
+        return Settings(
+            decision_retention_days=variables[names.ENV_DECISION_RETENTION_DAYS]
+        ).decision_retention_days
+
+    # Prod keeps decisions 25 months (Regulation B); the others far less.
+    assert loader_retention(prod) >= 25 * 31
+    assert loader_retention(dev) < loader_retention(staging) < loader_retention(prod)

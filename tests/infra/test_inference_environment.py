@@ -25,6 +25,7 @@ from credit_risk.registry import Registry
 from tests.integration.api.conftest import (  # noqa: F401 - fixtures used by name
     HASH_KEY,
     Serving,
+    decision_event,
     features_url,
     load_event,
     serving,
@@ -175,3 +176,9 @@ def test_the_function_serves_an_empty_environment_then_its_first_model(
     assert score_status == 200
     assert score["customer_id"] == "5008804"
     assert score["model_version"] == FIRST
+    # And its decision is recorded and looked up under the template's environment
+    response = serving_function.lambda_handler(decision_event(score["decision_id"]), live())
+    decision = json.loads(response["body"])
+    assert response["statusCode"] == 200
+    assert decision["environment"] == environment
+    assert decision["default_probability"] == score["default_probability"]

@@ -52,6 +52,7 @@ def record(**changes: Any) -> ScoreRecord:
         decision="approve",
         scored_at=datetime(2026, 11, 22, 10, 15, 3, 123456, tzinfo=UTC),
         environment="dev",
+        decision_id="019ab0e5-5c1b-7d2e-8f3a-0b1c2d3e4f50",
     )
     return replace(base, **changes)
 
@@ -86,6 +87,7 @@ def test_a_record_is_one_line_of_the_contract_and_reads_back_equal():
         "role",
         "release_id",
         "reasons",
+        "decision_id",
     ]
     assert data["record_type"] == names.SCORE_RECORD_TYPE
     assert list(data["features"]) == list(schemas.FEATURE_NAMES)
@@ -96,6 +98,12 @@ def test_a_record_is_one_line_of_the_contract_and_reads_back_equal():
     assert ScoreRecord.from_dict(data) == replace(
         original, scored_at=original.scored_at.replace(microsecond=123000)
     )
+
+
+def test_a_record_written_before_decisions_were_recorded_reads_without_one():
+    data = as_dict()
+    del data["decision_id"]
+    assert ScoreRecord.from_dict(data).decision_id is None
 
 
 def test_timestamps_are_written_and_read_in_utc():
@@ -148,6 +156,7 @@ def test_a_feature_beyond_the_contract_is_kept():
         ({"scored_at": "yesterday"}, "scored_at"),
         ({"scored_at": "2026-11-22T10:15:03"}, "UTC offset"),
         ({"environment": ""}, "environment"),
+        ({"decision_id": 7}, "decision_id"),
     ],
 )
 def test_malformed_records_are_refused_with_the_field_named(changes, message):

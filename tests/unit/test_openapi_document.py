@@ -26,6 +26,7 @@ def test_document_declares_the_routes_the_api_key_and_json_errors():
         names.ROUTE_SCORE,
         names.ROUTE_SCORE_BATCH,
         names.ROUTE_HEALTH,
+        f"{names.ROUTE_DECISION}/{{{names.ROUTE_DECISION_PARAMETER}}}",
         names.ROUTE_DOCS,
         names.ROUTE_OPENAPI,
     }

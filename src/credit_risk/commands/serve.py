@@ -188,7 +188,9 @@ def run_score(args: argparse.Namespace) -> int:
     service = build_service(settings.model_copy(update={"model_version": version}))
     results, unknown = service.score_many(request.customer_ids)
     for result in results:
-        print(result.model_dump_json())
+        # A look from the shell, not a decision given to anyone: nothing is recorded,
+        # so no decision_id is shown that GET /v1/decisions would not know.
+        print(result.model_dump_json(exclude={"decision_id"}))
     if unknown:
         print(f"unknown customer ids: {', '.join(unknown)}", file=sys.stderr)
         return 1

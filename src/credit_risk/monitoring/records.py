@@ -87,6 +87,8 @@ class ScoreRecord:
     release_id: str | None = None
     # The reason codes of the answer, strongest first.
     reasons: tuple[str, ...] = ()
+    # The recorded decision (GET /v1/decisions/{id}) this score is, or stood beside.
+    decision_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.scored_at.tzinfo is None:
@@ -115,6 +117,7 @@ class ScoreRecord:
             "role": self.role,
             "release_id": self.release_id,
             "reasons": list(self.reasons),
+            "decision_id": self.decision_id,
         }
 
     def to_json(self) -> str:
@@ -150,6 +153,10 @@ class ScoreRecord:
         reasons = data.get("reasons", [])
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise InvalidInputError("reasons: must be a list of reason codes")
+        # Records written before decisions were recorded carry none.
+        decision_id = data.get("decision_id")
+        if decision_id is not None and not isinstance(decision_id, str):
+            raise InvalidInputError("decision_id: must be text or null")
         return cls(
             request_id=_text(data, "request_id"),
             customer_hash=_text(data, "customer_hash"),
@@ -164,6 +171,7 @@ class ScoreRecord:
             role=role,
             release_id=release_id,
             reasons=tuple(reasons),
+            decision_id=decision_id,
         )
 
 

@@ -7,12 +7,13 @@ The same models validate requests in the Lambda and produce the OpenAPI document
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from credit_risk import decision_ids
 from credit_risk.names import MAX_BATCH_SIZE
 
 # Customer ids are text (leading zeros matter). The pattern keeps anything that
@@ -31,6 +32,15 @@ CustomerId = Annotated[
     ),
 ]
 Decision = Literal["approve", "decline"]
+# A UUID version 7 (credit_risk.decision_ids): unique without coordination, in time order.
+DECISION_ID_PATTERN = decision_ids.PATTERN
+DecisionId = Annotated[
+    str,
+    Field(
+        description="Id of the recorded decision: GET /v1/decisions/{decision_id} returns it.",
+        examples=["019ad8a4-5f3e-7c41-9a0b-2f6d1e8c7a55"],
+    ),
+]
 
 
 def parse_json(text: str) -> Any:
@@ -95,6 +105,7 @@ class Score(BaseModel):
     reasons: list[Reason]
     model_version: str
     features_as_of: date
+    decision_id: DecisionId
 
 
 class BatchScoreResponse(BaseModel):
@@ -103,6 +114,32 @@ class BatchScoreResponse(BaseModel):
         description="Requested ids with no features in the store, in request order."
     )
     model_version: str
+
+
+class DecisionRecord(BaseModel):
+    """A credit decision as the API returned it, with what it was computed from,
+    recorded before the answer left; looked up, never recomputed. Records are kept
+    for years and read back through this model: a field added later must have a
+    default, or the records written before it could no longer be read."""
+
+    decision_id: DecisionId
+    decided_at: datetime = Field(description="When the decision was made (UTC).")
+    request_id: str = Field(description="The API request that asked for it.")
+    customer_id: str
+    default_probability: float = Field(ge=0.0, le=1.0)
+    decision: Decision
+    threshold: float = Field(ge=0.0, le=1.0)
+    reasons: list[Reason] = Field(description="The reasons given, strongest first.")
+    model_version: str
+    features: dict[str, int | float | None] = Field(
+        description="The model inputs as read from the feature store (null: missing)."
+    )
+    features_as_of: date = Field(description="The date the features describe.")
+    snapshot_id: str = Field(description="The feature-store snapshot they were read from.")
+    release_id: str | None = Field(
+        default=None, description="The model release in progress then, if any."
+    )
+    environment: str
 
 
 class HealthResponse(BaseModel):

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, TypeAdapter
 
-from credit_risk import names, schemas
+from credit_risk import decision_ids, names, schemas
 from credit_risk.errors import ConfigurationError, CreditRiskError
 from credit_risk.model.package import ModelPackage
 from credit_risk.model.reasons import MAX_REASONS
@@ -54,7 +54,7 @@ from credit_risk.monitoring.records import (
 )
 from credit_risk.registry import Registry, ReleaseState
 from credit_risk.release_metrics import Decided, ReleaseCounts
-from credit_risk.serving import assignment, models
+from credit_risk.serving import assignment, decisions, models
 from credit_risk.serving.model_source import ModelSource, Serving
 from credit_risk.settings import Settings
 from credit_risk.store import CustomerFeatures, FeatureStore, create_store
@@ -425,8 +425,11 @@ class ScoringService:
                     "reasons": score.reasons,
                     "model_version": version,
                     "features_as_of": row.as_of,
+                    "decision_id": decision_id,
                 }
-                for row, score in zip(rows, scored, strict=True)
+                for row, score, decision_id in zip(
+                    rows, scored, decision_ids.new_ids(len(rows)), strict=True
+                )
             ]
         )
 
@@ -434,6 +437,26 @@ class ScoringService:
         """Scores in request order (duplicates repeated) and the unknown ids apart."""
         served, unknown = self.score_customers(customer_ids)
         return [item.score for item in served], unknown
+
+    def record_decisions(
+        self,
+        scored: ScoredRequest,
+        request_id: str,
+        decided_at: datetime,
+    ) -> None:
+        """Records the request's answers (not their shadows) as decisions, committed
+        before this returns (``credit_risk.serving.decisions``); raises when they
+        cannot be, and then the answers must not be given."""
+        release_id = scored.release.release_id if scored.release is not None else None
+        self.store.record_decisions(
+            decisions.decision_rows(
+                [(item.score, item.features) for item in scored.served],
+                request_id=request_id,
+                decided_at=decided_at,
+                environment=self.environment,
+                release_id=release_id,
+            )
+        )
 
     def score_records(
         self,
@@ -471,6 +494,8 @@ class ScoringService:
                             role=role,
                             release_id=release_id,
                             reasons=tuple(reason.code for reason in score.reasons),
+                            # A shadow's is its answer's: the decision it stood beside.
+                            decision_id=item.score.decision_id,
                         )
                     )
         return records
@@ -604,6 +629,8 @@ def _bare(model: ModelPackage, row: CustomerFeatures, probability: float) -> mod
         reasons=[],
         model_version=model.version,
         features_as_of=row.as_of,
+        # Never recorded, never returned: the scoring log writes the answer's.
+        decision_id=decision_ids.new_ids(1)[0],
     )
 
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from credit_risk.settings import Settings
 from credit_risk.store.base import (
     CustomerFeatures,
+    DecisionRow,
     FeatureStore,
     LoadResult,
     SnapshotExistsError,
@@ -26,6 +27,7 @@ from credit_risk.store.base import (
 
 __all__ = [
     "CustomerFeatures",
+    "DecisionRow",
     "FeatureStore",
     "LoadResult",
     "SnapshotExistsError",

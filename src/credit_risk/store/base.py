@@ -13,10 +13,10 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from credit_risk import schemas
+from credit_risk import decision_ids, schemas
 from credit_risk.errors import CreditRiskError, InvalidInputError
 
 # The logical table readers query (DESIGN.md "Feature store"); in both backends it is
@@ -27,6 +27,9 @@ LOGICAL_TABLE = "customer_features"
 MAX_CUSTOMER_ID_LENGTH = 256
 SNAPSHOT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
 DEFAULT_RETAINED_SNAPSHOTS = 2
+# Expired decisions are deleted this many at a time: short transactions that never
+# hold up the API's inserts for long.
+DECISION_PURGE_BATCH = 5_000
 # Columns readers get, in this order, from every backend.
 READ_COLUMNS: tuple[str, ...] = (
     *(name for name, _ in schemas.SNAPSHOT_COLUMNS),
@@ -82,6 +85,18 @@ class CustomerFeatures:
 
 
 @dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """A recorded decision: its key columns and the document a lookup returns
+    (JSON text, ``credit_risk.serving.decisions``)."""
+
+    decision_id: str
+    decided_at: datetime
+    customer_id: str
+    model_version: str
+    document: str
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotInfo:
     snapshot_id: str
     as_of: date
@@ -103,6 +118,8 @@ class LoadResult:
     load_seconds: float = 0.0
     swap_seconds: float = 0.0
     already_active: bool = False
+    # Decisions deleted after the load, past their retention.
+    purged_decisions: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +132,7 @@ class LoadResult:
             "load_seconds": round(self.load_seconds, 3),
             "swap_seconds": round(self.swap_seconds, 4),
             "already_active": self.already_active,
+            "purged_decisions": self.purged_decisions,
         }
 
 
@@ -206,6 +224,69 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     def migrate(self) -> list[int]:
         """Applies the schema migrations not applied yet; returns their versions."""
+
+    def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        """Writes decisions, committed when this returns; writing one again is a
+        no-op (a retried write never duplicates). The first write after an upgrade
+        that added the table applies the migrations itself: a new API version must
+        not fail every answer until the next feature load migrates the store."""
+        if not rows:
+            return
+        try:
+            self._insert_decisions(rows)
+        except StoreNotInitialized:
+            self.migrate()
+            self._insert_decisions(rows)
+
+    @abc.abstractmethod
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        """One round trip inserting ``rows``, skipping ids already recorded."""
+
+    def decision_document(self, decision_id: str) -> str | None:
+        """The recorded document of a decision (a lower-case id); None when unknown."""
+        try:
+            return self._decision_document(decision_id)
+        except StoreNotInitialized:  # no decision was ever recorded here
+            return None
+
+    @abc.abstractmethod
+    def _decision_document(self, decision_id: str) -> str | None: ...
+
+    def customer_decision_documents(self, customer_id: str, limit: int) -> list[str]:
+        """The documents of a customer's recorded decisions, newest first, at most
+        ``limit``: where a dispute starts when the client kept no decision id."""
+        validate_page_limit(limit)
+        if not is_storable_id(customer_id):
+            return []
+        try:
+            return self._customer_decisions(customer_id, limit)
+        except StoreNotInitialized:
+            return []
+
+    @abc.abstractmethod
+    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]: ...
+
+    def purge_decisions(self, retention: timedelta, now: datetime | None = None) -> int:
+        """Deletes the decisions made more than ``retention`` ago, a batch at a time;
+        returns how many."""
+        if retention <= timedelta(0):
+            raise InvalidInputError(f"decisions are retained for a positive time, not {retention}")
+        # Ids are in time order: every decision made before the cutoff has a lower one.
+        before_id = decision_ids.first_id_at((now or datetime.now(UTC)) - retention)
+        purged = 0
+        try:
+            while True:
+                deleted = self._delete_decisions(before_id, DECISION_PURGE_BATCH)
+                purged += deleted
+                if deleted < DECISION_PURGE_BATCH:
+                    return purged
+        except StoreNotInitialized:  # nothing recorded yet
+            return purged
+
+    @abc.abstractmethod
+    def _delete_decisions(self, before_id: str, limit: int) -> int:
+        """Deletes up to ``limit`` decisions with ids below ``before_id``, lowest
+        first; how many it did."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -7,7 +7,8 @@ snapshot as already active instead of failing.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -66,20 +67,32 @@ def load_snapshot_uri(
     *,
     snapshot_id: str | None = None,
     as_of: date | None = None,
+    decision_retention: timedelta | None = None,
 ) -> LoadResult:
-    """Migrates the store if needed, then loads and activates the snapshot at ``uri``."""
+    """Migrates the store if needed, then loads and activates the snapshot at ``uri``;
+    with ``decision_retention``, then deletes the decisions recorded longer ago (a
+    daily load is what keeps the decision record to its retention)."""
     if snapshot_id is not None:
         validate_snapshot_id(snapshot_id)
     store.migrate()
     if snapshot_id is not None and (done := _already_active(store, snapshot_id)):
-        return done
+        return _purged(store, done, decision_retention)
     table = read_snapshot(uri)
     data_as_of = snapshot_as_of(table)
     if as_of is not None and as_of != data_as_of:
         raise InvalidInputError(
             f"snapshot at {uri} is as of {data_as_of.isoformat()}, not {as_of.isoformat()}"
         )
-    return store.load_snapshot(table, snapshot_id or default_snapshot_id(data_as_of), data_as_of)
+    result = store.load_snapshot(table, snapshot_id or default_snapshot_id(data_as_of), data_as_of)
+    return _purged(store, result, decision_retention)
+
+
+def _purged(
+    store: FeatureStore, result: LoadResult, decision_retention: timedelta | None
+) -> LoadResult:
+    if decision_retention is None:
+        return result
+    return replace(result, purged_decisions=store.purge_decisions(decision_retention))
 
 
 def _already_active(store: FeatureStore, snapshot_id: str) -> LoadResult | None:

@@ -34,6 +34,7 @@ from credit_risk.store.base import (
     LOGICAL_TABLE,
     READ_COLUMNS,
     CustomerFeatures,
+    DecisionRow,
     FeatureStore,
     LoadResult,
     SnapshotData,
@@ -78,6 +79,24 @@ _HEALTH = (
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
 _SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE snapshot_id = %s"
+# One statement whatever the number of decisions, prepared once per connection. The
+# documents go as one JSON array (one text parameter), not as a text[]: the driver
+# takes milliseconds to quote a hundred documents into an array literal.
+_INSERT_DECISIONS = (
+    "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, record) "
+    "SELECT * FROM ROWS FROM (unnest(%s::uuid[]), unnest(%s::timestamptz[]), "
+    "unnest(%s::text[]), unnest(%s::text[]), json_array_elements(%s::json)) "
+    "ON CONFLICT (decision_id) DO NOTHING"
+)
+_DECISION = "SELECT record::text FROM decisions WHERE decision_id = %s::uuid"
+_CUSTOMER_DECISIONS = (
+    "SELECT record::text FROM decisions WHERE customer_id = %s "
+    "ORDER BY decided_at DESC, decision_id DESC LIMIT %s"
+)
+_DELETE_DECISIONS = (
+    "DELETE FROM decisions WHERE decision_id IN (SELECT decision_id FROM decisions "
+    "WHERE decision_id < %s::uuid ORDER BY decision_id LIMIT %s)"
+)
 _SNAPSHOTS = """
 SELECT s.snapshot_id, s.as_of, s.row_count, s.loaded_at, s.activated_at,
        coalesce(s.snapshot_id = st.active_snapshot_id, false)
@@ -268,6 +287,32 @@ class PostgresFeatureStore(FeatureStore):
             latency_ms=latency_ms,
             error=None if active else "no snapshot loaded",
         )
+
+    # --- decisions -------------------------------------------------------------
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        # On the readers' connection (autocommit: committed when execute returns).
+        # Safe to retry on a new connection like a read: a second insert of the same
+        # ids does nothing.
+        columns = (
+            [row.decision_id for row in rows],
+            [row.decided_at for row in rows],
+            [row.customer_id for row in rows],
+            [row.model_version for row in rows],
+            "[" + ",".join(row.document for row in rows) + "]",
+        )
+        self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True))
+
+    def _decision_document(self, decision_id: str) -> str | None:
+        row = self._read(lambda c: c.execute(_DECISION, (decision_id,), prepare=True).fetchone())
+        return None if row is None else row[0]
+
+    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]:
+        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, (customer_id, limit)).fetchall())
+        return [row[0] for row in rows]
+
+    def _delete_decisions(self, before_id: str, limit: int) -> int:
+        with self._admin() as conn:
+            return conn.execute(_DELETE_DECISIONS, (before_id, limit)).rowcount
 
     # --- writes --------------------------------------------------------------
     def migrate(self) -> list[int]:

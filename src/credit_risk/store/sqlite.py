@@ -27,6 +27,7 @@ from credit_risk.store.base import (
     LOGICAL_TABLE,
     READ_COLUMNS,
     CustomerFeatures,
+    DecisionRow,
     FeatureStore,
     LoadResult,
     SnapshotData,
@@ -79,6 +80,19 @@ _HEALTH = (
     "SELECT (SELECT max(version) FROM schema_migrations), "
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
+_INSERT_DECISION = (
+    "INSERT OR IGNORE INTO decisions (decision_id, decided_at, customer_id, model_version, "
+    "record) VALUES (?, ?, ?, ?, ?)"
+)
+_DECISION = "SELECT record FROM decisions WHERE decision_id = ?"
+_CUSTOMER_DECISIONS = (
+    "SELECT record FROM decisions WHERE customer_id = ? "
+    "ORDER BY decided_at DESC, decision_id DESC LIMIT ?"
+)
+_DELETE_DECISIONS = (
+    "DELETE FROM decisions WHERE decision_id IN (SELECT decision_id FROM decisions "
+    "WHERE decision_id < ? ORDER BY decision_id LIMIT ?)"
+)
 _SNAPSHOTS = """
 SELECT s.snapshot_id, s.as_of, s.row_count, s.loaded_at, s.activated_at,
        coalesce(s.snapshot_id = st.active_snapshot_id, 0)
@@ -87,7 +101,13 @@ FROM feature_snapshots AS s CROSS JOIN feature_store_state AS st
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return _utc_text(datetime.now(UTC))
+
+
+def _utc_text(moment: datetime) -> str:
+    """A time as ISO-8601 text in UTC to the microsecond: one width, so text order is
+    time order."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _features(row: tuple) -> CustomerFeatures:
@@ -288,6 +308,37 @@ class SqliteFeatureStore(FeatureStore):
             latency_ms=(time.perf_counter() - started) * 1000,
             error=None if active else "no snapshot loaded",
         )
+
+    # --- decisions -------------------------------------------------------------
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
+        values = [
+            (
+                row.decision_id,
+                _utc_text(row.decided_at),
+                row.customer_id,
+                row.model_version,
+                row.document,
+            )
+            for row in rows
+        ]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(_INSERT_DECISION, values)
+
+        self._read(insert)
+
+    def _decision_document(self, decision_id: str) -> str | None:
+        rows = self._read(lambda c: c.execute(_DECISION, (decision_id,)).fetchall())
+        return rows[0][0] if rows else None
+
+    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]:
+        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, (customer_id, limit)).fetchall())
+        return [row[0] for row in rows]
+
+    def _delete_decisions(self, before_id: str, limit: int) -> int:
+        with self._admin() as conn, _transaction(conn):
+            return conn.execute(_DELETE_DECISIONS, (before_id, limit)).rowcount
 
     # --- writes --------------------------------------------------------------
     def migrate(self) -> list[int]:

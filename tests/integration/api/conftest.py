@@ -118,6 +118,19 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / f"{name}.json").read_text())
 
 
+def decision_event(decision_id: str) -> dict[str, Any]:
+    """The sample decision lookup (``inference_decision``) for another id."""
+    event = load_event("inference_decision")
+    path = f"{names.ROUTE_DECISION}/{decision_id}"
+    context = {**event["requestContext"], "path": f"/{names.API_STAGE_NAME}{path}"}
+    return {
+        **event,
+        "path": path,
+        "pathParameters": {names.ROUTE_DECISION_PARAMETER: decision_id},
+        "requestContext": context,
+    }
+
+
 def with_body(event: dict[str, Any], body: Any) -> dict[str, Any]:
     """``event`` with another JSON body (a string is sent as is)."""
     return {**event, "body": body if isinstance(body, str) else json.dumps(body)}

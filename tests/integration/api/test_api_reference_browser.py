@@ -80,7 +80,7 @@ def test_the_reference_lists_the_operations_and_try_it_out_scores_with_the_key(
     browser.get(f"{base_url}{names.ROUTE_DOCS}")
 
     # Then every operation of the API is listed
-    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".opblock")) >= 5)
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, ".opblock")) >= 6)
     listed = {
         element.get_attribute("data-path")
         for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
@@ -89,6 +89,7 @@ def test_the_reference_lists_the_operations_and_try_it_out_scores_with_the_key(
         names.ROUTE_SCORE,
         names.ROUTE_SCORE_BATCH,
         names.ROUTE_HEALTH,
+        f"{names.ROUTE_DECISION}/{{{names.ROUTE_DECISION_PARAMETER}}}",
         names.ROUTE_DOCS,
         names.ROUTE_OPENAPI,
     }

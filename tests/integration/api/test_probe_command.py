@@ -220,3 +220,20 @@ def test_malformed_options_are_usage_errors(args, capsys):
 
     assert exit_info.value.code == cli.EXIT_USER_ERROR
     assert "usage: credit-risk probe" in capsys.readouterr().err
+
+
+def test_an_answer_from_before_decision_ids_is_still_a_score():
+    # A code release shifts traffic gradually: the version before it answers without
+    # decision_id while the probe (shipped with the new one) already runs.
+    from credit_risk.probe import ScoreAnswer
+
+    score = {
+        "customer_id": "5008804",
+        "default_probability": 0.1,
+        "decision": "approve",
+        "threshold": 0.2,
+        "reasons": [],
+        "model_version": "v1",
+        "features_as_of": "2024-06-01",
+    }
+    assert ScoreAnswer.model_validate(score).decision_id is None

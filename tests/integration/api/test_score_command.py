@@ -22,6 +22,8 @@ def test_score_prints_one_json_score_per_known_id_with_the_champion(capsys, serv
     assert [s["customer_id"] for s in scores] == ["5008805", "5008804"]
     assert {s["model_version"] for s in scores} == {serving.version}
     assert {s["features_as_of"] for s in scores} == {AS_OF.isoformat()}
+    # (a look from the shell is no decision: nothing recorded, no decision id shown)
+    assert not any("decision_id" in s for s in scores)
 
 
 def test_score_with_a_pinned_version_uses_it(capsys, serving: Serving):

@@ -101,6 +101,13 @@ def without_scipy(serving: Serving) -> dict:
     return json.loads(done.stderr.strip().splitlines()[-1])
 
 
+def without_ids(body: dict) -> dict:
+    """A score or batch answer without its decision ids."""
+    if "results" in body:
+        return {**body, "results": [without_ids(score) for score in body["results"]]}
+    return {key: value for key, value in body.items() if key != "decision_id"}
+
+
 def test_serving_gives_the_same_answers_without_scipy(handler, serving: Serving):
     # Given a fresh interpreter with the image's stand-in instead of SciPy
     result = without_scipy(serving)
@@ -120,7 +127,8 @@ def test_serving_gives_the_same_answers_without_scipy(handler, serving: Serving)
     # And the handler answers the sample events as it does here
     for name, (status, body) in zip(EVENTS, result["answers"], strict=True):
         answer = invoke(handler, load_event(name))
-        assert (status, body) == (answer.status, answer.body), name
+        # (each answer is a decision of its own, under an id of its own)
+        assert (status, without_ids(body)) == (answer.status, without_ids(answer.body)), name
         assert status == 200
 
 

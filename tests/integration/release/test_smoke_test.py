@@ -37,7 +37,9 @@ SCORE = {
     "reasons": [],
     "model_version": "20260101T000000Z",
     "features_as_of": "2026-01-01",
+    "decision_id": "019ad8a4-5f3e-7c41-9a0b-2f6d1e8c7a55",
 }
+DECISION_ROUTE = f"{names.ROUTE_DECISION}/{SCORE['decision_id']}"
 
 
 class FakeApi(BaseHTTPRequestHandler):
@@ -49,13 +51,20 @@ class FakeApi(BaseHTTPRequestHandler):
         else:
             # API Gateway's URL ends in the stage name, which routing strips.
             route = self.path.removeprefix(f"/{names.API_STAGE_NAME}")
-            status, body = self.answers.get(route, (404, {"error": "not_found"}))
+            status, body = self.answers.get(route) or self._recorded(route)
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+    def _recorded(self, route: str) -> tuple[int, Any]:
+        """Like the API, the decision of the score it answers is on record."""
+        status, score = self.answers.get(names.ROUTE_SCORE, (404, {}))
+        if status == 200 and route == f"{names.ROUTE_DECISION}/{score.get('decision_id')}":
+            return 200, {**score, "snapshot_id": SNAPSHOT_ID, "features": {}}
+        return 404, {"error": "not_found"}
 
     def do_GET(self) -> None:
         self._answer()
@@ -104,6 +113,7 @@ def test_the_script_uses_the_names_the_api_uses():
     assert smoke_test.API_KEY_SECRET_FIELD == names.API_KEY_SECRET_FIELD
     assert smoke_test.ROUTE_HEALTH == names.ROUTE_HEALTH
     assert smoke_test.ROUTE_SCORE == names.ROUTE_SCORE
+    assert smoke_test.ROUTE_DECISION == names.ROUTE_DECISION
 
 
 def test_a_healthy_api_that_scores_the_known_customer_passes(api, secret_arn, capsys):
@@ -222,3 +232,27 @@ def test_missing_arguments_are_a_usage_error(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         smoke_test.main([])
     assert exit_info.value.code == 2
+
+
+def test_a_score_without_a_decision_id_fails_the_release(api, secret_arn, capsys):
+    FakeApi.answers[names.ROUTE_SCORE] = (
+        200,
+        {key: value for key, value in SCORE.items() if key != "decision_id"},
+    )
+
+    assert _run(api, secret_arn) == 1
+    assert "carries no decision_id" in capsys.readouterr().err
+
+
+def test_a_decision_not_on_record_fails_the_release(api, secret_arn, capsys):
+    FakeApi.answers[DECISION_ROUTE] = (404, {"error": "unknown_decision"})
+
+    assert _run(api, secret_arn) == 1
+    assert f"GET {DECISION_ROUTE} answered 404" in capsys.readouterr().err
+
+
+def test_a_decision_recorded_otherwise_than_answered_fails_the_release(api, secret_arn, capsys):
+    FakeApi.answers[DECISION_ROUTE] = (200, {**SCORE, "decision": "decline"})
+
+    assert _run(api, secret_arn) == 1
+    assert "differs from the score" in capsys.readouterr().err

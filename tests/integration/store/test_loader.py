@@ -6,7 +6,7 @@ import importlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import boto3
 import pyarrow as pa
@@ -15,9 +15,10 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
+from credit_risk import decision_ids, names
 from credit_risk.cli import main
 from credit_risk.errors import ConfigurationError, InvalidInputError
-from credit_risk.store import SnapshotExistsError, get_store
+from credit_risk.store import DecisionRow, SnapshotExistsError, get_store
 from credit_risk.store.loader import load_snapshot_uri
 from tests.conftest import EVENTS_DIR
 from tests.integration.store.conftest import fresh_postgres_database
@@ -174,6 +175,30 @@ def test_the_loader_lambda_loads_an_s3_snapshot_into_postgresql(handler):
     row = handler._store().get("00000042")
     assert row is not None
     assert row.snapshot_id == event["snapshot_id"]
+
+
+@pytest.mark.postgres
+def test_each_load_purges_the_decisions_past_their_retention(handler, monkeypatch):
+    # Given decisions recorded 31 days and 1 day ago, and a retention of 30 days
+    monkeypatch.setenv(names.ENV_DECISION_RETENTION_DAYS, "30")
+    now = datetime.now(UTC)
+    made = [now - timedelta(days=age) for age in (31, 1)]
+    rows = [
+        DecisionRow(decision_ids.new_ids(1, int(at.timestamp()) * 10**9)[0], at, "1", "v", "{}")
+        for at in made
+    ]
+    handler._store().migrate()
+    handler._store().record_decisions(rows)
+    event = load_event("feature_loader_load.json")
+    put_snapshot_in_s3(event, snapshot_table(10))
+    # When a snapshot is loaded, and the load retried
+    response = handler.lambda_handler(event, FakeLambdaContext())
+    retried = handler.lambda_handler(event, FakeLambdaContext())
+    # Then the older decision is gone and the other kept
+    assert response["purged_decisions"] == 1
+    assert retried["purged_decisions"] == 0
+    assert handler._store().decision_document(rows[0].decision_id) is None
+    assert handler._store().decision_document(rows[1].decision_id) == "{}"
 
 
 @pytest.mark.postgres
