@@ -13,9 +13,13 @@ from infra.nag import acknowledge
 class DataLake(Construct):
     """Raw, curated and model buckets, private and TLS-only, with access logs.
 
-    Raw objects announce themselves on EventBridge (the "new raw data" trigger);
-    the model bucket keeps every version of every object, because a registered
-    model version must never change under the API.
+    Raw objects announce themselves on EventBridge (the "new raw data" trigger).
+    Every bucket holding what cannot be rebuilt keeps the versions of its objects
+    for ``noncurrent_version_days`` after they are overwritten or deleted: the raw
+    extracts (the only copy of the lender's data), the model registry (a registered
+    model version must never change under the API) and the curated outputs (a
+    batch-scoring run, the probe's reference answer and the monitoring reports are
+    evidence; feature runs could be recomputed, the rest could not).
     """
 
     def __init__(
@@ -40,9 +44,11 @@ class DataLake(Construct):
             "This bucket receives the server access logs of the others; logging it "
             "into itself would loop.",
         )
+        old_versions = Duration.days(noncurrent_version_days)
         self.raw = self._bucket(
             "raw",
             event_bridge_enabled=True,
+            versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     transitions=[
@@ -51,19 +57,24 @@ class DataLake(Construct):
                             transition_after=Duration.days(90),
                         )
                     ],
+                    noncurrent_version_expiration=old_versions,
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],
         )
         self.curated = self._bucket(
             "curated",
+            versioned=True,
             lifecycle_rules=[
                 # Feature runs are reproducible from raw data; old ones are kept
                 # long enough to audit a model trained on them, then dropped.
                 s3.LifecycleRule(
                     expiration=Duration.days(400),
+                    noncurrent_version_expiration=old_versions,
                     abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
+                ),
+                # What the expiration leaves: delete markers with no versions behind.
+                s3.LifecycleRule(expired_object_delete_marker=True),
             ],
         )
         self.models = self._bucket(
@@ -71,7 +82,7 @@ class DataLake(Construct):
             versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    noncurrent_version_expiration=Duration.days(noncurrent_version_days),
+                    noncurrent_version_expiration=old_versions,
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],

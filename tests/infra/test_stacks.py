@@ -63,6 +63,22 @@ def test_models_are_versioned_and_raw_data_is_announced_on_eventbridge(dev):
     assert "DataLakeRaw" in json.dumps(notifications["BucketName"])
 
 
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_what_cannot_be_rebuilt_keeps_its_old_versions_for_a_while(environment, request):
+    # Raw extracts, the registry and the curated evidence: an overwrite or a delete
+    # can be undone for the environment's noncurrent-version period, then it expires.
+    synth = request.getfixturevalue(environment)
+    days = 365 if environment == "prod" else 30
+    buckets = synth.resources("DataLake", "AWS::S3::Bucket")
+    for kind in ("Raw", "Models", "Curated"):
+        (props,) = [b["Properties"] for k, b in buckets.items() if k.startswith(f"DataLake{kind}")]
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}, kind
+        rules = props["LifecycleConfiguration"]["Rules"]
+        assert {r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") for r in rules} >= {
+            days
+        }, kind
+
+
 def test_the_database_is_encrypted_isolated_iam_enabled_and_forces_tls(dev):
     instance = _one(dev, "FeatureStore", "AWS::RDS::DBInstance")
     subnet_group = _one(dev, "FeatureStore", "AWS::RDS::DBSubnetGroup")
