@@ -31,6 +31,8 @@ API_KEY_SECRET_FIELD = "api_key"  # noqa: S105 - a JSON field name, not a secret
 ROUTE_HEALTH = "/v1/health"
 ROUTE_SCORE = "/v1/scores"
 ROUTE_DECISION = "/v1/decisions"
+# Its decision is recorded marked as the smoke test's, apart from the lender's.
+SYNTHETIC_HEADER = "x-credit-risk-synthetic"
 SCORE_FIELDS = ("customer_id", "default_probability", "decision", "model_version")
 # The first customer of every synthetic extract (credit_risk.datagen): customer 0.
 DEFAULT_CUSTOMER_ID = "1234567"
@@ -77,7 +79,11 @@ def call(
         url,
         data=data,
         method="GET" if payload is None else "POST",
-        headers={API_KEY_HEADER: api_key, "content-type": "application/json"},
+        headers={
+            API_KEY_HEADER: api_key,
+            "content-type": "application/json",
+            SYNTHETIC_HEADER: "smoke-test",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
@@ -146,6 +152,10 @@ def check_decision(base_url: str, api_key: str, score: dict[str, Any]) -> None:
     if decision_id is None:
         raise SmokeTestError(f"POST {ROUTE_SCORE} answer carries no decision_id: {score}")
     route = f"{ROUTE_DECISION}/{decision_id}"
+    # A decision holds a customer's features: never without the key.
+    anonymous = call(base_url, route, "")
+    if anonymous.status != 403:
+        raise SmokeTestError(f"GET {route} without an API key answered {anonymous.status}")
     reply = call(base_url, route, api_key)
     if reply.status != 200:
         raise SmokeTestError(f"GET {route} answered {reply.status}: {reply.body}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -151,6 +152,7 @@ NO_MODEL_RETRY_AFTER_SECONDS = 60
 UNQUALIFIED = "unqualified"
 # Field paths quoted back in 400 messages are cut here: they may be client input.
 MAX_QUOTED_FIELD = 64
+SYNTHETIC_NAME = re.compile(r"[a-z0-9-]{1,32}")
 _service: ScoringService | None = None
 
 
@@ -254,12 +256,34 @@ def _error(status: HTTPStatus, error: str, message: str, **headers: str) -> Resp
     )
 
 
+def _synthetic_caller() -> str | None:
+    """The name our own synthetic callers give in ``names.SYNTHETIC_HEADER`` (the
+    probe, the smoke test); their decisions are recorded all the same, marked."""
+    value = app.current_event.headers.get(names.SYNTHETIC_HEADER)
+    if value is None:
+        return None
+    if not SYNTHETIC_NAME.fullmatch(value):
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_request",
+            f"{names.SYNTHETIC_HEADER}: 1-32 lower-case letters, digits or '-'",
+        )
+    return value
+
+
 def _answer(service: ScoringService, scored: ScoredRequest) -> None:
     """What every answer needs before it leaves: its decisions recorded (committed,
     or the request fails with no answer given; ``credit_risk.serving.decisions``),
     then its metrics, log line and scoring-log records."""
+    event = app.current_event
     decided_at = datetime.now(UTC)
-    service.record_decisions(scored, app.current_event.request_context.request_id, decided_at)
+    service.record_decisions(
+        scored,
+        event.request_context.request_id,
+        decided_at,
+        caller=event.request_context.identity.api_key_id,
+        synthetic=_synthetic_caller(),
+    )
     _record_scores(service, scored, decided_at)
 
 
@@ -422,16 +446,24 @@ def decision(
     ],
 ):
     service = initialize()
-    record = decisions.lookup(service.store, decision_id)
-    if record is None:
+    found = decisions.lookup(service.store, decision_id)
+    if found is None:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_decision", "no decision with this id")
+    record, document = found
     # Who read which customer's decision, for the access trail (the id hashed).
     logger.info(
         "%s",
         "decision read",
-        extra={"decision_id": record.decision_id, "customer": service.hash_id(record.customer_id)},
+        extra={
+            "decision_id": record.decision_id,
+            "customer": service.hash_id(record.customer_id),
+            "caller": app.current_event.request_context.identity.api_key_id,
+        },
     )
-    return _ok(record)
+    # The document as it was written, not re-encoded.
+    return Response(
+        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=document
+    )
 
 
 @app.get(

@@ -49,7 +49,7 @@ def id_time(decision_id: str) -> datetime:
 
 def normalized(decision_id: str) -> str:
     """The id in lower case, as recorded; InvalidInputError when it is not one."""
-    if not isinstance(decision_id, str) or not _ID.match(decision_id):
+    if not isinstance(decision_id, str) or not _ID.fullmatch(decision_id):
         raise InvalidInputError(f"{decision_id!r} is not a decision id (a UUID version 7)")
     return decision_id.lower()
 

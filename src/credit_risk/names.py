@@ -87,6 +87,10 @@ ROUTE_HEALTH: Final = "/v1/health"
 # What was decided, by the decision_id every score carries (same key as scoring).
 ROUTE_DECISION: Final = "/v1/decisions"
 ROUTE_DECISION_PARAMETER: Final = "decision_id"
+# Sent by our own synthetic callers (the probe, the release smoke test) with their
+# name: their decisions are still recorded, marked synthetic, so that a customer's
+# list shows the lender's decisions, not the probe's.
+SYNTHETIC_HEADER: Final = "x-credit-risk-synthetic"
 # The API reference: a page, its files under it, and the OpenAPI document. Read
 # without an API key (a browser sends no header with a page load; none of it holds
 # customer data); only GET reaches them.

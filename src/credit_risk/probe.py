@@ -186,7 +186,12 @@ def _call(
     base_url: str, route: str, api_key: str | None, timeout: float, payload: Any = None
 ) -> _Reply:
     url = base_url.rstrip("/") + route
-    headers = {"content-type": "application/json", "user-agent": f"{names.PROJECT}-probe"}
+    headers = {
+        "content-type": "application/json",
+        "user-agent": f"{names.PROJECT}-probe",
+        # Its decisions are recorded as the probe's, apart from the lender's.
+        names.SYNTHETIC_HEADER: "probe",
+    }
     if api_key:
         headers[names.API_KEY_HEADER] = api_key
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked (check_url)

@@ -1,4 +1,4 @@
-"""``credit-risk decisions``: read recorded credit decisions from the store.
+"""``credit-risk decisions``: read (and purge) recorded credit decisions in the store.
 
 The API's ``GET /v1/decisions/{decision_id}`` for whoever holds the store's
 credentials (a risk analyst answering a dispute, an auditor), and the one query the
@@ -9,6 +9,7 @@ document the API returns, one JSON line per decision.
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from credit_risk.commands.store import add_database_url, open_store
 from credit_risk.errors import CreditRiskError
@@ -33,8 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"at most this many ({DEFAULT_LIMIT})"
     )
+    listing.add_argument(
+        "--include-synthetic",
+        action="store_true",
+        help="also the decisions of synthetic traffic (the probe, the smoke test)",
+    )
     listing.set_defaults(handler=_list)
-    for action in (show, listing):
+    # Deployed environments purge on every feature load, with their own retention;
+    # from a shell it is asked for, with the period spelled out.
+    purge = actions.add_parser("purge", help="delete the decisions older than a period")
+    purge.add_argument("--older-than-days", type=int, required=True, metavar="DAYS")
+    purge.set_defaults(handler=_purge)
+    for action in (show, listing, purge):
         add_database_url(action)
 
 
@@ -44,19 +55,29 @@ class DecisionNotFoundError(CreditRiskError):
 
 def _show(args: argparse.Namespace) -> int:
     with open_store(args.database_url) as store:
-        record = decisions.lookup(store, args.decision_id)
-    if record is None:
+        found = decisions.lookup(store, args.decision_id)
+    if found is None:
         raise DecisionNotFoundError(
             f"no decision {args.decision_id} on record (never made here, or purged after "
             "its retention)"
         )
-    print(record.model_dump_json())
+    print(found[1])
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     with open_store(args.database_url) as store:
-        documents = store.customer_decision_documents(args.customer, args.limit)
+        documents = store.customer_decision_documents(
+            args.customer, args.limit, include_synthetic=args.include_synthetic
+        )
     for document in documents:
-        print(DecisionRecord.model_validate_json(document).model_dump_json())
+        DecisionRecord.model_validate_json(document)  # a decision record, or an error
+        print(document)
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    with open_store(args.database_url) as store:
+        purged = store.purge_decisions(timedelta(days=args.older_than_days))
+    print(f"purged {purged:,} decisions older than {args.older_than_days} days")
     return 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 
 from credit_risk.commands import iso_date
 from credit_risk.commands.store import add_database_url, open_store
-from credit_risk.settings import Settings
 from credit_risk.store.loader import load_snapshot_uri
 
 
@@ -48,11 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     with open_store(args.database_url) as store:
         result = load_snapshot_uri(
-            store,
-            args.snapshot,
-            snapshot_id=args.snapshot_id,
-            as_of=args.as_of,
-            decision_retention=timedelta(days=Settings().decision_retention_days),
+            store, args.snapshot, snapshot_id=args.snapshot_id, as_of=args.as_of
         )
     if result.already_active:
         print(f"snapshot {result.snapshot_id} is already active ({result.row_count:,} customers)")

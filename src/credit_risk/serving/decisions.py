@@ -37,9 +37,12 @@ def decision_rows(
     decided_at: datetime,
     environment: str,
     release_id: str | None = None,
+    caller: str | None = None,
+    synthetic: str | None = None,
 ) -> list[DecisionRow]:
     """The records of one request's answers: ``served`` pairs each score returned
-    with the store row (``CustomerFeatures``) it was computed from."""
+    with the store row (``CustomerFeatures``) it was computed from; ``caller`` is
+    the API key's id, ``synthetic`` names our own synthetic caller (the probe)."""
     decided_text = decided_at.astimezone(UTC).isoformat(timespec="microseconds")
     rows = []
     for score, features in served:
@@ -58,6 +61,8 @@ def decision_rows(
             "snapshot_id": features.snapshot_id,
             "release_id": release_id,
             "environment": environment,
+            "caller": caller,
+            "synthetic": synthetic,
         }
         rows.append(
             DecisionRow(
@@ -66,15 +71,17 @@ def decision_rows(
                 customer_id=score.customer_id,
                 model_version=score.model_version,
                 document=pydantic_core.to_json(document).decode(),
+                synthetic=synthetic is not None,
             )
         )
     return rows
 
 
-def lookup(store: FeatureStore, decision_id: str) -> models.DecisionRecord | None:
-    """The recorded decision, as recorded; None when no decision has this id (never
-    made here, or purged after its retention)."""
+def lookup(store: FeatureStore, decision_id: str) -> tuple[models.DecisionRecord, str] | None:
+    """The recorded decision and its document's text exactly as written (what the
+    API returns); None when no decision has this id (never made here, or purged
+    after its retention). The record is read to check that it is one."""
     document = store.decision_document(decision_ids.normalized(decision_id))
     if document is None:
         return None
-    return models.DecisionRecord.model_validate_json(document)
+    return models.DecisionRecord.model_validate_json(document), document

@@ -140,6 +140,13 @@ class DecisionRecord(BaseModel):
         default=None, description="The model release in progress then, if any."
     )
     environment: str
+    caller: str | None = Field(
+        default=None, description="Id of the API key the request came with (API Gateway's)."
+    )
+    synthetic: str | None = Field(
+        default=None,
+        description="Set for synthetic traffic (the probe, the release smoke test): who sent it.",
+    )
 
 
 class HealthResponse(BaseModel):

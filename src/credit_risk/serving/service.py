@@ -443,6 +443,9 @@ class ScoringService:
         scored: ScoredRequest,
         request_id: str,
         decided_at: datetime,
+        *,
+        caller: str | None = None,
+        synthetic: str | None = None,
     ) -> None:
         """Records the request's answers (not their shadows) as decisions, committed
         before this returns (``credit_risk.serving.decisions``); raises when they
@@ -455,6 +458,8 @@ class ScoringService:
                 decided_at=decided_at,
                 environment=self.environment,
                 release_id=release_id,
+                caller=caller,
+                synthetic=synthetic,
             )
         )
 

@@ -94,6 +94,8 @@ class DecisionRow:
     customer_id: str
     model_version: str
     document: str
+    # Our own synthetic traffic (the probe, the smoke test): listed apart.
+    synthetic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,19 +254,24 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     def _decision_document(self, decision_id: str) -> str | None: ...
 
-    def customer_decision_documents(self, customer_id: str, limit: int) -> list[str]:
+    def customer_decision_documents(
+        self, customer_id: str, limit: int, *, include_synthetic: bool = False
+    ) -> list[str]:
         """The documents of a customer's recorded decisions, newest first, at most
-        ``limit``: where a dispute starts when the client kept no decision id."""
+        ``limit``: where a dispute starts when the client kept no decision id.
+        Synthetic traffic's (the probe's) only with ``include_synthetic``."""
         validate_page_limit(limit)
         if not is_storable_id(customer_id):
             return []
         try:
-            return self._customer_decisions(customer_id, limit)
+            return self._customer_decisions(customer_id, limit, include_synthetic)
         except StoreNotInitialized:
             return []
 
     @abc.abstractmethod
-    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]: ...
+    def _customer_decisions(
+        self, customer_id: str, limit: int, include_synthetic: bool
+    ) -> list[str]: ...
 
     def purge_decisions(self, retention: timedelta, now: datetime | None = None) -> int:
         """Deletes the decisions made more than ``retention`` ago, a batch at a time;

@@ -83,14 +83,14 @@ _SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE sna
 # documents go as one JSON array (one text parameter), not as a text[]: the driver
 # takes milliseconds to quote a hundred documents into an array literal.
 _INSERT_DECISIONS = (
-    "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, record) "
-    "SELECT * FROM ROWS FROM (unnest(%s::uuid[]), unnest(%s::timestamptz[]), "
-    "unnest(%s::text[]), unnest(%s::text[]), json_array_elements(%s::json)) "
-    "ON CONFLICT (decision_id) DO NOTHING"
+    "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, synthetic, "
+    "record) SELECT * FROM ROWS FROM (unnest(%s::uuid[]), unnest(%s::timestamptz[]), "
+    "unnest(%s::text[]), unnest(%s::text[]), unnest(%s::boolean[]), "
+    "json_array_elements(%s::json)) ON CONFLICT (decision_id) DO NOTHING"
 )
 _DECISION = "SELECT record::text FROM decisions WHERE decision_id = %s::uuid"
 _CUSTOMER_DECISIONS = (
-    "SELECT record::text FROM decisions WHERE customer_id = %s "
+    "SELECT record::text FROM decisions WHERE customer_id = %s AND (%s OR NOT synthetic) "
     "ORDER BY decided_at DESC, decision_id DESC LIMIT %s"
 )
 _DELETE_DECISIONS = (
@@ -298,6 +298,7 @@ class PostgresFeatureStore(FeatureStore):
             [row.decided_at for row in rows],
             [row.customer_id for row in rows],
             [row.model_version for row in rows],
+            [row.synthetic for row in rows],
             "[" + ",".join(row.document for row in rows) + "]",
         )
         self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True))
@@ -306,8 +307,11 @@ class PostgresFeatureStore(FeatureStore):
         row = self._read(lambda c: c.execute(_DECISION, (decision_id,), prepare=True).fetchone())
         return None if row is None else row[0]
 
-    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]:
-        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, (customer_id, limit)).fetchall())
+    def _customer_decisions(
+        self, customer_id: str, limit: int, include_synthetic: bool
+    ) -> list[str]:
+        params = (customer_id, include_synthetic, limit)
+        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, params).fetchall())
         return [row[0] for row in rows]
 
     def _delete_decisions(self, before_id: str, limit: int) -> int:

@@ -82,11 +82,11 @@ _HEALTH = (
 )
 _INSERT_DECISION = (
     "INSERT OR IGNORE INTO decisions (decision_id, decided_at, customer_id, model_version, "
-    "record) VALUES (?, ?, ?, ?, ?)"
+    "synthetic, record) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _DECISION = "SELECT record FROM decisions WHERE decision_id = ?"
 _CUSTOMER_DECISIONS = (
-    "SELECT record FROM decisions WHERE customer_id = ? "
+    "SELECT record FROM decisions WHERE customer_id = ? AND (? OR NOT synthetic) "
     "ORDER BY decided_at DESC, decision_id DESC LIMIT ?"
 )
 _DELETE_DECISIONS = (
@@ -317,6 +317,7 @@ class SqliteFeatureStore(FeatureStore):
                 _utc_text(row.decided_at),
                 row.customer_id,
                 row.model_version,
+                row.synthetic,
                 row.document,
             )
             for row in rows
@@ -332,8 +333,11 @@ class SqliteFeatureStore(FeatureStore):
         rows = self._read(lambda c: c.execute(_DECISION, (decision_id,)).fetchall())
         return rows[0][0] if rows else None
 
-    def _customer_decisions(self, customer_id: str, limit: int) -> list[str]:
-        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, (customer_id, limit)).fetchall())
+    def _customer_decisions(
+        self, customer_id: str, limit: int, include_synthetic: bool
+    ) -> list[str]:
+        params = (customer_id, include_synthetic, limit)
+        rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, params).fetchall())
         return [row[0] for row in rows]
 
     def _delete_decisions(self, before_id: str, limit: int) -> int:

@@ -28,6 +28,7 @@ from tests.integration.api.conftest import (
     Serving,
     decision_event,
     invoke,
+    lambda_context,
     load_event,
     with_body,
 )
@@ -79,11 +80,16 @@ def test_a_score_is_recorded_as_it_was_answered(handler, serving: Serving, capsy
     assert record["request_id"] == event["requestContext"]["requestId"]
     assert record["environment"] == "local"
     assert record["release_id"] is None
+    assert record["caller"] == event["requestContext"]["identity"]["apiKeyId"]
+    assert record["synthetic"] is None
     assert before <= datetime.fromisoformat(record["decided_at"]) <= after
     # And the scoring log names the same decision
     assert [line["decision_id"] for line in logged] == [decision_id]
     # And the id is found whatever its letter case
     assert invoke(handler, decision_event(decision_id.upper())).body == record
+    # And the answer is the document exactly as it was written
+    raw = handler.lambda_handler(decision_event(decision_id), lambda_context())["body"]
+    assert raw == handler._service.store.decision_document(decision_id)
 
 
 @pytest.mark.postgres
@@ -122,6 +128,7 @@ def test_an_id_never_issued_is_404_and_a_malformed_one_400(handler):
         "019ad8a4-5f3e-7c41-9a0b-2f6d1e8c7a55x",
         "' OR 1=1 --",
         "x" * 5000,
+        "019ad8a4%2D5f3e-7c41-9a0b-2f6d1e8c7a55",
     ):
         answer = invoke(handler, decision_event(malformed))
         assert answer.status == 400, malformed
@@ -253,3 +260,61 @@ def test_the_command_reads_decisions_by_id_and_by_customer(
     assert main(["decisions", "show", "nonsense"]) == 2
     assert "not a decision id" in capsys.readouterr().err
     assert main(["decisions", "list", "--customer", "5008804", "--limit", "0"]) == 2
+
+
+def test_synthetic_traffic_is_recorded_marked_and_listed_apart(
+    configure: Configure, tmp_path, serving: Serving, capsys, monkeypatch
+):
+    # Given the local store, a lender's request and the probe's for one customer
+    with create_store(Settings(local_dir=tmp_path)) as store:
+        store.migrate()
+        store.load_snapshot(serving.snapshot, "local", AS_OF)
+    handler = configure()
+    lender = invoke(handler, load_event("inference_score")).body
+    event = load_event("inference_score")
+    probe = invoke(
+        handler, {**event, "headers": {**event["headers"], names.SYNTHETIC_HEADER: "probe"}}
+    ).body
+    # Then both are recorded, the probe's marked as such
+    assert invoke(handler, decision_event(probe["decision_id"])).body["synthetic"] == "probe"
+    assert invoke(handler, decision_event(lender["decision_id"])).body["synthetic"] is None
+    # And the customer's list shows the lender's decision unless asked for the probe's
+    monkeypatch.setenv(f"{names.ENV_PREFIX}LOCAL_DIR", str(tmp_path))
+    capsys.readouterr()
+    assert main(["decisions", "list", "--customer", "5008804"]) == 0
+    listed = [json.loads(line)["decision_id"] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [lender["decision_id"]]
+    assert main(["decisions", "list", "--customer", "5008804", "--include-synthetic"]) == 0
+    everything = [json.loads(line)["decision_id"] for line in capsys.readouterr().out.splitlines()]
+    assert everything == [probe["decision_id"], lender["decision_id"]]
+    # And a marker that is no name is refused before anything is recorded
+    bad = invoke(
+        handler, {**event, "headers": {**event["headers"], names.SYNTHETIC_HEADER: "Probe!"}}
+    )
+    assert bad.status == 400
+    assert names.SYNTHETIC_HEADER in bad.body["message"]
+
+
+def test_the_probe_s_decisions_are_marked_as_the_probe_s(serve: Serve, local_dir):
+    base_url = serve(api_key=API_KEY)
+    assert main(["probe", "--url", base_url, "--api-key", API_KEY, "--customer-id", "5008805"]) == 0
+    with create_store(Settings(local_dir=local_dir)) as store:
+        mine = store.customer_decision_documents("5008805", 50, include_synthetic=True)
+    assert json.loads(mine[0])["synthetic"] == "probe"
+
+
+def test_the_command_purges_what_it_is_told_to(
+    configure: Configure, tmp_path, serving: Serving, capsys, monkeypatch
+):
+    with create_store(Settings(local_dir=tmp_path)) as store:
+        store.migrate()
+        store.load_snapshot(serving.snapshot, "local", AS_OF)
+    handler = configure()
+    made = invoke(handler, load_event("inference_score")).body
+    monkeypatch.setenv(f"{names.ENV_PREFIX}LOCAL_DIR", str(tmp_path))
+    capsys.readouterr()
+    # A decision made now is not older than a day, and stays
+    assert main(["decisions", "purge", "--older-than-days", "1"]) == 0
+    assert "purged 0 decisions" in capsys.readouterr().out
+    assert invoke(handler, decision_event(made["decision_id"])).status == 200
+    assert main(["decisions", "purge", "--older-than-days", "0"]) == 2

@@ -44,9 +44,14 @@ DECISION_ROUTE = f"{names.ROUTE_DECISION}/{SCORE['decision_id']}"
 
 class FakeApi(BaseHTTPRequestHandler):
     answers: ClassVar[dict[str, tuple[int, Any]]] = {}
+    # Routes a broken release would serve without the key.
+    open_routes: ClassVar[set[str]] = set()
+    synthetic: ClassVar[list[str | None]] = []
 
     def _answer(self) -> None:
-        if self.headers.get(names.API_KEY_HEADER) != API_KEY:
+        route = self.path.removeprefix(f"/{names.API_STAGE_NAME}")
+        FakeApi.synthetic.append(self.headers.get(names.SYNTHETIC_HEADER))
+        if self.headers.get(names.API_KEY_HEADER) != API_KEY and route not in self.open_routes:
             status, body = 403, {"message": "Forbidden"}
         else:
             # API Gateway's URL ends in the stage name, which routing strips.
@@ -84,6 +89,8 @@ def api() -> Iterator[str]:
         names.ROUTE_HEALTH: (200, HEALTHY),
         names.ROUTE_SCORE: (200, SCORE),
     }
+    FakeApi.open_routes = set()
+    FakeApi.synthetic = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -114,6 +121,7 @@ def test_the_script_uses_the_names_the_api_uses():
     assert smoke_test.ROUTE_HEALTH == names.ROUTE_HEALTH
     assert smoke_test.ROUTE_SCORE == names.ROUTE_SCORE
     assert smoke_test.ROUTE_DECISION == names.ROUTE_DECISION
+    assert smoke_test.SYNTHETIC_HEADER == names.SYNTHETIC_HEADER
 
 
 def test_a_healthy_api_that_scores_the_known_customer_passes(api, secret_arn, capsys):
@@ -256,3 +264,16 @@ def test_a_decision_recorded_otherwise_than_answered_fails_the_release(api, secr
 
     assert _run(api, secret_arn) == 1
     assert "differs from the score" in capsys.readouterr().err
+
+
+def test_a_decision_readable_without_the_key_fails_the_release(api, secret_arn, capsys):
+    FakeApi.open_routes = {DECISION_ROUTE}
+
+    assert _run(api, secret_arn) == 1
+    assert f"GET {DECISION_ROUTE} without an API key answered 200" in capsys.readouterr().err
+
+
+def test_every_call_says_it_is_the_smoke_test(api, secret_arn):
+    # Its decision is recorded as synthetic traffic, apart from the lender's.
+    assert _run(api, secret_arn) == 0
+    assert set(FakeApi.synthetic) == {"smoke-test"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -140,3 +141,23 @@ def test_a_customer_s_decisions_are_listed_newest_first(store):
     assert len(store.customer_decision_documents("00000007", limit=2)) == 2
     assert store.customer_decision_documents("nobody", limit=10) == []
     assert store.customer_decision_documents("x" * 10_000, limit=10) == []
+
+
+def test_synthetic_decisions_are_listed_only_when_asked_for(store):
+    lender, probe = row(customer="00000009"), row(NOW + timedelta(seconds=1), customer="00000009")
+    store.record_decisions([lender, replace(probe, synthetic=True)])
+    listed = store.customer_decision_documents("00000009", limit=10)
+    everything = store.customer_decision_documents("00000009", limit=10, include_synthetic=True)
+    assert [json.loads(d)["decision_id"] for d in listed] == [lender.decision_id]
+    assert [json.loads(d)["decision_id"] for d in everything] == [
+        probe.decision_id,
+        lender.decision_id,
+    ]
+
+
+def test_an_id_followed_by_a_new_line_is_no_id():
+    from credit_risk.errors import InvalidInputError
+
+    (made,) = decision_ids.new_ids(1)
+    with pytest.raises(InvalidInputError):
+        decision_ids.normalized(made + "\n")

@@ -4,6 +4,12 @@ Files are named ``NNNN_description.sql``; a store applies those whose version is
 not yet in its ``schema_migrations`` table, in order, in one transaction together
 with the rows recording them, holding a lock so that concurrent migrators take
 turns. A migration, once released, is never edited: a change is a new file.
+
+Loads migrate first; so does the API's first decision write that finds no
+``decisions`` table (``FeatureStore.record_decisions``), which may therefore apply
+every pending migration under traffic: each must be additive and take its locks
+briefly. Only a missing table sets that off, so code that needs a later change to
+an existing table must ship after the load that applies it.
 """
 
 from __future__ import annotations

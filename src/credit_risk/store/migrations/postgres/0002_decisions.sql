@@ -9,6 +9,8 @@ CREATE TABLE decisions (
     decided_at    timestamptz NOT NULL,
     customer_id   text NOT NULL,
     model_version text NOT NULL,
+    -- Our own synthetic traffic (the probe, the smoke test), recorded all the same.
+    synthetic     boolean NOT NULL DEFAULT false,
     record        json NOT NULL
 );
 -- A dispute starts from a customer: their decisions, newest first.

@@ -6,6 +6,7 @@ CREATE TABLE decisions (
     decided_at    TEXT NOT NULL,
     customer_id   TEXT NOT NULL,
     model_version TEXT NOT NULL,
+    synthetic     INTEGER NOT NULL DEFAULT 0,
     record        TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX decisions_customer ON decisions (customer_id, decided_at DESC);
