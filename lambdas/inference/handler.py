@@ -271,7 +271,7 @@ def _synthetic_caller() -> str | None:
     return value
 
 
-def _answer(service: ScoringService, scored: ScoredRequest) -> None:
+def _answer(service: ScoringService, scored: ScoredRequest, synthetic: str | None) -> None:
     """What every answer needs before it leaves: its decisions recorded (committed,
     or the request fails with no answer given; ``credit_risk.serving.decisions``),
     then its metrics, log line and scoring-log records."""
@@ -282,7 +282,7 @@ def _answer(service: ScoringService, scored: ScoredRequest) -> None:
         event.request_context.request_id,
         decided_at,
         caller=event.request_context.identity.api_key_id,
-        synthetic=_synthetic_caller(),
+        synthetic=synthetic,
     )
     _record_scores(service, scored, decided_at)
 
@@ -375,9 +375,10 @@ _SCORING = (
     },
 )
 def score(request: models.ScoreRequest):
+    synthetic = _synthetic_caller()  # refused before any work
     service = initialize()
     scored = service.score_request([request.customer_id])
-    _answer(service, scored)
+    _answer(service, scored, synthetic)
     if not scored.served:
         raise ApiError(HTTPStatus.NOT_FOUND, "unknown_customer", "no features for this customer id")
     return _ok(scored.served[0].score)
@@ -402,6 +403,7 @@ def score_batch(request: models.BatchScoreRequest):
             f"at most {names.MAX_BATCH_SIZE} customer ids per request, "
             f"got {len(request.customer_ids)}",
         )
+    synthetic = _synthetic_caller()
     service = initialize()
     scored = service.score_request(request.customer_ids)
     response = models.BatchScoreResponse(
@@ -409,7 +411,7 @@ def score_batch(request: models.BatchScoreRequest):
         unknown_customer_ids=scored.unknown,
         model_version=service.model_version,
     )
-    _answer(service, scored)
+    _answer(service, scored, synthetic)
     return _ok(response)
 
 

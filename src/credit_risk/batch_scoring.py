@@ -22,7 +22,6 @@ are not scored; the summary counts and names them.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import tempfile
@@ -31,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
-from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +38,7 @@ from credit_risk.batch_summary import PROBABILITY_DECIMALS, Tally
 from credit_risk.errors import InvalidInputError
 from credit_risk.registry import ModelNotFoundError, Registry
 from credit_risk.store import CustomerFeatures, FeatureStore, SnapshotNotFoundError
+from credit_risk.store.base import all_finite, feature_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,7 +50,6 @@ DEFAULT_CHUNK_ROWS = 10_000
 DEFAULT_PARTITIONS = 1
 SUMMARY_FILE = "summary.json"
 TALLIES_FOLDER = "_tallies"  # "_": not data for anything reading the folder as a table
-_feature_values = attrgetter(*schemas.FEATURE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -224,16 +222,16 @@ def score_chunk(
     """One page's scores as an output table, counted in ``tally``."""
     import pyarrow as pa
 
-    scorable = []
-    for row in rows:
-        value = row.avg_amount_loans_previous
-        # Only the float feature can hold NaN or an infinity; the check is per row
-        # only for a row that has one.
-        if isinstance(value, float) and not math.isfinite(value):
-            tally.add_unscorable(row.customer_id, row.non_finite())
-        else:
-            scorable.append(row)
-    values = [_feature_values(row) for row in scorable]
+    # The API's check: once per page, row by row only for a page that fails it.
+    scorable = list(rows)
+    if not all_finite(rows):
+        scorable = []
+        for row in rows:
+            if bad := row.non_finite():
+                tally.add_unscorable(row.customer_id, bad)
+            else:
+                scorable.append(row)
+    values = [feature_values(row) for row in scorable]
     # In the API's request sizes: the model package scores a small batch from its own
     # tree arrays and a large one with XGBoost, whose float32 sums may differ in the
     # sixth decimal. Every API request is at most MAX_BATCH_SIZE customers, so scoring
@@ -327,14 +325,9 @@ def _tally_uri(run: BatchRun, index: int) -> str:
 
 def _read_tally(uri: str) -> dict[str, Any] | None:
     """A range's tally record; None when the range has none (yet)."""
-    try:
-        data = io.read_bytes(uri)
-    except FileNotFoundError:
+    data = io.read_bytes_if_exists(uri)
+    if data is None:
         return None
-    except Exception as exc:  # S3: botocore's ClientError, imported only on S3
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
     try:
         return json.loads(data)
     except ValueError:

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from credit_risk import names
 from credit_risk.errors import InvalidInputError
 
 # The API rounds every probability it returns to 6 decimals (serving.service); the
 # batch output carries the same values, which is what makes one bin per value exact.
-PROBABILITY_DECIMALS = 6
+PROBABILITY_DECIMALS = names.PROBABILITY_DECIMALS
 BINS = 10**PROBABILITY_DECIMALS + 1
 # Unscorable customers named in a summary; the count is always complete.
 MAX_LISTED_UNSCORABLE = 100

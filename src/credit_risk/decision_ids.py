@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from credit_risk.errors import InvalidInputError
 
 # Any letter case is accepted; ids are issued and recorded in lower case.
 PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
 _ID = re.compile(PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_BITS = 48
 _VERSION_7 = 0x7 << 76
 _VARIANT = 0b10 << 62
@@ -37,14 +38,15 @@ def new_ids(count: int, now_ns: int | None = None) -> list[str]:
 
 def first_id_at(moment: datetime) -> str:
     """The smallest id of ``moment``'s millisecond: every id made before it sorts lower."""
-    millis = int(moment.timestamp() * 1000)
+    # In whole numbers: a float timestamp times 1000 can land a millisecond short.
+    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
     return _text(millis << 80 | _VERSION_7 | _VARIANT)
 
 
 def id_time(decision_id: str) -> datetime:
     """The time (to the millisecond) an id was made at."""
     millis = int(normalized(decision_id)[:13].replace("-", ""), 16)
-    return datetime.fromtimestamp(millis / 1000, UTC)
+    return _EPOCH + timedelta(milliseconds=millis)
 
 
 def normalized(decision_id: str) -> str:

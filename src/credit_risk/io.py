@@ -130,6 +130,19 @@ def read_bytes(uri: str) -> bytes:
     return Path(uri).read_bytes()
 
 
+def read_bytes_if_exists(uri: str) -> bytes | None:
+    """``read_bytes``, or None when there is no such file or object (other errors,
+    such as access denied, are raised)."""
+    try:
+        return read_bytes(uri)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # botocore's ClientError, imported only for S3
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
 def read_chunks(uri: str, size: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The bytes of one file, ``size`` at most at a time: a large file is never
     held whole. Closing the generator early closes the file (or the S3 stream)."""

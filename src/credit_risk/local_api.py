@@ -197,8 +197,10 @@ def is_public(method: str, path: str) -> bool:
     """A request the stage lets through without an API key: a GET of the API
     reference (names.PUBLIC_ROUTES and the page's files), as its methods say."""
     path = path.rstrip("/") or "/"
+    # The page's files are one level under it ({asset}), as the stage's resource is.
+    parent, _, asset = path.rpartition("/")
     return method == "GET" and (
-        path in names.PUBLIC_ROUTES or path.startswith(f"{names.ROUTE_DOCS}/")
+        path in names.PUBLIC_ROUTES or (parent == names.ROUTE_DOCS and asset != "")
     )
 
 

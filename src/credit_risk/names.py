@@ -99,6 +99,8 @@ ROUTE_DOCS_ASSET_PARAMETER: Final = "asset"
 ROUTE_OPENAPI: Final = "/v1/openapi.json"
 PUBLIC_ROUTES: Final = (ROUTE_DOCS, ROUTE_OPENAPI)
 MAX_BATCH_SIZE: Final = 100
+# Probabilities are answered (and batch-scored, and counted) to this many decimals.
+PROBABILITY_DECIMALS: Final = 6
 
 # --- Metrics -----------------------------------------------------------------
 METRIC_NAMESPACE: Final = "CreditRisk"

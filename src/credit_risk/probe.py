@@ -363,27 +363,14 @@ def compare_answers(previous: Answer | None, current: Answer) -> Comparison:
             f"the answer changed with the same model {current.model_version} and snapshot "
             f"{current.snapshot_id or current.features_as_of}: " + "; ".join(differences),
         )
-    return Comparison(UNCHANGED, f"same answer as at {previous.checked_at}")
+    return Comparison(UNCHANGED, f"same answer as first seen at {previous.checked_at}")
 
 
 def read_state(uri: str) -> Answer | None:
     """The answer a previous probe kept at ``uri`` (a path or ``s3://``), None when
     there is none yet."""
-    if io.is_s3(uri):
-        from botocore.exceptions import ClientError
-
-        try:
-            data = io.read_bytes(uri)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-    else:
-        try:
-            data = io.read_bytes(uri)
-        except FileNotFoundError:
-            return None
-    return Answer.from_json(data, uri)
+    data = io.read_bytes_if_exists(uri)
+    return None if data is None else Answer.from_json(data, uri)
 
 
 def probe(
@@ -413,7 +400,10 @@ def probe(
     comparison = compare_answers(previous, result.answer)
     if unreadable:
         comparison = Comparison(FIRST, f"{unreadable}; replaced by this answer")
-    io.write_bytes(state_uri, result.answer.to_json())
+    # Kept when it is a new reference only: the same answer again changes nothing, and
+    # rewriting it every few minutes would pile up versions in the versioned lake.
+    if comparison.status != UNCHANGED:
+        io.write_bytes(state_uri, result.answer.to_json())
     return replace(result, comparison=comparison)
 
 

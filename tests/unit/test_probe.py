@@ -43,7 +43,9 @@ def test_the_first_answer_has_nothing_to_be_compared_with():
 def test_the_same_answer_on_the_same_model_and_snapshot_is_unchanged():
     comparison = probe.compare_answers(PREVIOUS, later())
 
-    assert comparison == Comparison(probe.UNCHANGED, f"same answer as at {PREVIOUS.checked_at}")
+    assert comparison == Comparison(
+        probe.UNCHANGED, f"same answer as first seen at {PREVIOUS.checked_at}"
+    )
 
 
 @pytest.mark.parametrize(

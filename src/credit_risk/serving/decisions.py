@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import pydantic_core
-
 from credit_risk import decision_ids, schemas
 from credit_risk.serving import models
 from credit_risk.store import CustomerFeatures, DecisionRow, FeatureStore
@@ -70,7 +68,7 @@ def decision_rows(
                 decided_at=decided_at,
                 customer_id=score.customer_id,
                 model_version=score.model_version,
-                document=pydantic_core.to_json(document).decode(),
+                document=models.dump_json(document),
                 synthetic=synthetic is not None,
             )
         )

@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import secrets
 import time
@@ -34,8 +33,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from itertools import chain
-from operator import attrgetter
 from pathlib import Path
 
 from pydantic import Field, SecretStr, TypeAdapter
@@ -58,6 +55,7 @@ from credit_risk.serving import assignment, decisions, models
 from credit_risk.serving.model_source import ModelSource, Serving
 from credit_risk.settings import Settings
 from credit_risk.store import CustomerFeatures, FeatureStore, create_store
+from credit_risk.store.base import all_finite, feature_values
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +71,6 @@ EMF_MAX_VALUES = 100
 EMF_DECLARATIONS_KEPT = 256
 _EMF_DECLARATIONS: dict[tuple[str, ...], str] = {}
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-# A stored row's model inputs in schemas.FEATURE_NAMES order, as one C call
-# (CustomerFeatures.feature_values, without its generator).
-_feature_values = attrgetter(*schemas.FEATURE_NAMES)
 _SCORES = TypeAdapter(list[models.Score])
 
 
@@ -383,7 +378,7 @@ class ScoringService:
         rows = [found[cid] for cid in customer_ids if cid in found]
         # Checked once per request (this runs on every one): only a request whose
         # values do not add up to a finite number looks at each row.
-        if not _all_finite(rows):
+        if not all_finite(rows):
             broken = {row.customer_id: bad for row in rows if (bad := row.non_finite())}
             if broken:
                 features = sorted({name for names_ in broken.values() for name in names_})
@@ -408,7 +403,7 @@ class ScoringService:
         # model takes its features in its own order; a model that needs a feature the
         # store does not have fails here instead of scoring on a neighbour's value.
         scored = model.score_values(
-            [_feature_values(row) for row in rows],
+            [feature_values(row) for row in rows],
             schemas.FEATURE_NAMES,
             top_k=self.top_k,
             as_dicts=True,
@@ -419,7 +414,9 @@ class ScoringService:
             [
                 {
                     "customer_id": row.customer_id,
-                    "default_probability": round(score.default_probability, 6),
+                    "default_probability": round(
+                        score.default_probability, names.PROBABILITY_DECIMALS
+                    ),
                     "decision": score.decision,
                     "threshold": threshold,
                     "reasons": score.reasons,
@@ -481,7 +478,7 @@ class ScoringService:
         environment = self.environment
         for item, customer_hash in zip(served, customer_hashes, strict=True):
             row = item.features
-            features = dict(zip(schemas.FEATURE_NAMES, _feature_values(row), strict=True))
+            features = dict(zip(schemas.FEATURE_NAMES, feature_values(row), strict=True))
             for role, score in ((SERVED, item.score), (SHADOW, item.shadow)):
                 if score is not None:
                     records.append(
@@ -605,21 +602,11 @@ def _emf_document(
     )
 
 
-def _all_finite(rows: Sequence[CustomerFeatures]) -> bool:
-    """Whether the rows' feature values add up to a finite number: true when every
-    value is finite, false when one is not (or, rarely, when finite values are too
-    large to add up; the caller then checks each row)."""
-    try:
-        return math.isfinite(sum(filter(None, chain.from_iterable(map(_feature_values, rows)))))
-    except (TypeError, OverflowError):
-        return False
-
-
 def _timed_probabilities(
     model: ModelPackage, rows: Sequence[CustomerFeatures]
 ) -> tuple[list[float], float]:
     started = time.perf_counter()
-    matrix = model.matrix_from([_feature_values(row) for row in rows], schemas.FEATURE_NAMES)
+    matrix = model.matrix_from([feature_values(row) for row in rows], schemas.FEATURE_NAMES)
     probabilities = model.predict(matrix).tolist()
     return probabilities, (time.perf_counter() - started) * 1000
 
@@ -628,7 +615,7 @@ def _bare(model: ModelPackage, row: CustomerFeatures, probability: float) -> mod
     """A shadow answer without its reasons (added only where the decisions differ)."""
     return models.Score(
         customer_id=row.customer_id,
-        default_probability=round(probability, 6),
+        default_probability=round(probability, names.PROBABILITY_DECIMALS),
         decision=model.decide([probability])[0],
         threshold=model.threshold,
         reasons=[],

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from credit_risk import decision_ids, schemas
@@ -96,6 +98,21 @@ class DecisionRow:
     document: str
     # Our own synthetic traffic (the probe, the smoke test): listed apart.
     synthetic: bool = False
+
+
+# A row's model inputs in schemas.FEATURE_NAMES order, as one C call
+# (CustomerFeatures.feature_values, without its generator).
+feature_values = attrgetter(*schemas.FEATURE_NAMES)
+
+
+def all_finite(rows: Sequence[CustomerFeatures]) -> bool:
+    """Whether the rows' feature values add up to a finite number: true when every
+    value is finite, false when one is not (or, rarely, when finite values are too
+    large to add up; the caller then checks each row with ``non_finite``)."""
+    try:
+        return math.isfinite(sum(filter(None, chain.from_iterable(map(feature_values, rows)))))
+    except (TypeError, OverflowError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)

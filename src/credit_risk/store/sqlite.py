@@ -81,8 +81,8 @@ _HEALTH = (
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
 _INSERT_DECISION = (
-    "INSERT OR IGNORE INTO decisions (decision_id, decided_at, customer_id, model_version, "
-    "synthetic, record) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, "
+    "synthetic, record) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING"
 )
 _DECISION = "SELECT record FROM decisions WHERE decision_id = ?"
 _CUSTOMER_DECISIONS = (

@@ -151,6 +151,9 @@ def test_the_local_server_serves_the_reference_without_a_key_and_scores_only_wit
         ("POST", names.ROUTE_SCORE),
         ("POST", names.ROUTE_DOCS),
         ("POST", names.ROUTE_OPENAPI),
+        # the stage has {asset} one level under the page, nothing deeper
+        ("GET", f"{names.ROUTE_DOCS}/a/swagger-ui.css"),
+        ("GET", f"{names.ROUTE_DECISION}/019ad8a4-5f3e-7c41-9a0b-2f6d1e8c7a55"),
     ):
         refused = requests.request(method, f"{base_url}{route}", json={}, timeout=10)
         assert refused.status_code == 403, (method, route)

@@ -9,18 +9,20 @@ import json
 import re
 import sqlite3
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import requests
 
-from credit_risk import names, schemas
+from credit_risk import decision_ids, names, schemas
 from credit_risk.cli import main
 from credit_risk.serving.models import DECISION_ID_PATTERN
 from credit_risk.settings import Settings
-from credit_risk.store import create_store
+from credit_risk.store import DecisionRow, create_store
+from credit_risk.store.sqlite import SqliteFeatureStore
 from tests.integration.api.conftest import (
     AS_OF,
     Configure,
@@ -39,6 +41,22 @@ API_KEY = "decisions-test-key"
 @pytest.fixture
 def handler(configure: Configure, features_url: str):
     return configure(**{names.ENV_DATABASE_URL: features_url})
+
+
+@pytest.fixture
+def sqlite_path(tmp_path, serving: Serving) -> Path:
+    """The local SQLite store under ``tmp_path`` (the handler's local directory once
+    configured, and the CLI's), holding the serving snapshot as ``local``."""
+    with create_store(Settings(local_dir=tmp_path)) as store:
+        store.migrate()
+        store.load_snapshot(serving.snapshot, "local", AS_OF)
+        return store.path
+
+
+@pytest.fixture
+def local_handler(configure: Configure, sqlite_path: Path):
+    """The handler on that store (configure points CREDIT_RISK_LOCAL_DIR at it)."""
+    return configure()
 
 
 def score_lines(text: str) -> list[dict]:
@@ -138,12 +156,9 @@ def test_an_id_never_issued_is_404_and_a_malformed_one_400(handler):
         assert "Traceback" not in answer.body["message"]
 
 
-def test_a_decision_is_never_recomputed(configure: Configure, tmp_path, serving: Serving):
+def test_a_decision_is_never_recomputed(local_handler, tmp_path, serving: Serving):
     # Given the local SQLite store, a customer scored on one snapshot
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "before", AS_OF)
-    handler = configure()
+    handler = local_handler
     first = invoke(handler, load_event("inference_score"))
     assert first.status == 200
     # When a new snapshot changes the customer's features and the customer is scored again
@@ -162,7 +177,7 @@ def test_a_decision_is_never_recomputed(configure: Configure, tmp_path, serving:
     assert second.body["default_probability"] != first.body["default_probability"]
     # Then the first decision still reads as it was made, from the first snapshot
     record = invoke(handler, decision_event(first.body["decision_id"])).body
-    assert record["snapshot_id"] == "before"
+    assert record["snapshot_id"] == "local"
     assert record["features"]["nb_previous_loans"] != 40
     assert record["default_probability"] == first.body["default_probability"]
     assert record["reasons"] == first.body["reasons"]
@@ -172,14 +187,10 @@ def test_a_decision_is_never_recomputed(configure: Configure, tmp_path, serving:
 
 
 def test_an_answer_whose_decision_cannot_be_recorded_is_not_given(
-    configure: Configure, tmp_path, serving: Serving, capsys
+    configure: Configure, sqlite_path: Path, capsys
 ):
     # Given a store that refuses every decision
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "local", AS_OF)
-        path = store.path
-    with sqlite3.connect(path) as conn:
+    with sqlite3.connect(sqlite_path) as conn:
         conn.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON decisions "
             "BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -196,14 +207,10 @@ def test_an_answer_whose_decision_cannot_be_recorded_is_not_given(
 
 
 def test_a_store_from_before_decisions_records_the_first_one(
-    configure: Configure, tmp_path, serving: Serving
+    configure: Configure, sqlite_path: Path
 ):
     # Given a local store migrated and loaded by a version without decisions
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "local", AS_OF)
-        path = store.path
-    with sqlite3.connect(path) as conn:
+    with sqlite3.connect(sqlite_path) as conn:
         conn.execute("DROP TABLE decisions")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     conn.close()
@@ -232,17 +239,11 @@ def test_lookups_over_http_need_the_api_key(serve: Serve):
     assert missing.status_code == 404
 
 
-def test_the_command_reads_decisions_by_id_and_by_customer(
-    configure: Configure, tmp_path, serving: Serving, capsys, monkeypatch
-):
+def test_the_command_reads_decisions_by_id_and_by_customer(local_handler, capsys):
     # Given two decisions for one customer, made through the API on the local store
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "local", AS_OF)
-    handler = configure()
+    handler = local_handler
     made = [invoke(handler, load_event("inference_score")).body for _ in range(2)]
     capsys.readouterr()
-    monkeypatch.setenv(f"{names.ENV_PREFIX}LOCAL_DIR", str(tmp_path))
     # When the risk team reads one by id, then the customer's
     assert main(["decisions", "show", made[0]["decision_id"]]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -262,14 +263,9 @@ def test_the_command_reads_decisions_by_id_and_by_customer(
     assert main(["decisions", "list", "--customer", "5008804", "--limit", "0"]) == 2
 
 
-def test_synthetic_traffic_is_recorded_marked_and_listed_apart(
-    configure: Configure, tmp_path, serving: Serving, capsys, monkeypatch
-):
+def test_synthetic_traffic_is_recorded_marked_and_listed_apart(local_handler, capsys):
     # Given the local store, a lender's request and the probe's for one customer
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "local", AS_OF)
-    handler = configure()
+    handler = local_handler
     lender = invoke(handler, load_event("inference_score")).body
     event = load_event("inference_score")
     probe = invoke(
@@ -279,7 +275,6 @@ def test_synthetic_traffic_is_recorded_marked_and_listed_apart(
     assert invoke(handler, decision_event(probe["decision_id"])).body["synthetic"] == "probe"
     assert invoke(handler, decision_event(lender["decision_id"])).body["synthetic"] is None
     # And the customer's list shows the lender's decision unless asked for the probe's
-    monkeypatch.setenv(f"{names.ENV_PREFIX}LOCAL_DIR", str(tmp_path))
     capsys.readouterr()
     assert main(["decisions", "list", "--customer", "5008804"]) == 0
     listed = [json.loads(line)["decision_id"] for line in capsys.readouterr().out.splitlines()]
@@ -293,6 +288,9 @@ def test_synthetic_traffic_is_recorded_marked_and_listed_apart(
     )
     assert bad.status == 400
     assert names.SYNTHETIC_HEADER in bad.body["message"]
+    capsys.readouterr()
+    assert main(["decisions", "list", "--customer", "5008804", "--include-synthetic"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(everything)
 
 
 def test_the_probe_s_decisions_are_marked_as_the_probe_s(serve: Serve, local_dir):
@@ -303,18 +301,19 @@ def test_the_probe_s_decisions_are_marked_as_the_probe_s(serve: Serve, local_dir
     assert json.loads(mine[0])["synthetic"] == "probe"
 
 
-def test_the_command_purges_what_it_is_told_to(
-    configure: Configure, tmp_path, serving: Serving, capsys, monkeypatch
-):
-    with create_store(Settings(local_dir=tmp_path)) as store:
-        store.migrate()
-        store.load_snapshot(serving.snapshot, "local", AS_OF)
-    handler = configure()
-    made = invoke(handler, load_event("inference_score")).body
-    monkeypatch.setenv(f"{names.ENV_PREFIX}LOCAL_DIR", str(tmp_path))
+def test_the_command_purges_what_it_is_told_to(local_handler, sqlite_path: Path, capsys):
+    # Given a decision made now and one recorded 40 days ago
+    made = invoke(local_handler, load_event("inference_score")).body
+    made_at = datetime.now(UTC) - timedelta(days=40)
+    millis = (made_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    (old_id,) = decision_ids.new_ids(1, millis * 1_000_000)
+    with SqliteFeatureStore(sqlite_path) as store:
+        store.record_decisions([DecisionRow(old_id, made_at, "5008804", "v", "{}")])
     capsys.readouterr()
-    # A decision made now is not older than a day, and stays
-    assert main(["decisions", "purge", "--older-than-days", "1"]) == 0
-    assert "purged 0 decisions" in capsys.readouterr().out
-    assert invoke(handler, decision_event(made["decision_id"])).status == 200
+    # When decisions older than 30 days are purged
+    assert main(["decisions", "purge", "--older-than-days", "30"]) == 0
+    # Then the old one is gone and today's is kept
+    assert "purged 1 decisions" in capsys.readouterr().out
+    assert invoke(local_handler, decision_event(old_id)).status == 404
+    assert invoke(local_handler, decision_event(made["decision_id"])).status == 200
     assert main(["decisions", "purge", "--older-than-days", "0"]) == 2

@@ -115,6 +115,8 @@ def test_an_answer_that_changes_without_a_release_exits_3_once(
     assert printed(capsys)[0][3].split()[:2] == ["answer", "first"]
     assert probe(api, *args) == 0
     assert printed(capsys)[0][3].split()[:2] == ["answer", "unchanged"]
+    # (the same answer again leaves the kept one as it was)
+    assert json.loads(state.read_text()) == first
 
     # when the customer's stored features are rewritten in place (same snapshot, same date)
     rewrite_features(local_store, CUSTOMER)
