@@ -114,10 +114,15 @@ openapi: install ## Regenerate openapi.json from the inference handler's routes 
 	$(RUN) credit-risk openapi --output openapi.json
 
 # Offline: no credentials, no Docker engine (container images are only staged).
-synth: glue-package $(NPM_STAMP) ## Synthesize dev, staging, prod and the release pipeline into cdk.out/
-	@for env in dev staging prod; do \
-	  echo "synth $$env"; \
-	  npx --no-install cdk synth --quiet -c env=$$env -o cdk.out/$$env || exit 1; \
+# Each deployment as `<market>-<env>[-standby]`: the default market's environments,
+# prod's standby region, and prod of each market cdk.json declares.
+SYNTH_DEPLOYMENTS := dev staging prod prod-standby mx-prod co-prod mx-prod-standby
+
+synth: glue-package $(NPM_STAMP) ## Synthesize the deployments above and the release pipeline into cdk.out/
+	@for deployment in $(SYNTH_DEPLOYMENTS); do \
+	  echo "synth $$deployment"; \
+	  npx --no-install cdk synth --quiet $$(python3 infra/deployment_context.py $$deployment) \
+	    -o cdk.out/$$deployment || exit 1; \
 	done
 	@echo "synth pipeline"
 	npx --no-install cdk synth --quiet -c release_pipeline=true -o cdk.out/pipeline

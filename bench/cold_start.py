@@ -70,6 +70,8 @@ TARGET_MS = 800.0
 CACHE = ROOT / ".local" / "bench"
 AS_OF = date(2024, 6, 1)
 MODEL_NAME = "credit-risk"
+# The deployment the benchmarked function runs as (its metrics' namespace too).
+DEPLOYMENT = "bench"
 # Never importable in the image's environment: what the image does not install.
 NOT_IN_THE_IMAGE = ("sklearn", "pandas", "pyarrow", "matplotlib", "pyspark", "flask")
 # Stage → the child's mark that ends it, and what it is.
@@ -232,10 +234,10 @@ def lambda_environment(workdir: Path, registry: Path, database_url: str) -> dict
         # Segments go to a UDP port nobody listens on, as cheap as to the daemon.
         "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-        names.ENV_ENVIRONMENT: "bench",
+        names.ENV_ENVIRONMENT: DEPLOYMENT,
         names.ENV_MODEL_NAME: MODEL_NAME,
         names.ENV_REGISTRY_URI: str(registry),
-        names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
+        names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.metric_namespace(DEPLOYMENT),
         names.ENV_LOG_LEVEL: "INFO",
         names.ENV_DATABASE_URL: database_url,
         names.ENV_MODEL_FALLBACK_TO_CHAMPION: "true",

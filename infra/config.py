@@ -8,6 +8,7 @@ A bad value fails the synth with the field's path, before any construct exists.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -16,13 +17,24 @@ from credit_risk import probe, release_decision
 from credit_risk.errors import InvalidInputError
 from credit_risk.names import (
     BATCH_MAX_PARTITIONS,
+    DR_PRIMARY,
+    DR_STANDBY,
     ENV_PREFIX,
     ENVIRONMENTS,
+    MARKET_PATTERN,
     METRIC_LAG_SECONDS,
+    REGION_PATTERN,
+    deployment_name,
+    lake_bucket_name,
     resource_name,
 )
 
+MAX_BUCKET_NAME = 63
+
 PositiveInt = Annotated[int, Field(gt=0)]
+Region = Annotated[str, Field(pattern=REGION_PATTERN)]
+Zones = Annotated[tuple[str, ...], Field(min_length=2, max_length=3)]
+VpcCidr = Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")]
 # Retention periods CloudWatch Logs accepts (a subset, the useful ones).
 LogRetentionDays = Literal[7, 14, 30, 60, 90, 180, 365, 731, 1827, 3653]
 
@@ -311,14 +323,96 @@ class ProbeConfig(_Model):
         return 2 * self.timeout_seconds + PROBE_OVERHEAD_SECONDS
 
 
+class FailoverDomainConfig(_Model):
+    """A custom domain clients call, answered by the primary region's API while the
+    primary's probe is healthy and by the standby's otherwise (Route 53 failover
+    records). Each region needs its own ACM certificate for the name."""
+
+    name: str = Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$", examples=["api.lender.example"])
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{4,32}$")
+    hosted_zone_name: str = Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
+    # Region -> certificate ARN, for the primary and the standby region.
+    certificate_arns: dict[Region, str]
+
+    @model_validator(mode="after")
+    def _name_in_zone(self) -> FailoverDomainConfig:
+        if not self.name.endswith("." + self.hosted_zone_name):
+            raise ValueError(f"{self.name} is not in the hosted zone {self.hosted_zone_name}")
+        for region, arn in self.certificate_arns.items():
+            if not re.fullmatch(rf"arn:aws[\w-]*:acm:{region}:\d{{12}}:certificate/[\w-]+", arn):
+                raise ValueError(f"certificate for {region} is not an ACM ARN of {region}: {arn}")
+        return self
+
+
+# Snapshots one deployment's backups may hold in a region: half RDS's default quota
+# of 100 manual snapshots per region, which AWS Backup's count against and which the
+# staging deployment and other markets in the region share.
+RDS_SNAPSHOT_BUDGET = 50
+
+
+class DisasterRecoveryConfig(_Model):
+    """A standby region for the deployment (DESIGN.md "Disaster recovery").
+
+    The lake's raw and curated data and the registry replicate to the standby's
+    buckets; the store's backups are copied to its backup vault every
+    ``backup_every_hours``. ``standby: warm`` deploys every stack there (the
+    release pipeline releases it before the primary), its rules that start work
+    disabled until a failover; ``pilot_light`` deploys only its lake and vault,
+    and the rest at failover (``cdk deploy -c region=standby``)."""
+
+    standby_region: Region
+    standby_availability_zones: Zones
+    standby_vpc_cidr: VpcCidr
+    standby: Literal["warm", "pilot_light"]
+    backup_every_hours: Literal[1, 2, 3, 4, 6, 8, 12, 24]
+    # Days a copied backup is kept in the peer's vault. Each copy is the whole store,
+    # decisions of every age included: a week of them is history enough, and more
+    # would crowd the region's quota of RDS snapshots.
+    backup_copy_retention_days: Annotated[int, Field(ge=1, le=35)]
+
+    @property
+    def recovery_points_per_region(self) -> int:
+        """Copies arriving from the peer, plus this region's own of the last day."""
+        per_day = 24 // self.backup_every_hours
+        return per_day * (self.backup_copy_retention_days + 1)
+
+    domain: FailoverDomainConfig | None = None
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> DisasterRecoveryConfig:
+        _check_zones(self.standby_availability_zones, self.standby_region)
+        if self.recovery_points_per_region > RDS_SNAPSHOT_BUDGET:
+            raise ValueError(
+                f"backing up every {self.backup_every_hours} h and keeping copies "
+                f"{self.backup_copy_retention_days} days leaves "
+                f"{self.recovery_points_per_region} snapshots per region, above "
+                f"{RDS_SNAPSHOT_BUDGET} (half the default RDS quota of 100, which the "
+                "region's other deployments share): back up less often or keep copies less"
+            )
+        return self
+
+
+def _check_zones(zones: tuple[str, ...], region: str) -> None:
+    strays = [zone for zone in zones if not zone.startswith(region)]
+    if strays:
+        raise ValueError(f"availability zones {strays} are not in region {region}")
+
+
 class EnvironmentConfig(_Model):
     name: Literal["dev", "staging", "prod"]
+    # None: the default market, whose names carry no market.
+    market: Annotated[str, Field(pattern=MARKET_PATTERN)] | None = None
+    # Which side of its disaster recovery this synth builds: the configured
+    # ``region`` (primary) or ``disaster_recovery.standby_region`` (standby).
+    role: Literal["primary", "standby"] = DR_PRIMARY
+    # A standby's primary region (set by ``standby()``, never in cdk.json).
+    primary_region: Region | None = None
     # None: the account of the credentials running ``cdk deploy``.
     account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: Region
     # Pinned here so that synth never asks AWS which zones exist.
-    availability_zones: tuple[str, ...] = Field(min_length=2, max_length=3)
-    vpc_cidr: str = Field(pattern=r"^\d+\.\d+\.\d+\.\d+/(1[6-9]|2[0-4])$")
+    availability_zones: Zones
+    vpc_cidr: VpcCidr
     nat_gateways: Annotated[int, Field(ge=1, le=3)]
     retain_data: bool
     log_retention_days: LogRetentionDays
@@ -337,19 +431,82 @@ class EnvironmentConfig(_Model):
     warmup_rate_minutes: PositiveInt | None = None
     probe: ProbeConfig
     notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    disaster_recovery: DisasterRecoveryConfig | None = None
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> EnvironmentConfig:
-        strays = [zone for zone in self.availability_zones if not zone.startswith(self.region)]
-        if strays:
-            raise ValueError(f"availability zones {strays} are not in region {self.region}")
+        _check_zones(self.availability_zones, self.region)
+        for region in (
+            self.region,
+            *([dr.standby_region] if (dr := self.disaster_recovery) else []),
+        ):
+            longest = lake_bucket_name(self.deployment, "access-logs", "0" * 12, region)
+            if len(longest) > MAX_BUCKET_NAME:
+                raise ValueError(
+                    f"bucket names of {self.deployment} in {region} would run to "
+                    f"{len(longest)} characters ({longest}), above S3's {MAX_BUCKET_NAME}: "
+                    "choose a shorter market name"
+                )
         if self.nat_gateways > len(self.availability_zones):
             raise ValueError("nat_gateways cannot exceed the number of availability zones")
+        dr = self.disaster_recovery
+        if self.is_standby != (self.primary_region is not None) or (self.is_standby and dr is None):
+            raise ValueError("a standby is made by standby(), from disaster_recovery settings")
+        if dr is not None:
+            if dr.standby_region == (self.primary_region or self.region):
+                raise ValueError("disaster_recovery.standby_region must differ from region")
+            if dr.domain is not None:
+                regions = {self.primary_region or self.region, dr.standby_region}
+                missing = regions - set(dr.domain.certificate_arns)
+                if missing:
+                    raise ValueError(f"domain.certificate_arns has none for {sorted(missing)}")
+                if not self.probe.enabled:
+                    raise ValueError(
+                        "a failover domain needs the probe: its health check watches the "
+                        "probe's alarm"
+                    )
         return self
 
+    @property
+    def deployment(self) -> str:
+        """``prod`` or ``<market>-prod``: the name every stack and resource carries."""
+        return deployment_name(self.name, self.market)
+
+    @property
+    def peer_region(self) -> str | None:
+        """The other region of the disaster-recovery pair, if there is one."""
+        if self.disaster_recovery is None:
+            return None
+        return self.primary_region or self.disaster_recovery.standby_region
+
+    @property
+    def is_standby(self) -> bool:
+        return self.role == DR_STANDBY
+
+    def standby(self) -> EnvironmentConfig:
+        """The same deployment on its standby region's side."""
+        dr = self.disaster_recovery
+        if dr is None:
+            raise ConfigurationError(
+                f"{self.deployment} has no standby region (disaster_recovery in cdk.json)"
+            )
+        if self.is_standby:
+            return self
+        fields = self.model_dump(exclude={"role", "region", "availability_zones", "vpc_cidr"})
+        return EnvironmentConfig.model_validate(
+            {
+                **fields,
+                "role": DR_STANDBY,
+                "region": dr.standby_region,
+                "availability_zones": dr.standby_availability_zones,
+                "vpc_cidr": dr.standby_vpc_cidr,
+                "primary_region": self.region,
+            }
+        )
+
     def resource_name(self, *parts: str) -> str:
-        """``credit-risk-<env>-<parts>``: physical names that other code must know."""
-        return resource_name(self.name, *parts)
+        """``credit-risk-<deployment>-<parts>``: physical names that other code must know."""
+        return resource_name(self.deployment, *parts)
 
 
 class PipelineConfig(_Model):
@@ -358,25 +515,24 @@ class PipelineConfig(_Model):
     # The account and region the pipeline lives in; None: those of the
     # credentials deploying it. Target accounts trust it through `cdk bootstrap`.
     account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: Region
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", examples=["acme/credit-risk"])
     branch: str = Field(min_length=1)
     connection_arn: str = Field(
         pattern=r"^arn:aws[\w-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:"
         r"connection/[\w-]+$"
     )
-    # A customer every environment's feature store holds: the smoke test scores it.
-    smoke_test_customer_id: str = Field(min_length=1)
     # When the locked dependencies are audited (vulnerabilities, outdated).
     dependency_audit_schedule: str = Field(pattern=r"^(cron|rate)\(.+\)$")
     notification_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    # Markets of ``context.markets`` the pipeline releases, each environment of each
+    # in its own stage, after the default market's.
+    markets: tuple[Annotated[str, Field(pattern=MARKET_PATTERN)], ...] = ()
 
 
 def load_pipeline_config(context: dict[str, Any] | Any) -> PipelineConfig:
     """Validate ``context.pipeline``, as ``load_config`` does for an environment."""
-    raw = context.get("pipeline") if isinstance(context, dict) else None
-    if raw is None and not isinstance(context, dict):
-        raw = context.try_get_context("pipeline")
+    raw = _context_entry(context, "pipeline")
     if not isinstance(raw, dict):
         raise ConfigurationError("cdk.json has no context entry 'pipeline' (an object)")
     try:
@@ -391,22 +547,81 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def load_config(context: dict[str, Any] | Any, environment: str) -> EnvironmentConfig:
-    """Validate the ``environment`` entry of the CDK context.
+def load_config(
+    context: dict[str, Any] | Any, environment: str, market: str | None = None
+) -> EnvironmentConfig:
+    """Validate the ``environment`` entry of the CDK context, for ``market`` if given.
 
     ``context`` is the context mapping (``cdk.json`` ``context``) or anything with
     ``try_get_context`` (a construct node), so the app and the tests share this.
+    A market's entry (``markets.<market>``) overrides the environment's settings:
+    its top-level fields apply to every environment, and its ``dev``/``staging``/
+    ``prod`` objects to that one only, each merged field by field.
     """
     if environment not in ENVIRONMENTS:
         raise ConfigurationError(
             f"unknown environment {environment!r}: use -c env=<{'|'.join(ENVIRONMENTS)}>"
         )
-    raw = context.get(environment) if isinstance(context, dict) else None
-    if raw is None and not isinstance(context, dict):
-        raw = context.try_get_context(environment)
+    raw = _context_entry(context, environment)
     if not isinstance(raw, dict):
         raise ConfigurationError(f"cdk.json has no context entry for environment {environment!r}")
+    where = environment
+    if market is not None:
+        overrides = market_overrides(context, market)
+        shared = {k: v for k, v in overrides.items() if k not in ENVIRONMENTS}
+        raw = _merged(_merged(raw, shared), overrides.get(environment) or {})
+        raw = {**raw, "market": market}
+        where = deployment_name(environment, market)
     try:
         return EnvironmentConfig.model_validate({"name": environment, **raw})
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid settings for {environment}: {_problems(exc)}") from exc
+        raise ConfigurationError(f"invalid settings for {where}: {_problems(exc)}") from exc
+
+
+def markets(context: dict[str, Any] | Any) -> tuple[str, ...]:
+    """The markets ``cdk.json`` declares besides the default one, sorted."""
+    declared = _context_entry(context, "markets") or {}
+    if not isinstance(declared, dict):
+        raise ConfigurationError("cdk.json context entry 'markets' must be an object")
+    return tuple(sorted(declared))
+
+
+def market_overrides(context: dict[str, Any] | Any, market: str) -> dict[str, Any]:
+    """``markets.<market>`` of the context; an undeclared or misnamed market is refused."""
+    if not re.fullmatch(MARKET_PATTERN, market):
+        raise ConfigurationError(
+            f"invalid market name {market!r}: 2 to 8 lowercase letters (it is part of "
+            "every stack and resource name)"
+        )
+    declared = _context_entry(context, "markets") or {}
+    overrides = declared.get(market) if isinstance(declared, dict) else None
+    if not isinstance(overrides, dict):
+        known = ", ".join(markets(context)) or "none"
+        raise ConfigurationError(
+            f"unknown market {market!r}: cdk.json declares {known} (context.markets)"
+        )
+    for environment in ENVIRONMENTS:
+        if not isinstance(overrides.get(environment, {}), dict):
+            raise ConfigurationError(f"markets.{market}.{environment} must be an object")
+    return overrides
+
+
+def _context_entry(context: dict[str, Any] | Any, key: str) -> Any:
+    if isinstance(context, dict):
+        return context.get(key)
+    return context.try_get_context(key)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on ``base``, objects merged key by key; anything else replaced.
+    A null is no override: the CDK app never sees one (context passes through jsii,
+    which drops nulls inside objects), so the tests' plain dicts must not either."""
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

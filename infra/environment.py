@@ -112,7 +112,12 @@ def build_environment(
     network = NetworkStack(scope, config=config)
     data_lake = DataLakeStack(scope, config=config)
     lake = data_lake.lake
-    feature_store = FeatureStoreStack(scope, config=config, vpc=network.vpc)
+    feature_store = FeatureStoreStack(
+        scope,
+        config=config,
+        vpc=network.vpc,
+        backup_vault=data_lake.backup_vault,
+    )
     database = feature_store.database
     commit = code_version()
     features = FeaturesStack(
@@ -151,6 +156,7 @@ def build_environment(
         feature_job=features.job,
         state_machines=dict(orchestration.state_machines),
         client_key=api.api_key.secret,
+        domain=None if api.domain is None else api.domain.domain_name,
     )
     return EnvironmentStacks(
         network, data_lake, feature_store, features, ml, api, orchestration, monitoring

@@ -15,7 +15,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
-from credit_risk.names import resource_name
+from credit_risk.names import lake_bucket_name
 from infra.nag import acknowledge
 
 LakeBucket = Literal["raw", "curated", "models", "access-logs"]
@@ -26,15 +26,16 @@ WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
 DELETE_ACTIONS = ("s3:DeleteObject",)
 
 
-def bucket_name(environment: str, bucket: LakeBucket) -> str:
-    """``credit-risk-<env>-<bucket>-<account>-<region>``: globally unique and known
-    in advance, so that grants and the runtime need no lookup."""
-    return f"{resource_name(environment, bucket)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+def bucket_name(deployment: str, bucket: LakeBucket) -> str:
+    """``credit-risk-<deployment>-<bucket>-<account>-<region>`` of the stack's own
+    account and region: known in advance, so that grants and the runtime need no
+    lookup."""
+    return lake_bucket_name(deployment, bucket, Aws.ACCOUNT_ID, Aws.REGION)
 
 
-def _rendered_bucket(environment: str, bucket: LakeBucket) -> str:
+def _rendered_bucket(deployment: str, bucket: LakeBucket) -> str:
     # How cdk-nag prints bucket_name() in a finding id.
-    return f"{resource_name(environment, bucket)}-<AWS::AccountId>-<AWS::Region>"
+    return lake_bucket_name(deployment, bucket, "<AWS::AccountId>", "<AWS::Region>")
 
 
 def allow_objects(

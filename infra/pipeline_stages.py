@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.config import EnvironmentConfig
 from infra.environment import EnvironmentStacks, Sources, build_environment
+from infra.stacks.data_lake import DataLakeStack
 
 # Tag that marks the client-key secret (and its key, when shared with another
 # account), so that the smoke test may read that secret (and no other, such as
@@ -45,3 +46,37 @@ class EnvironmentStage(Stage):
         if api_key.encryption_key is not None:
             # The smoke test's kms:Decrypt selects the key by the same tag.
             Tags.of(api_key.encryption_key).add(*SMOKE_TEST_SECRET_TAG)
+
+
+class StandbyStage(Stage):
+    """A deployment's standby region, in two parts around its primary.
+
+    Its lake and backup vault (``whole=False``) are released before the primary,
+    which replicates and copies backups into them. A ``warm`` standby's other stacks
+    (``whole=True``: every stack, its rules that start work disabled until a
+    failover) follow the primary, whose client key they may take (a failover
+    domain's, replicated). A ``pilot_light`` standby has only the first part; the
+    rest is deployed at failover with ``cdk deploy -c region=standby``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        sources: Sources,
+        whole: bool,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(account=config.account, region=config.region),
+        )
+        self.config = config
+        if whole:
+            self.stacks: EnvironmentStacks | None = build_environment(self, config, sources)
+            self.data_lake = self.stacks.data_lake
+        else:
+            self.stacks = None
+            self.data_lake = DataLakeStack(self, config=config)

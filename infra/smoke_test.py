@@ -128,7 +128,7 @@ def check_score(
     if reply.status == 404 and reply.body.get("error") == "unknown_customer":
         raise SmokeTestError(
             f"customer {customer_id} is not in the active snapshot {snapshot_id}: set "
-            "pipeline.smoke_test_customer_id in cdk.json to a customer the store holds"
+            "probe.customer_id of the deployment in cdk.json to a customer the store holds"
         )
     if reply.status != 200:
         raise SmokeTestError(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+from aws_cdk import SecretValue
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -25,6 +27,11 @@ class ApiKey(Construct):
     key cannot be shared across accounts, so the secret is then encrypted with a
     key of its own, and both the key policy and the secret's resource policy
     let that account decrypt and read it through Secrets Manager.
+
+    A deployment whose clients call one domain in either region of its disaster
+    recovery needs one key in both: the primary names its secret ``secret_name`` and
+    Secrets Manager replicates it to ``replica_regions``; the standby's key takes its
+    value from that replica (``replica_of``, the same name) and makes no secret.
     """
 
     def __init__(
@@ -35,9 +42,23 @@ class ApiKey(Construct):
         usage_plan: apigw.UsagePlan,
         key_name: str,
         reader_account: str | None = None,
+        secret_name: str | None = None,
+        replica_regions: Sequence[str] = (),
+        replica_of: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.encryption_key: kms.Key | None = None
+        self.secret: secretsmanager.ISecret
+        if replica_of is not None:
+            self.secret = secretsmanager.Secret.from_secret_name_v2(self, "Secret", replica_of)
+            # By name: a dynamic reference takes a name or a complete ARN, and the
+            # replica's ARN ends in a suffix drawn in the primary region.
+            self._key(
+                usage_plan,
+                key_name,
+                SecretValue.secrets_manager(replica_of, json_field=names.API_KEY_SECRET_FIELD),
+            )
+            return
         if reader_account is not None:
             self.encryption_key = kms.Key(
                 self,
@@ -48,8 +69,10 @@ class ApiKey(Construct):
         self.secret = secretsmanager.Secret(
             self,
             "Secret",
+            secret_name=secret_name,
             description=f"Value of the API key {key_name}",
             encryption_key=self.encryption_key,
+            replica_regions=[secretsmanager.ReplicaRegion(region=r) for r in replica_regions],
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=json.dumps({"key_name": key_name}),
                 generate_string_key=names.API_KEY_SECRET_FIELD,
@@ -57,17 +80,17 @@ class ApiKey(Construct):
                 password_length=40,
             ),
         )
-        self.key = apigw.ApiKey(
-            self,
-            "Key",
-            api_key_name=key_name,
-            value=self.secret.secret_value_from_json(names.API_KEY_SECRET_FIELD).unsafe_unwrap(),
+        self._key(
+            usage_plan, key_name, self.secret.secret_value_from_json(names.API_KEY_SECRET_FIELD)
         )
-        usage_plan.add_api_key(self.key)
         if reader_account is not None:
             # Resource policy (GetSecretValue, DescribeSecret) plus kms:Decrypt in
             # the key policy, limited to calls made through Secrets Manager.
             self.secret.grant_read(iam.AccountPrincipal(reader_account))
+
+    def _key(self, usage_plan: apigw.UsagePlan, key_name: str, value: SecretValue) -> None:
+        self.key = apigw.ApiKey(self, "Key", api_key_name=key_name, value=value.unsafe_unwrap())
+        usage_plan.add_api_key(self.key)
 
 
 class RateLimitedWebAcl(Construct):

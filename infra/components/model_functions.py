@@ -19,11 +19,11 @@ from infra.config import ALARM_PERIOD_MINUTES, CodeReleaseConfig, FunctionsConfi
 from infra.nag import acknowledge
 
 
-def alias_server_errors(alias: str) -> cw.Metric:
+def alias_server_errors(alias: str, namespace: str) -> cw.Metric:
     """5xx answers of the inference handler through ``alias``, summed per minute
-    (the period of the release alarms)."""
+    (the period of the release alarms), in the deployment's metric ``namespace``."""
     return cw.Metric(
-        namespace=names.METRIC_NAMESPACE,
+        namespace=namespace,
         metric_name=names.METRIC_SERVER_ERRORS,
         dimensions_map={"service": names.SERVICE_INFERENCE, names.METRIC_DIMENSION_ALIAS: alias},
         statistic="Sum",
@@ -60,13 +60,16 @@ class ModelFunctions(Construct):
         settings: FunctionsConfig,
         code_release: CodeReleaseConfig,
         alarm_prefix: str,
+        metric_namespace: str,
         vpc: ec2.IVpc,
         database_security_group: ec2.ISecurityGroup,
         environment: Mapping[str, Mapping[str, str]],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
-        """``alarm_prefix``: name prefix of the ``live`` alias's release alarms."""
+        """``alarm_prefix``: name prefix of the ``live`` alias's release alarms;
+        ``metric_namespace``: the deployment's, which the inference function publishes in;
+        ``feature_loader_name``: the loader's name, which a failover invokes it by."""
         super().__init__(scope, construct_id)
         common = {"log_retention": log_retention, "removal_policy": removal_policy}
         in_vpc = {"vpc": vpc, "security_groups": [database_security_group]}
@@ -123,7 +126,7 @@ class ModelFunctions(Construct):
         )
         self.aliases = (self.live,)
         self._keep_for_upgrades(version)
-        self.release_alarms = self._live_alarms(alarm_prefix)
+        self.release_alarms = self._live_alarms(alarm_prefix, metric_namespace)
         self.code_release = self._code_release(code_release)
 
     def _keep_for_upgrades(self, version: lambda_.IVersion) -> None:
@@ -138,7 +141,7 @@ class ModelFunctions(Construct):
         )
         Stack.of(self).export_value(candidate.function_arn)
 
-    def _live_alarms(self, prefix: str) -> tuple[cw.Alarm, ...]:
+    def _live_alarms(self, prefix: str, namespace: str) -> tuple[cw.Alarm, ...]:
         """Failed invocations and 5xx answers of the ``live`` alias, per minute.
 
         The handler answers 500 without raising, so Errors alone would miss a
@@ -167,7 +170,7 @@ class ModelFunctions(Construct):
                 (
                     "LiveReleaseServerErrors",
                     "server-errors",
-                    alias_server_errors(names.LIVE_ALIAS),
+                    alias_server_errors(names.LIVE_ALIAS, namespace),
                     "The live inference alias answered a 5xx",
                 ),
             )

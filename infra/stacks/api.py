@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Token
 from constructs import Construct
 
 from credit_risk import names
 from infra.components.api_access import ApiKey, RateLimitedWebAcl
+from infra.components.failover_domain import RegionalDomain
 from infra.components.model_functions import ModelFunctions
 from infra.components.scoring_api import ScoringApi
 from infra.config import EnvironmentConfig
@@ -42,13 +45,30 @@ class ApiStack(EnvironmentStack):
             log_retention=self.log_retention,
             removal_policy=self.removal_policy,
         )
+        dr = config.disaster_recovery
+        domain = None if dr is None else dr.domain
+        # One client key in both regions when clients call one domain (ApiKey).
+        shared_key: dict[str, Any] = {}
+        if dr is not None and domain is not None:
+            secret_name = config.resource_name(names.CLIENT_KEY_SECRET_PART)
+            shared_key = (
+                {"replica_of": secret_name}
+                if config.is_standby
+                else {"secret_name": secret_name, "replica_regions": [dr.standby_region]}
+            )
         self.api_key = ApiKey(
             self,
             "ClientKey",
             usage_plan=self.scoring.usage_plan,
             key_name=f"{name}-client",
             reader_account=self.shared_with_account,
+            **shared_key,
         )
+        self.domain: RegionalDomain | None = None
+        if domain is not None:
+            self.domain = RegionalDomain(
+                self, "Domain", domain=domain, region=config.region, stage=self.scoring.stage
+            )
         if config.api.waf_rate_limit:
             self.web_acl = RateLimitedWebAcl(
                 self,
@@ -61,7 +81,7 @@ class ApiStack(EnvironmentStack):
             acknowledge(
                 self.scoring.stage,
                 "AwsSolutions-APIG3",
-                f"{config.name} is reachable by the team only (API key + usage plan "
+                f"{config.deployment} is reachable by the team only (API key + usage plan "
                 "throttling); the WAF is configured for the public environments.",
             )
         self._acknowledge()

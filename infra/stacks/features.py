@@ -61,12 +61,16 @@ class FeaturesStack(EnvironmentStack):
         role = self.feature_job.role
         # Grants: the job reads raw loans and writes curated outputs, nothing else.
         allow_objects(
-            role, scope=role, environment=config.name, bucket="raw", prefix=names.RAW_LOANS_PREFIX
+            role,
+            scope=role,
+            environment=config.deployment,
+            bucket="raw",
+            prefix=names.RAW_LOANS_PREFIX,
         )
         allow_objects(
             role,
             scope=role,
-            environment=config.name,
+            environment=config.deployment,
             bucket="curated",
             prefix="",
             write=True,
@@ -103,7 +107,7 @@ class FeaturesStack(EnvironmentStack):
         allow_objects(
             trainer,
             scope=trainer,
-            environment=config.name,
+            environment=config.deployment,
             bucket="curated",
             prefix=names.CURATED_PREFIX,
             write=True,
@@ -111,7 +115,7 @@ class FeaturesStack(EnvironmentStack):
         allow_objects(
             trainer,
             scope=trainer,
-            environment=config.name,
+            environment=config.deployment,
             bucket="models",
             prefix=names.REGISTRY_PREFIX,
             write=True,
@@ -136,7 +140,7 @@ def training_settings(
     from infra.stacks.ml import TRAINING_MONITORING_SETTINGS
 
     return {
-        names.ENV_ENVIRONMENT: config.name,
+        names.ENV_ENVIRONMENT: config.deployment,
         names.ENV_MODEL_NAME: names.PROJECT,
         names.ENV_REGISTRY_URI: lake.models.s3_url_for_object(names.REGISTRY_PREFIX.rstrip("/")),
         names.ENV_LAKE_URI: lake.curated.s3_url_for_object().rstrip("/"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from aws_cdk import CfnOutput
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -48,12 +49,12 @@ class MlStack(EnvironmentStack):
             f"/{names.DATABASE_NAME}?sslmode=require"
         )
         common = {
-            names.ENV_ENVIRONMENT: config.name,
+            names.ENV_ENVIRONMENT: config.deployment,
             names.ENV_MODEL_NAME: names.PROJECT,
             names.ENV_REGISTRY_URI: lake.models.s3_url_for_object(
                 names.REGISTRY_PREFIX.rstrip("/")
             ),
-            names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
+            names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.metric_namespace(config.deployment),
             names.ENV_LOG_LEVEL: "INFO",
             names.ENV_CODE_VERSION: code_version,
         }
@@ -83,6 +84,7 @@ class MlStack(EnvironmentStack):
             settings=config.functions,
             code_release=config.code_release,
             alarm_prefix=config.resource_name("inference", names.LIVE_ALIAS, "release") + "-",
+            metric_namespace=names.metric_namespace(config.deployment),
             vpc=vpc,
             database_security_group=database.client_security_group,
             environment={
@@ -143,7 +145,7 @@ class MlStack(EnvironmentStack):
             removal_policy=self.removal_policy,
         )
         # Grants, all of them: each function gets what its step needs.
-        env = config.name
+        env = config.deployment
         for function in (functions.inference, functions.feature_loader, functions.monitor):
             proxy.grant_connect(function, names.DATABASE_USER)
         for function in (functions.inference, functions.monitor):
@@ -156,6 +158,17 @@ class MlStack(EnvironmentStack):
                 bucket="curated",
                 prefix=names.CURATED_PREFIX,
             )
+        # A failover invokes the loader by this output (credit_risk.dr).
+        CfnOutput(self, names.OUTPUT_FEATURE_LOADER, value=functions.feature_loader.function_name)
+        # The loader records the snapshot it made active, which a failover loads.
+        allow_objects(
+            functions.feature_loader,
+            scope=functions.feature_loader.role,
+            environment=env,
+            bucket="curated",
+            prefix=names.ACTIVE_SNAPSHOT_KEY,
+            write=True,
+        )
         for function in (functions.inference, functions.monitor):
             allow_objects(
                 function,

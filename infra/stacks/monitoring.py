@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -13,6 +14,7 @@ from constructs import Construct
 
 from credit_risk import names
 from credit_risk.schemas import FEATURE_NAMES
+from infra.components.failover_domain import FailoverRecord
 from infra.components.feature_database import FeatureDatabase
 from infra.components.model_functions import ModelFunctions, alias_server_errors
 from infra.components.monitoring import FIVE_MINUTES, Monitoring
@@ -39,11 +41,12 @@ MONITOR_ALARMS = (
 )
 
 
-def inference_count(name: str, period: Duration = FIVE_MINUTES) -> cw.Metric:
-    """A count the inference handler publishes with the dimension ``service`` alone
-    (an alarm's dimensions must match the published set exactly), summed per period."""
+def inference_count(name: str, namespace: str, period: Duration = FIVE_MINUTES) -> cw.Metric:
+    """A count the inference handler publishes in the deployment's ``namespace`` with
+    the dimension ``service`` alone (an alarm's dimensions must match the published
+    set exactly), summed per period."""
     return cw.Metric(
-        namespace=names.METRIC_NAMESPACE,
+        namespace=namespace,
         metric_name=name,
         dimensions_map={"service": names.SERVICE_INFERENCE},
         statistic="Sum",
@@ -67,10 +70,14 @@ class MonitoringStack(EnvironmentStack):
         feature_job: glue.IJob,
         state_machines: dict[str, sfn.IStateMachine],
         client_key: secretsmanager.ISecret,
+        domain: apigw.DomainName | None = None,
     ) -> None:
-        """``client_key``: the secret of the client API key, which the probe calls with."""
+        """``client_key``: the secret of the client API key, which the probe calls with;
+        ``domain``: the API's custom domain, when clients call one that fails over."""
         super().__init__(scope, config=config)
         limits = config.alarms
+        # This deployment's custom metrics, and no other's in the account and region.
+        namespace = names.metric_namespace(config.deployment)
         self.monitoring = monitor = Monitoring(
             self, "Monitoring", topic=topic, dashboard_name=config.resource_name("overview")
         )
@@ -126,11 +133,11 @@ class MonitoringStack(EnvironmentStack):
         # step), per minute like the release's stages. The release reads every
         # alarm under names.candidate_alarm_prefix before each verdict.
         candidate_errors = inference_count(
-            names.METRIC_CANDIDATE_ERRORS, Duration.minutes(ALARM_PERIOD_MINUTES)
+            names.METRIC_CANDIDATE_ERRORS, namespace, Duration.minutes(ALARM_PERIOD_MINUTES)
         )
         monitor.alarm(
             "CandidateErrors",
-            name=names.candidate_alarm_prefix(config.name) + "errors",
+            name=names.candidate_alarm_prefix(config.deployment) + "errors",
             metric=candidate_errors,
             threshold=1,
             description="A model release's candidate failed in the inference function; "
@@ -138,7 +145,7 @@ class MonitoringStack(EnvironmentStack):
         )
         monitor.graph(
             "Inference 5xx and candidate failures",
-            alias_server_errors(names.LIVE_ALIAS),
+            alias_server_errors(names.LIVE_ALIAS, namespace),
             candidate_errors,
         )
         # A promoted champion that the serving functions cannot load: they keep
@@ -146,7 +153,7 @@ class MonitoringStack(EnvironmentStack):
         monitor.alarm(
             "ModelRefreshErrors",
             name=config.resource_name("inference", "model-refresh-errors"),
-            metric=inference_count(names.METRIC_MODEL_REFRESH_ERRORS),
+            metric=inference_count(names.METRIC_MODEL_REFRESH_ERRORS, namespace),
             threshold=1,
             description="The inference function cannot load the registry's champion",
         )
@@ -155,7 +162,7 @@ class MonitoringStack(EnvironmentStack):
         monitor.alarm(
             "UnscorableFeatures",
             name=config.resource_name("inference", "unscorable-features"),
-            metric=inference_count(names.METRIC_UNSCORABLE_FEATURES),
+            metric=inference_count(names.METRIC_UNSCORABLE_FEATURES, namespace),
             threshold=1,
             description="Stored features of some customers cannot be scored (NaN or infinity)",
         )
@@ -230,7 +237,7 @@ class MonitoringStack(EnvironmentStack):
         monitor.graph("Feature store", cpu, connections)
 
         model_age = cw.Metric(
-            namespace=names.METRIC_NAMESPACE,
+            namespace=namespace,
             metric_name=names.METRIC_MODEL_AGE_DAYS,
             dimensions_map={"service": names.SERVICE_INFERENCE},
             statistic="Maximum",
@@ -246,6 +253,17 @@ class MonitoringStack(EnvironmentStack):
         monitor.graph("Served model age (days)", model_age)
         self._model_and_data(config, functions)
         self._probe(config, api, client_key)
+        dr = config.disaster_recovery
+        if domain is not None and dr is not None and dr.domain is not None:
+            self.failover = FailoverRecord(
+                self,
+                "Failover",
+                domain=dr.domain,
+                target=domain,
+                set_identifier=f"{config.deployment}-{config.region}",
+                region=config.region,
+                probe_alarm=None if config.is_standby else self.probe_failures,
+            )
         monitor.finish()
 
     def _probe(self, config: EnvironmentConfig, api: ScoringApi, key: secretsmanager.ISecret):
@@ -253,28 +271,37 @@ class MonitoringStack(EnvironmentStack):
         once per run: each alarm judges periods of one run interval."""
         settings, monitor = config.probe, self.monitoring
         self.probe: SyntheticProbe | None = None
+        self.probe_failures: cw.Alarm | None = None
         if not settings.enabled:
             return
         self.probe = probe = SyntheticProbe(
             self,
             "Probe",
             settings=settings,
-            environment_name=config.name,
+            environment_name=config.deployment,
+            metric_namespace=names.metric_namespace(config.deployment),
             api_url=api.api.url,
-            key_secret_arn=key.secret_arn,
-            state_uri=f"s3://{bucket_name(config.name, 'curated')}/{names.PROBE_STATE_KEY}",
+            # A standby's key is the primary's replica, known by name only.
+            key_secret_arn=key.secret_arn if key.secret_full_arn else key.secret_name,
+            state_uri=f"s3://{bucket_name(config.deployment, 'curated')}/{names.PROBE_STATE_KEY}",
             log_retention=self.log_retention,
             removal_policy=self.removal_policy,
         )
+        self.starts_work(probe.schedule, "probe")
         function = probe.function
         # In the role's policy only: a grant on the secret would also write this role
         # into the policy of the secret's own key (an environment shared with another
         # account has one), in the Api stack, which this stack depends on.
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue"], resources=[key.secret_arn]
+        if key.secret_full_arn:
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue"], resources=[key.secret_arn]
+                )
             )
-        )
+        else:
+            # The replica's ARN ends in the suffix drawn in the primary region: the
+            # grant matches any (``-??????``); such a secret has no key of its own.
+            key.grant_read(function)
         if key.encryption_key is not None:
             function.add_to_role_policy(
                 iam.PolicyStatement(
@@ -290,7 +317,7 @@ class MonitoringStack(EnvironmentStack):
         allow_objects(
             function,
             scope=function.role,
-            environment=config.name,
+            environment=config.deployment,
             bucket="curated",
             prefix=names.PROBE_STATE_PREFIX,
             write=True,
@@ -299,7 +326,7 @@ class MonitoringStack(EnvironmentStack):
 
         def metric(name: str, statistic: str = "Maximum") -> cw.Metric:
             return cw.Metric(
-                namespace=names.METRIC_NAMESPACE,
+                namespace=names.metric_namespace(config.deployment),
                 metric_name=name,
                 dimensions_map={"service": names.SERVICE_PROBE},
                 statistic=statistic,
@@ -312,9 +339,9 @@ class MonitoringStack(EnvironmentStack):
         # just past a period's end leaves one period empty and the next with two
         # runs, and "failures in a row" must still count the runs themselves. A probe
         # that does not run at all is the Errors alarm's to report.
-        monitor.alarm(
+        self.probe_failures = monitor.alarm(
             "ProbeFailures",
-            name=config.resource_name("probe", "failures"),
+            name=config.resource_name(*names.PROBE_FAILURES_ALARM_PARTS),
             metric=failures,
             threshold=1,
             evaluation_periods=settings.failures_to_alarm,
@@ -358,10 +385,11 @@ class MonitoringStack(EnvironmentStack):
             schedule=events.Schedule.expression(settings.schedule),
             targets=[targets.LambdaFunction(functions.monitor, retry_attempts=2)],
         )
+        self.starts_work(self.monitor_schedule, "monitor")
 
         def gauge(name: str, **dimensions: str) -> cw.Metric:
             return cw.Metric(
-                namespace=names.METRIC_NAMESPACE,
+                namespace=names.metric_namespace(config.deployment),
                 metric_name=name,
                 dimensions_map={"service": names.SERVICE_MONITOR, **dimensions},
                 statistic="Maximum",

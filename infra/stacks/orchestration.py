@@ -82,7 +82,7 @@ def configured_substitutions(config: EnvironmentConfig) -> dict[str, str]:
     return {
         "ModelName": names.PROJECT,
         "LiveAlias": names.LIVE_ALIAS,
-        "CandidateAlarmPrefix": names.candidate_alarm_prefix(config.name),
+        "CandidateAlarmPrefix": names.candidate_alarm_prefix(config.deployment),
         "CuratedPrefix": names.CURATED_PREFIX,
         "QualityReportFile": names.QUALITY_REPORT_FILE,
         "RawLoansPrefix": names.RAW_LOANS_PREFIX,
@@ -161,7 +161,7 @@ class OrchestrationStack(EnvironmentStack):
             handler=names.HANDLER_RELEASE,
             settings=RELEASE_FUNCTION,
             environment={
-                names.ENV_ENVIRONMENT: config.name,
+                names.ENV_ENVIRONMENT: config.deployment,
                 names.ENV_MODEL_NAME: names.PROJECT,
                 names.ENV_REGISTRY_URI: lake.models.s3_url_for_object(
                     names.REGISTRY_PREFIX.rstrip("/")
@@ -169,10 +169,10 @@ class OrchestrationStack(EnvironmentStack):
                 # The release report reads the scoring log under the lake's root.
                 names.ENV_LAKE_URI: lake.curated.s3_url_for_object().rstrip("/"),
                 names.ENV_INFERENCE_FUNCTION_NAME: functions.inference.function_name,
-                names.ENV_CANDIDATE_ALARM_PREFIX: names.candidate_alarm_prefix(config.name),
-                names.ENV_DEPLOY_STACK_NAME: names.stack_name(config.name, "Ml"),
+                names.ENV_CANDIDATE_ALARM_PREFIX: names.candidate_alarm_prefix(config.deployment),
+                names.ENV_DEPLOY_STACK_NAME: names.stack_name(config.deployment, "Ml"),
                 names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_RELEASE,
-                names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.METRIC_NAMESPACE,
+                names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.metric_namespace(config.deployment),
                 names.ENV_LOG_LEVEL: "INFO",
             },
             log_retention=self.log_retention,
@@ -231,11 +231,15 @@ class OrchestrationStack(EnvironmentStack):
                 defaults=self.execution_defaults(config),
                 topic=self.topic,
             )
+            self.starts_work(self.triggers.schedule, "retraining")
+            self.starts_work(self.triggers.new_raw_data, "new-raw-data")
+            self.starts_work(self.triggers.retraining_requested, "retraining-requested")
         batch = self.state_machines.get(BATCH_SCORING)
         if batch is not None and config.batch_scoring.schedule is not None:
             self.batch_scoring_schedule = BatchScoringSchedule(
                 self, "BatchScoringSchedule", machine=batch, schedule=config.batch_scoring.schedule
             )
+            self.starts_work(self.batch_scoring_schedule.rule, "batch-scoring")
         canary = self.state_machines.get(CANARY_RELEASE)
         if canary is not None:
             self.abandoned_releases = AbandonedReleases(
@@ -249,12 +253,13 @@ class OrchestrationStack(EnvironmentStack):
                 rate_minutes=config.warmup_rate_minutes,
                 stage=names.API_STAGE_NAME,
             )
+            self.starts_work(self.warm_up.rule, "warm-up")
 
     @staticmethod
     def execution_defaults(config: EnvironmentConfig) -> dict[str, Any]:
         """The part of a training-pipeline input that comes from configuration."""
         return {
-            "environment": config.name,
+            "environment": config.deployment,
             "model_name": names.PROJECT,
             "max_quarantined_fraction": names.MAX_QUARANTINED_FRACTION,
             "distributed_from_rows": config.training.distributed_from_rows,
@@ -287,7 +292,7 @@ class OrchestrationStack(EnvironmentStack):
     def _grant(self) -> None:
         """All permissions of the state machines, in one place, without wildcards
         except where a resource name is only known at run time."""
-        functions, env = self._functions, self.config.name
+        functions, env = self._functions, self.config.deployment
         pipeline = self.state_machines.get(TRAINING_PIPELINE)
         canary = self.state_machines.get(CANARY_RELEASE)
         for machine in self.state_machines.values():
@@ -421,7 +426,7 @@ class OrchestrationStack(EnvironmentStack):
                 actions=["states:ListExecutions"], resources=list(self.machine_arns.values())
             )
         )
-        deploy_stack = names.stack_name(self.config.name, "Ml")
+        deploy_stack = names.stack_name(self.config.deployment, "Ml")
         release.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["cloudformation:DescribeStacks"],
@@ -455,7 +460,7 @@ class OrchestrationStack(EnvironmentStack):
         allow_objects(
             release,
             scope=release.role,
-            environment=self.config.name,
+            environment=self.config.deployment,
             bucket="models",
             prefix=names.REGISTRY_PREFIX,
             write=True,
@@ -464,7 +469,7 @@ class OrchestrationStack(EnvironmentStack):
         allow_objects(
             release,
             scope=release.role,
-            environment=self.config.name,
+            environment=self.config.deployment,
             bucket="curated",
             prefix=names.SCORING_LOG_PREFIX,
         )

@@ -48,7 +48,7 @@ from infra.components.notifications import Notifications
 from infra.config import ConfigurationError, EnvironmentConfig, PipelineConfig
 from infra.environment import REPO_ROOT, Sources
 from infra.nag import acknowledge, rendered_account
-from infra.pipeline_stages import SMOKE_TEST_SECRET_TAG, EnvironmentStage
+from infra.pipeline_stages import SMOKE_TEST_SECRET_TAG, EnvironmentStage, StandbyStage
 
 PIPELINE_STACK_NAME = "CreditRisk-Pipeline"
 BUILDSPEC = REPO_ROOT / "buildspec.yml"
@@ -98,7 +98,7 @@ class PipelineStack(Stack):
         scope: Construct,
         *,
         config: PipelineConfig,
-        environments: dict[str, EnvironmentConfig],
+        environments: list[EnvironmentConfig],
         sources: Sources,
     ) -> None:
         super().__init__(
@@ -155,6 +155,7 @@ class PipelineStack(Stack):
             topic_name=f"{PROJECT}-release-notifications",
         )
         self.stages: dict[str, EnvironmentStage] = {}
+        self.standbys: dict[str, StandbyStage] = {}
         self.smoke_tests: list[pipelines.CodeBuildStep] = []
         self.release_guards: dict[str, pipelines.CodeBuildStep] = {}
         self.api_docs = ApiDocs(self, "ApiDocs")
@@ -165,8 +166,10 @@ class PipelineStack(Stack):
             description="Released OpenAPI documents: openapi/<version>/openapi.json",
         )
         self.publish_api_docs: pipelines.CodeBuildStep | None = None
-        for name in RELEASE_ORDER:
-            self._add_environment(environments[name], sources)
+        # Every market's dev, then every market's staging, then prod market by market,
+        # each prod waiting for its own approval.
+        for environment in sorted(environments, key=lambda c: RELEASE_ORDER.index(c.name)):
+            self._add_environment(environment, sources)
         self.pipeline.build_pipeline()
         self.dependency_audit = DependencyAudit(
             self,
@@ -182,39 +185,62 @@ class PipelineStack(Stack):
         # The smoke test reads the client key from this account: an environment
         # deployed elsewhere must share its secret with it.
         reader = None if Token.is_unresolved(self.account) else self.account
+        deployment = config.deployment
         stage = EnvironmentStage(
             self,
-            config.name.capitalize(),
+            _stage_id(deployment),
             config=config,
             sources=sources,
             reader_account=reader if config.name in SMOKE_TESTED else None,
         )
-        self.stages[config.name] = stage
-        guard = self.release_guards[config.name] = self._release_guard(config)
+        self.stages[deployment] = stage
+        guard = self.release_guards[deployment] = self._release_guard(config)
         pre: list[pipelines.Step] = []
         if config.name in APPROVAL_BEFORE:
             approval = pipelines.ManualApprovalStep(
-                f"Approve-{config.name}",
-                comment=f"Staging passed its smoke test: release this commit to {config.name}?",
+                f"Approve-{deployment}",
+                comment=f"Staging passed its smoke test: release this commit to {deployment}?",
             )
             # Checked after the approval, which may wait for hours, right before
             # the stacks.
             guard.add_step_dependency(approval)
             pre.append(approval)
+        dr = config.disaster_recovery
+        if dr is not None:
+            # The standby's lake first (the approval, if any, before it): the primary
+            # replicates into it.
+            lake = StandbyStage(
+                self,
+                f"{_stage_id(deployment)}StandbyLake",
+                config=config.standby(),
+                sources=sources,
+                whole=False,
+            )
+            self.standbys[f"{deployment}-lake"] = lake
+            self.pipeline.add_stage(lake, pre=pre)
+            pre = []
         pre.append(guard)
         post = []
         if config.name in SMOKE_TESTED:
             post.append(self._smoke_test(stage))
             self.smoke_tests.append(post[-1])
-        if config.name == PUBLISHES_API_DOCS:
-            publish = self.api_docs.publish_step(
-                f"PublishOpenApi-{config.name}", source=self.source
-            )
+        if deployment == PUBLISHES_API_DOCS:
+            publish = self.api_docs.publish_step(f"PublishOpenApi-{deployment}", source=self.source)
             for step in post:
                 publish.add_step_dependency(step)
             post.append(publish)
             self.publish_api_docs = publish
         self.pipeline.add_stage(stage, pre=pre, post=post)
+        if dr is not None and dr.standby == "warm":
+            standby = StandbyStage(
+                self,
+                f"{_stage_id(deployment)}Standby",
+                config=config.standby(),
+                sources=sources,
+                whole=True,
+            )
+            self.standbys[deployment] = standby
+            self.pipeline.add_stage(standby)
 
     def _release_guard(self, config: EnvironmentConfig) -> pipelines.CodeBuildStep:
         """Fails while the environment's canary-release state machine has a running
@@ -229,7 +255,7 @@ class PipelineStack(Stack):
             resource_name=config.resource_name("canary-release"),
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        api_stack = names.stack_name(config.name, "Api")
+        api_stack = names.stack_name(config.deployment, "Api")
         command = (
             f'python3 {RELEASE_GUARD_SCRIPT} --state-machine-arn "$CANARY_RELEASE_ARN"'
             f' --api-stack "$API_STACK"'
@@ -278,7 +304,7 @@ class PipelineStack(Stack):
             env["READER_ROLE_ARN"] = reader
             statements = [iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[reader])]
         return pipelines.CodeBuildStep(
-            f"ReleaseGuard-{config.name}",
+            f"ReleaseGuard-{config.deployment}",
             input=self.source,
             install_commands=["python3 -m pip install --quiet boto3"],
             commands=[command],
@@ -293,7 +319,7 @@ class PipelineStack(Stack):
         tag, value = SMOKE_TEST_SECRET_TAG
         selected_by_tags = {
             f"aws:ResourceTag/{tag}": value,
-            "aws:ResourceTag/environment": config.name,
+            "aws:ResourceTag/deployment": config.deployment,
         }
         statements = [
             # The secret's ARN ends in a random suffix that only exists after
@@ -308,7 +334,7 @@ class PipelineStack(Stack):
                 conditions={
                     "StringEquals": {
                         f"secretsmanager:ResourceTag/{tag}": value,
-                        "secretsmanager:ResourceTag/environment": config.name,
+                        "secretsmanager:ResourceTag/deployment": config.deployment,
                     }
                 },
             )
@@ -332,11 +358,11 @@ class PipelineStack(Stack):
                 )
             )
         return pipelines.CodeBuildStep(
-            f"SmokeTest-{config.name}",
+            f"SmokeTest-{config.deployment}",
             input=self.source,
             install_commands=["python3 -m pip install --quiet boto3"],
             commands=[f"python3 {SMOKE_TEST_SCRIPT}"],
-            env={"SMOKE_CUSTOMER_ID": self.config.smoke_test_customer_id},
+            env={"SMOKE_CUSTOMER_ID": config.probe.customer_id},
             env_from_cfn_outputs={
                 "API_URL": api.url_output,
                 "API_KEY_SECRET_ARN": api.key_secret_output,
@@ -477,7 +503,7 @@ class PipelineStack(Stack):
             stage = self.stages[name]
             target = self._environment_account(stage.config)
             account_id = "<AWS::AccountId>" if Token.is_unresolved(target) else target
-            api_stack = names.stack_name(name, "Api")
+            api_stack = names.stack_name(stage.config.deployment, "Api")
             region_ = stage.config.region
             for rule, reason in (
                 (
@@ -492,6 +518,20 @@ class PipelineStack(Stack):
                 ),
             ):
                 acknowledge(guard.project, f"AwsSolutions-IAM5[Resource::{rule}]", reason)
+        for support in pipeline.pipeline.cross_region_support.values():
+            replication = support.replication_bucket
+            acknowledge(
+                pipeline.pipeline.role,
+                "AwsSolutions-IAM5[Resource::arn:aws:s3:::"
+                f"{self.resolve(replication.bucket_name)}/*]",
+                artifacts,
+            )
+            acknowledge(
+                support.stack,
+                "AwsSolutions-S1",
+                "CodePipeline's artifact bucket in a region it deploys to: it holds build "
+                "outputs the pipeline writes and reads, recorded in its execution history.",
+            )
         acknowledge(
             pipeline.pipeline.artifact_bucket,
             "AwsSolutions-S1",
@@ -501,3 +541,8 @@ class PipelineStack(Stack):
 
     def _logical_id(self, construct: Construct) -> str:
         return self.resolve(self.get_logical_id(construct.node.default_child))
+
+
+def _stage_id(deployment: str) -> str:
+    """``Prod``, ``MxProd``: the stage of a deployment in the pipeline."""
+    return "".join(part.capitalize() for part in deployment.split("-"))

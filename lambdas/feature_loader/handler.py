@@ -1,7 +1,8 @@
 """Feature-store load step of the training pipeline (Step Functions task).
 
 Event: ``{"snapshot_uri": "s3://…/snapshot/", "snapshot_id": "…", "as_of": "YYYY-MM-DD"}``.
-Returns the row count and the snapshot now active. Errors propagate with their
+Returns the row count and the snapshot now active, which it also records in the
+lake (``credit_risk.dr``: a failover loads the same one). Errors propagate with their
 type name (``InvalidInputError``, ``StoreUnavailable``, …) so that the state machine
 can retry or catch them by name.
 """
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from credit_risk.dr import record_active_snapshot
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.settings import ENV_PREFIX, Settings
 from credit_risk.store import FeatureStore, get_store
@@ -27,10 +29,12 @@ logger = Logger()
 
 
 class Environment(BaseSettings):
-    """What this function needs from its environment: a PostgreSQL store, never SQLite."""
+    """What this function needs from its environment: a PostgreSQL store, never SQLite,
+    and the lake where it records the active snapshot."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
+    lake_uri: str = Field(min_length=1)
     database_url: SecretStr | None = None
     database_secret_id: str | None = None
 
@@ -70,14 +74,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         request = LoadEvent.model_validate(event)
     except ValidationError as exc:
         raise InvalidInputError(f"invalid feature-loader event: {exc}") from None
+    settings = _settings()
     result = load_snapshot_uri(
         _store(),
         request.snapshot_uri,
         snapshot_id=request.snapshot_id,
         as_of=request.as_of,
         # Each load also deletes the decisions past their retention.
-        decision_retention=timedelta(days=_settings().decision_retention_days),
+        decision_retention=timedelta(days=settings.decision_retention_days),
     )
+    record_active_snapshot(settings.lake, request.snapshot_uri, result)
     response = result.as_dict()
     logger.info("feature snapshot active", extra=response)
     return response

@@ -60,6 +60,7 @@ from pydantic import BaseModel
 from credit_risk import names, release_metrics
 from credit_risk.serving import decisions, models, openapi
 from credit_risk.serving.service import (
+    InferenceSettings,
     NoModelError,
     ScoredRequest,
     ScoringService,
@@ -136,7 +137,10 @@ def _tracer() -> Tracer:
 
 logger = Logger(service=names.SERVICE_INFERENCE)
 tracer = _tracer()
-metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_INFERENCE)
+# The namespace is the deployment's, set from the settings at cold start (initialize)
+# before any metric is added: the settings are read after this import. In AWS,
+# POWERTOOLS_METRICS_NAMESPACE gives the same one already; locally nothing does.
+metrics = Metrics(service=names.SERVICE_INFERENCE)
 # A response that fails its own model is our bug: a 500, not the default 422/400.
 app = APIGatewayRestResolver(
     enable_validation=True,
@@ -170,7 +174,10 @@ def initialize() -> ScoringService:
     global _service
     if _service is None:
         try:
+            settings = InferenceSettings()
+            metrics.namespace = names.metric_namespace(settings.environment)
             service = build_service(
+                settings,
                 on_model_refresh_error=_model_refresh_failed,
                 on_candidate_error=_candidate_failed,
             )
@@ -201,7 +208,9 @@ def _candidate_failed(exc: Exception) -> None:
 def _publish_release_counts(release_id: str, counts: release_metrics.ReleaseCounts) -> None:
     """A request's release counts, as one EMF document on stdout (what CloudWatch
     reads from the function's log), and its candidate failures for the alarm."""
-    document = release_metrics.emf_document(counts, release_id, int(time.time() * 1000))
+    document = release_metrics.emf_document(
+        counts, release_id, int(time.time() * 1000), namespace=metrics.namespace
+    )
     if document is not None:
         print(document, file=sys.stdout, flush=True)
     if counts.candidate_errors:
@@ -216,7 +225,7 @@ def _publish_age(name: str, days: float | None) -> None:
         name=name,
         unit=MetricUnit.NoUnit,
         value=round(days, 3),
-        namespace=names.METRIC_NAMESPACE,
+        namespace=metrics.namespace,
         default_dimensions={"service": names.SERVICE_INFERENCE},
     ):
         pass
@@ -229,7 +238,7 @@ def _publish_count(name: str, dimensions: dict[str, str], count: int = 1) -> Non
         name=name,
         unit=MetricUnit.Count,
         value=count,
-        namespace=names.METRIC_NAMESPACE,
+        namespace=metrics.namespace,
         default_dimensions=dimensions,
     ):
         pass
@@ -303,6 +312,7 @@ def _record_scores(service: ScoringService, scored: ScoredRequest, scored_at: da
         Counter(map(score_bucket, probabilities)),
         {"service": names.SERVICE_INFERENCE, "model_version": service.model_version or "none"},
         int(time.time() * 1000),
+        metrics.namespace,
     ):
         print(document, file=sys.stdout)
     # Customer ids only ever appear under the keyed hash (computed once per customer

@@ -31,7 +31,9 @@ from credit_risk.monitoring.report import ALERT, MonitorReport
 from credit_risk.settings import Settings
 
 logger = Logger(service=names.SERVICE_MONITOR)
-metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_MONITOR)
+# The namespace is the deployment's, set from the settings on each run before any
+# metric is added (POWERTOOLS_METRICS_NAMESPACE, read at import, is the same in AWS).
+metrics = Metrics(service=names.SERVICE_MONITOR)
 
 
 class MonitorEvent(BaseModel):
@@ -59,7 +61,7 @@ def publish_metrics(report: MonitorReport) -> None:
             name=point.name,
             unit=unit,
             value=point.value,
-            namespace=names.METRIC_NAMESPACE,
+            namespace=metrics.namespace,
             default_dimensions=point.dimensions,
         ):
             pass
@@ -102,6 +104,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except ValidationError as exc:
         raise InvalidInputError(f"invalid monitor event: {exc}") from None
     settings = Settings()
+    metrics.namespace = names.metric_namespace(settings.environment)
     end = request.window_end()
     try:
         report = run_monitor(settings, end=end, days=request.days)

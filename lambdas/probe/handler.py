@@ -25,9 +25,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credit_risk import names, probe
+from credit_risk.settings import Settings
 
 logger = Logger(service=names.SERVICE_PROBE)
-metrics = Metrics(namespace=names.METRIC_NAMESPACE, service=names.SERVICE_PROBE)
+# The namespace is the deployment's, set from the settings on each run before any
+# metric is added (POWERTOOLS_METRICS_NAMESPACE, read at import, is the same in AWS).
+metrics = Metrics(service=names.SERVICE_PROBE)
 
 
 class ProbeSettings(BaseSettings):
@@ -46,6 +49,7 @@ class ProbeSettings(BaseSettings):
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = ProbeSettings()
+    metrics.namespace = names.metric_namespace(Settings().environment)
     result = probe.probe(
         settings.url,
         probe.read_api_key(settings.api_key_secret_id),

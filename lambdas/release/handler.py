@@ -53,6 +53,8 @@ class Environment(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
+    # The deployment (names.deployment_name), whose metrics namespace the release reads.
+    environment: str = Field(min_length=1)
     inference_function_name: str = Field(min_length=1)
     candidate_alarm_prefix: str = Field(min_length=1)
     registry_uri: str = Field(min_length=1)
@@ -247,6 +249,7 @@ def _target() -> release.ReleaseTarget:
         alarm_prefix=env.candidate_alarm_prefix,
         registry_uri=env.registry_uri,
         model_name=env.model_name,
+        deployment=env.environment,
         # Where Firehose delivers the inference function's score lines, and the
         # monitor reads them (credit_risk.monitoring.records.scoring_log_root).
         scoring_log_uri=f"{lake}/{names.SCORING_LOG_PREFIX.rstrip('/')}" if lake else None,

@@ -137,14 +137,18 @@ class AwsClients:
 # --- the environment ------------------------------------------------------------
 
 
-def deploy_command(environment: str) -> str:
-    return f"npx cdk deploy -c env={environment} --all"
+def deploy_command(deployment: str, *, standby: bool = False) -> str:
+    """The command that deploys ``deployment`` (``prod``, ``mx-prod``), or its standby."""
+    market, _, environment = deployment.rpartition("-")
+    options = f"-c env={environment}" + (f" -c market={market}" if market else "")
+    return f"npx cdk deploy {options}{' -c region=standby' * standby} --all"
 
 
 def read_stack_outputs(
-    cloudformation: Any, stack: str, environment: str
+    cloudformation: Any, stack: str, environment: str, *, deploy: str | None = None
 ) -> tuple[str, dict[str, str]]:
-    """The status and outputs of ``stack``; a missing stack is a ConfigurationError."""
+    """The status and outputs of ``stack``; a missing stack is a ConfigurationError
+    naming the command that deploys it (``deploy``, default the environment's)."""
     region = cloudformation.meta.region_name
     try:
         found = cloudformation.describe_stacks(StackName=stack)["Stacks"]
@@ -156,13 +160,14 @@ def read_stack_outputs(
     if not found:
         raise ConfigurationError(
             f"stack {stack} not found in {region}: deploy it first with "
-            f"`{deploy_command(environment)}`"
+            f"`{deploy or deploy_command(environment)}`"
         )
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found[0].get("Outputs", [])}
     return found[0].get("StackStatus", "UNKNOWN"), outputs
 
 
 def read_environment(environment: str, cloudformation: Any) -> DeployedEnvironment:
+    """``environment``: the deployment's name (``prod``, ``mx-prod``)."""
     """The raw bucket, the training pipeline and the API of ``environment``."""
     region = cloudformation.meta.region_name
     wanted = {

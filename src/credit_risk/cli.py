@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "monitor",
     "openapi",
     "env",
+    "dr",
 )
 
 EXIT_USER_ERROR = 2

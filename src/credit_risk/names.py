@@ -104,6 +104,16 @@ PROBABILITY_DECIMALS: Final = 6
 
 # --- Metrics -----------------------------------------------------------------
 METRIC_NAMESPACE: Final = "CreditRisk"
+
+
+def metric_namespace(deployment: str) -> str:
+    """``CreditRisk/<deployment>``: the namespace every custom metric of one deployment
+    (``deployment_name``) is published and read under. Environments and markets share
+    accounts and regions, and metric dimensions do not say who published: an alarm or a
+    release gate must see its own deployment's metrics only."""
+    return f"{METRIC_NAMESPACE}/{deployment}"
+
+
 SERVICE_INFERENCE: Final = "inference"
 SERVICE_TRAINING: Final = "training"
 SERVICE_FEATURE_LOADER: Final = "feature-loader"
@@ -322,3 +332,78 @@ def candidate_alarm_prefix(environment: str) -> str:
     """Name prefix shared by the alarms on a model release's candidate (its failures
     inside the inference function), which the release reads between stages."""
     return resource_name(environment, "inference", CANDIDATE_ALIAS) + "-"
+
+
+# A market's name is part of every stack and resource name of its deployments; an
+# AWS region as cdk.json and the commands spell it.
+MARKET_PATTERN: Final = r"^[a-z]{2,8}$"
+REGION_PATTERN: Final = r"^[a-z]{2}(-[a-z]+)+-\d$"
+
+
+def deployment_name(environment: str, market: str | None = None) -> str:
+    """What names one deployment: the environment (``prod``) for the default market,
+    ``<market>-<environment>`` (``mx-prod``) for another, so that no two markets share
+    a stack, bucket, alarm, metric dimension or key, and the default market keeps the
+    names it always had."""
+    return environment if market is None else f"{market}-{environment}"
+
+
+def lake_bucket_name(deployment: str, bucket: str, account: str, region: str) -> str:
+    """``credit-risk-<deployment>-<bucket>-<account>-<region>``: the lake's buckets
+    (raw, curated, models, access-logs) are globally unique and known in advance."""
+    return f"{resource_name(deployment, bucket)}-{account}-{region}"
+
+
+# --- Disaster recovery (credit_risk.dr; README "Disaster recovery") -------------
+# A deployment with a standby region runs in one of two roles; the standby holds
+# replicas of the lake and the registry, its own empty-until-failover store, and
+# every rule that starts work disabled.
+DR_PRIMARY: Final = "primary"
+DR_STANDBY: Final = "standby"
+# The snapshot the store serves, written beside the lake's curated data by each
+# load (``<lake>/<key>``) and replicated with it: a failover loads the same one.
+ACTIVE_SNAPSHOT_KEY: Final = "serving/active-snapshot.json"
+# What the last failover or failback did, in the curated bucket of the region it
+# went to (``<lake>/<key>``).
+DR_STATE_KEY: Final = "dr/state.json"
+# Every EventBridge rule that starts work (schedules, the raw-data trigger, the
+# probe, warm-up) is named ``<schedule_rule_prefix>…``: a standby deploys them
+# disabled, and a failover enables them there and disables them where it left.
+SCHEDULE_RULE_PART: Final = "work"
+# What follows the prefix, one per rule that starts work.
+WORK_RULES: Final = (
+    "retraining",
+    "new-raw-data",
+    "retraining-requested",
+    "batch-scoring",
+    "warm-up",
+    "monitor",
+    "probe",
+)
+# The probe's failure alarm, which a Route 53 failover health check watches.
+PROBE_FAILURES_ALARM_PARTS: Final = ("probe", "failures")
+# Stack outputs of a deployment's lake and functions, read by a failover.
+OUTPUT_CURATED_BUCKET: Final = "CuratedBucketName"
+# The feature loader a failover invokes (an output: a name set on a deployed function
+# would replace it, and its name is exported to the stacks that use it).
+OUTPUT_FEATURE_LOADER: Final = "FeatureLoaderFunctionName"
+OUTPUT_MODELS_BUCKET: Final = "ModelsBucketName"
+OUTPUT_DR_ROLE: Final = "DrRole"
+OUTPUT_DR_PEER_REGION: Final = "DrPeerRegion"
+# The client key's secret when clients call one domain in both regions
+# (``resource_name(deployment, part)``, replicated to the standby).
+CLIENT_KEY_SECRET_PART: Final = "client-key"  # noqa: S105 - a name part
+# Each region's AWS Backup vault (``resource_name(deployment, part)``): the store's
+# backups land in their own region's and are copied to the peer's.
+BACKUP_VAULT_PART: Final = "backup"
+
+
+def schedule_rule_prefix(deployment: str) -> str:
+    """``credit-risk-<deployment>-work-``: the names of the rules that start work."""
+    return resource_name(deployment, SCHEDULE_RULE_PART) + "-"
+
+
+def deployment_options(deployment: str) -> str:
+    """``--env prod --market mx`` for ``mx-prod``: how the commands name a deployment."""
+    market, _, environment = deployment.rpartition("-")
+    return f"--env {environment}" + (f" --market {market}" if market else "")

@@ -111,17 +111,21 @@ class PipelineRun:
             raise PipelineStopped("quality_gate", reason, self.summary)
 
         self.say(f"[3/{len(STEPS)}] load features into the store")
+        from credit_risk.dr import record_active_snapshot
         from credit_risk.store import create_store
         from credit_risk.store.loader import load_snapshot_uri
 
+        snapshot_uri = io.join(self.output_uri, "snapshot")
         with create_store(self.settings) as store:
             loaded = load_snapshot_uri(
                 store,
-                io.join(self.output_uri, "snapshot"),
+                snapshot_uri,
                 snapshot_id=self.run_id,
                 as_of=self.as_of,
                 decision_retention=timedelta(days=self.settings.decision_retention_days),
             )
+        # As the feature-loader function does: what the store serves, beside the lake.
+        record_active_snapshot(self.settings.lake, snapshot_uri, loaded)
         self.summary["store"] = loaded.as_dict()
 
         from credit_risk.local_canary import RELEASE_CUSTOMERS, run_canary

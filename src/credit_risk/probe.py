@@ -42,6 +42,8 @@ DEFAULT_CUSTOMER_ID = "1234567"
 # numeric library, not a different score.
 PROBABILITY_TOLERANCE = 1e-6
 HEALTH, SCORE = "health", "score"
+# The synthetic caller a probe's requests are recorded under (names.SYNTHETIC_HEADER).
+PROBE_CALLER = "probe"
 # How an answer compares with the previous probe's.
 FIRST, UNCHANGED, EXPLAINED, CHANGED = "first", "unchanged", "explained", "changed"
 
@@ -183,14 +185,20 @@ class _Reply:
 
 
 def _call(
-    base_url: str, route: str, api_key: str | None, timeout: float, payload: Any = None
+    base_url: str,
+    route: str,
+    api_key: str | None,
+    timeout: float,
+    payload: Any = None,
+    *,
+    caller: str = PROBE_CALLER,
 ) -> _Reply:
     url = base_url.rstrip("/") + route
     headers = {
         "content-type": "application/json",
-        "user-agent": f"{names.PROJECT}-probe",
-        # Its decisions are recorded as the probe's, apart from the lender's.
-        names.SYNTHETIC_HEADER: "probe",
+        "user-agent": f"{names.PROJECT}-{caller}",
+        # Its decisions are recorded as the caller's, apart from the lender's.
+        names.SYNTHETIC_HEADER: caller,
     }
     if api_key:
         headers[names.API_KEY_HEADER] = api_key
@@ -307,17 +315,22 @@ def run_probe(
     customer_id: str,
     *,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    caller: str = PROBE_CALLER,
 ) -> ProbeResult:
     """``GET /v1/health``, then ``POST /v1/scores`` for ``customer_id``, each within
     ``timeout`` seconds. Both run whatever the first answered: the on-call sees the
-    state of both. Failures are in the result, never raised; bad arguments are."""
+    state of both. Failures are in the result, never raised; bad arguments are.
+    ``caller`` names who asks in the synthetic-caller header (a failover's check
+    is recorded as its own, not as the probe's)."""
     check_url(url)
     check_customer_id(customer_id)
     if not (math.isfinite(timeout) and timeout > 0):
         raise InvalidInputError(f"the timeout must be a positive number of seconds: {timeout}")
-    health_reply = _call(url, names.ROUTE_HEALTH, api_key, timeout)
+    health_reply = _call(url, names.ROUTE_HEALTH, api_key, timeout, caller=caller)
     health = _health(health_reply)
-    score_reply = _call(url, names.ROUTE_SCORE, api_key, timeout, {"customer_id": customer_id})
+    score_reply = _call(
+        url, names.ROUTE_SCORE, api_key, timeout, {"customer_id": customer_id}, caller=caller
+    )
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     snapshot_id = health_reply.body.get("snapshot_id") if health_reply.status == 200 else None
     score, answer = _score(score_reply, url, customer_id, snapshot_id, checked_at)

@@ -191,14 +191,16 @@ class _LocalStore:
 
 
 class _S3Store:
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, client: Any = None) -> None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not _BUCKET.match(bucket):
             raise InvalidInputError(f"not an S3 URI with a valid bucket name: {uri!r}")
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        import boto3  # only when the registry is on S3
+        if client is None:
+            import boto3  # only when the registry is on S3
 
-        self.client = boto3.client("s3")
+            client = boto3.client("s3")
+        self.client = client
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -272,13 +274,19 @@ def _check_name(kind: str, name: str) -> str:
 
 
 class Registry:
-    """The versions of one model under one registry root."""
+    """The versions of one model under one registry root.
 
-    def __init__(self, root: str, model_name: str) -> None:
+    ``s3_client`` is the boto3 S3 client of an ``s3://`` root (default: one for the
+    environment's region); a failover passes the client of the region it checks.
+    """
+
+    def __init__(self, root: str, model_name: str, *, s3_client: Any = None) -> None:
         self.root = root.rstrip("/")
         self.model_name = _check_name("model name", model_name)
         # The URI as given: stripping "s3://" of its slashes would leave no bucket.
-        self._store: _Store = _S3Store(root) if root.startswith("s3://") else _LocalStore(root)
+        self._store: _Store = (
+            _S3Store(root, s3_client) if root.startswith("s3://") else _LocalStore(root)
+        )
 
     def uri(self, version: str | None = None, name: str | None = None) -> str:
         parts = [self.root, self.model_name, *(p for p in (version, name) if p)]

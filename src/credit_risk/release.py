@@ -78,6 +78,9 @@ class ReleaseTarget:
     alarm_prefix: str
     registry_uri: str
     model_name: str
+    # The deployment released to: its inference function's metrics are read under
+    # names.metric_namespace(deployment), where no other deployment's are.
+    deployment: str
     # The scoring log the report reads the release's served and shadow scores from.
     scoring_log_uri: str | None = None
     # The stack a code deploy updates: a release waits while it is in progress.
@@ -297,15 +300,16 @@ def _minute(moment: datetime) -> datetime:
 
 def metric_sums(
     clients: Clients,
+    target: ReleaseTarget,
     release_id: str,
     metrics: Sequence[str],
     since: datetime,
     until: datetime,
 ) -> dict[str, float]:
     """Metric name -> sum of the release's ``metrics`` from ``since`` to ``until``,
-    as the inference function published them (names.METRIC_NAMESPACE, dimensions
-    ``service`` and ``release``). One period spans the whole window, widened to
-    whole minutes, so each metric comes back as one number."""
+    as the target's inference function published them (its deployment's namespace,
+    dimensions ``service`` and ``release``). One period spans the whole window,
+    widened to whole minutes, so each metric comes back as one number."""
     start = _minute(since)
     sums = dict.fromkeys(metrics, 0.0)
     if start > until:  # a window that begins after it ends holds nothing
@@ -322,7 +326,7 @@ def metric_sums(
             "Label": name,
             "MetricStat": {
                 "Metric": {
-                    "Namespace": names.METRIC_NAMESPACE,
+                    "Namespace": names.metric_namespace(target.deployment),
                     "MetricName": name,
                     "Dimensions": dimensions,
                 },
@@ -394,6 +398,7 @@ def check_release(
     end = now or datetime.now(UTC)
     totals = metric_sums(
         clients,
+        target,
         release_id,
         ReleaseCounts.metric_names(),
         datetime.fromisoformat(state.started_at),
@@ -401,7 +406,7 @@ def check_release(
     )
     evidence = EVIDENCE[stage]
     since = evidence_start(stage, step_index, datetime.fromisoformat(state.updated_at))
-    window = metric_sums(clients, release_id, [evidence], since, end)
+    window = metric_sums(clients, target, release_id, [evidence], since, end)
     return {
         "alarms": _alarms(clients, target),
         "requests": round(window[evidence]),
@@ -570,7 +575,7 @@ def report(
         raise InvalidInputError(f"release {release_id} is still in {state.stage}")
     started = datetime.fromisoformat(state.started_at)
     ended = datetime.fromisoformat(state.updated_at)
-    sums = metric_sums(clients, release_id, ReleaseCounts.metric_names(), started, ended)
+    sums = metric_sums(clients, target, release_id, ReleaseCounts.metric_names(), started, ended)
     deadline = None if ends_at is None else ends_at - REPORT_RESERVE_SECONDS
     records, read = _swap_records(target, state, started, ended, deadline)
     return release_report.finish(

@@ -252,9 +252,12 @@ def emf_document(
     counts: ReleaseCounts,
     release_id: str,
     timestamp_ms: int,
+    *,
+    namespace: str,
     service: str = names.SERVICE_INFERENCE,
 ) -> str | None:
-    """One EMF line carrying a request's release counts (None when all are zero)."""
+    """One EMF line carrying a request's release counts (None when all are zero), in
+    ``namespace``: the publishing deployment's (``names.metric_namespace``)."""
     values = counts.metrics()
     if not values:
         return None
@@ -265,7 +268,7 @@ def emf_document(
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [
                     {
-                        "Namespace": names.METRIC_NAMESPACE,
+                        "Namespace": namespace,
                         "Dimensions": [list(dimensions)],
                         "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
                     }

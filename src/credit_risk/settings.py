@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="Days a recorded decision is kept for lookup; each feature load "
         "deletes older ones. The default is 25 months (Regulation B, 1002.12(b)).",
     )
+    environment: str = Field(
+        default="local",
+        description="The deployment this runs in (names.deployment_name): recorded with "
+        "every score, and names the namespace its metrics are published and read under.",
+    )
     model_name: str = Field(default="credit-risk", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     api_key: SecretStr | None = Field(
         default=None, description="Key the local API server expects in x-api-key."

@@ -102,7 +102,10 @@ def synthesize(
     wheel: Path,
     step_functions: Path,
     outdir: Path,
+    market: str | None = None,
+    standby: bool = False,
 ) -> Synthesized:
+    """One deployment as ``cdk synth -c env=… [-c market=…] [-c region=standby]``."""
     from aws_cdk import App
 
     from infra.config import load_config
@@ -114,14 +117,15 @@ def synthesize(
     if not repository.glue_script.is_file():
         pytest.fail(f"{repository.glue_script} is missing: the Glue job cannot be synthesized")
     sources = Sources(repository.glue_script, repository.library_wheel, step_functions)
-    stacks = build_environment(app, load_config(context, environment), sources)
+    config = load_config(context, environment, market)
+    stacks = build_environment(app, config.standby() if standby else config, sources)
     add_nag_checks(app)
     app.synth()
     templates = {
         stack.unit: json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
         for stack in stacks.all
     }
-    return Synthesized(environment, outdir, templates, stacks)
+    return Synthesized(config.deployment, outdir, templates, stacks)
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +158,32 @@ def prod(cdk_context, library_wheel, tmp_path_factory) -> Synthesized:
         wheel=library_wheel,
         step_functions=REPO_ROOT / "step_functions",
         outdir=tmp_path_factory.mktemp("cdk-prod"),
+    )
+
+
+@pytest.fixture(scope="session")
+def prod_standby(cdk_context, library_wheel, tmp_path_factory) -> Synthesized:
+    """Prod's stacks in its disaster-recovery standby region."""
+    return synthesize(
+        "prod",
+        context=cdk_context,
+        wheel=library_wheel,
+        step_functions=REPO_ROOT / "step_functions",
+        outdir=tmp_path_factory.mktemp("cdk-prod-standby"),
+        standby=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def mx_prod(cdk_context, library_wheel, tmp_path_factory) -> Synthesized:
+    """Prod of the ``mx`` market cdk.json declares."""
+    return synthesize(
+        "prod",
+        context=cdk_context,
+        wheel=library_wheel,
+        step_functions=REPO_ROOT / "step_functions",
+        outdir=tmp_path_factory.mktemp("cdk-mx-prod"),
+        market="mx",
     )
 
 

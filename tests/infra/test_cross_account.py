@@ -163,7 +163,7 @@ def test_the_smoke_test_may_decrypt_with_the_tagged_key_of_its_environment_only(
         "StringEquals": {
             "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
             "aws:ResourceTag/credit-risk:purpose": "client-api-key",
-            "aws:ResourceTag/environment": "staging",
+            "aws:ResourceTag/deployment": "staging",
         }
     }
 

@@ -128,7 +128,7 @@ def test_each_monitor_check_has_an_alarm_on_the_topic(dev):
     for construct_id, metric, _ in MONITOR_ALARMS:
         alarm = alarms[f"credit-risk-dev-monitor-{construct_id.lower()}"]
         assert alarm["MetricName"] == metric
-        assert alarm["Namespace"] == names.METRIC_NAMESPACE
+        assert alarm["Namespace"] == names.metric_namespace("dev")
         assert {"Name": "service", "Value": names.SERVICE_MONITOR} in alarm["Dimensions"]
         assert alarm["Threshold"] == 1
         assert "NotificationsTopic" in json.dumps(alarm["AlarmActions"])

@@ -71,15 +71,69 @@ def _policy_statements_of(template: dict, role_logical_id: str) -> list[dict]:
 
 
 def test_a_commit_goes_through_synth_self_update_assets_then_dev_staging_prod(pipeline_template):
+    # Every market's dev, then staging, then prod; each standby's lake before its
+    # primary, which replicates into it, and a warm standby's other stacks after it.
     assert list(_stages(pipeline_template)) == [
         "Source",
         "Build",
         "UpdatePipeline",
         "Assets",
         "Dev",
+        "MxDev",
+        "CoDev",
+        "StagingStandbyLake",
         "Staging",
+        "MxStagingStandbyLake",
+        "MxStaging",
+        "CoStagingStandbyLake",
+        "CoStaging",
+        "ProdStandbyLake",
         "Prod",
+        "ProdStandby",
+        "MxProdStandbyLake",
+        "MxProd",
+        "MxProdStandby",
+        "CoProdStandbyLake",
+        "CoProd",
+        "CoProdStandby",
     ]
+
+
+def _deployed_stacks(actions: list[dict]) -> dict[str, str]:
+    """Stack name -> region of each stack a stage deploys."""
+    return {
+        a["Configuration"]["StackName"]: a.get("Region", "eu-west-1")
+        for a in actions
+        if a["ActionTypeId"]["Category"] == "Deploy"
+        and a["Configuration"]["ActionMode"] == "CHANGE_SET_EXECUTE"
+    }
+
+
+@pytest.mark.parametrize(
+    ("stage", "deployment", "region", "units"),
+    [
+        ("ProdStandbyLake", "prod", "eu-central-1", 1),
+        ("ProdStandby", "prod", "eu-central-1", 8),  # warm: every stack
+        ("StagingStandbyLake", "staging", "eu-central-1", 1),  # pilot light: the lake only
+        ("MxProdStandby", "mx-prod", "us-west-2", 8),
+    ],
+)
+def test_a_standby_stage_deploys_the_deployment_in_its_standby_region(
+    pipeline_template, stage, deployment, region, units
+):
+    stacks = _deployed_stacks(_stages(pipeline_template)[stage])
+
+    assert len(stacks) == units
+    assert set(stacks.values()) == {region}
+    assert f"CreditRisk-{deployment}-DataLake" in stacks
+
+
+def test_each_market_is_deployed_in_its_own_region_with_its_own_stacks(pipeline_template):
+    stages = _stages(pipeline_template)
+
+    assert set(_deployed_stacks(stages["MxProd"]).values()) == {"us-east-2"}
+    assert set(_deployed_stacks(stages["CoDev"]).values()) == {"sa-east-1"}
+    assert all(name.startswith("CreditRisk-co-dev-") for name in _deployed_stacks(stages["CoDev"]))
 
 
 def test_docker_images_and_files_are_published_before_any_deployment(pipeline_template):
@@ -103,19 +157,28 @@ def test_the_source_is_the_configured_connection_and_a_push_starts_a_release(
     }
 
 
-def test_prod_waits_for_a_manual_approval_before_its_first_deployment(pipeline_template):
+@pytest.mark.parametrize("market", ["", "Mx", "Co"])
+def test_each_market_s_prod_waits_for_its_own_approval_before_its_first_deployment(
+    pipeline_template, market
+):
     stages = _stages(pipeline_template)
-    prod = stages["Prod"]
-    approvals = [a for a in prod if a["ActionTypeId"]["Category"] == "Approval"]
-    deployments = [a for a in prod if a["ActionTypeId"]["Category"] == "Deploy"]
+    # Its standby deploys first, so the approval opens that stage.
+    first = stages[f"{market}ProdStandbyLake"]
+    approvals = [a for a in first if a["ActionTypeId"]["Category"] == "Approval"]
+    deployments = [a for a in first if a["ActionTypeId"]["Category"] == "Deploy"]
 
     assert len(approvals) == 1
+    assert approvals[0]["Name"] == f"Approve-{(market.lower() + '-') if market else ''}prod"
     assert approvals[0]["RunOrder"] < min(a["RunOrder"] for a in deployments)
-    for automatic in ("Dev", "Staging"):
-        assert all(a["ActionTypeId"]["Category"] != "Approval" for a in stages[automatic])
+    for later in ("Prod", "ProdStandby"):
+        assert all(a["ActionTypeId"]["Category"] != "Approval" for a in stages[market + later])
+    for automatic in ("Dev", "Staging", "StagingStandbyLake"):
+        assert all(
+            a["ActionTypeId"]["Category"] != "Approval" for a in stages[f"{market}{automatic}"]
+        )
 
 
-@pytest.mark.parametrize("stage", ["Staging", "Prod"])
+@pytest.mark.parametrize("stage", ["Staging", "Prod", "MxStaging", "CoProd"])
 def test_staging_and_prod_are_smoke_tested_after_every_stack_is_deployed(pipeline_template, stage):
     actions = _stages(pipeline_template)[stage]
     (smoke,) = [a for a in actions if a["Name"].startswith("SmokeTest-")]
@@ -135,7 +198,8 @@ def test_staging_and_prod_are_smoke_tested_after_every_stack_is_deployed(pipelin
 
 
 @pytest.mark.parametrize(
-    ("stage", "environment"), [("Dev", "dev"), ("Staging", "staging"), ("Prod", "prod")]
+    ("stage", "environment"),
+    [("Dev", "dev"), ("Staging", "staging"), ("Prod", "prod"), ("MxProd", "mx-prod")],
 )
 def test_no_environment_is_deployed_while_a_model_release_runs_in_it(
     pipeline_template, stage, environment
@@ -194,7 +258,7 @@ def test_a_smoke_test_may_read_only_its_environments_client_key_secret(
     assert secret_reads[0]["Condition"] == {
         "StringEquals": {
             "secretsmanager:ResourceTag/credit-risk:purpose": "client-api-key",
-            "secretsmanager:ResourceTag/environment": environment,
+            "secretsmanager:ResourceTag/deployment": environment,
         }
     }
     assert not any("secretsmanager:PutSecretValue" in str(s["Action"]) for s in statements)

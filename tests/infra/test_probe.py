@@ -182,7 +182,7 @@ def test_the_probe_calls_the_public_url_with_the_client_key_and_keeps_its_answer
     assert variables[names.ENV_PROBE_CUSTOMER_ID] == settings.customer_id
     assert variables[names.ENV_PROBE_TIMEOUT_SECONDS] == str(settings.timeout_seconds)
     assert variables[names.ENV_POWERTOOLS_SERVICE_NAME] == names.SERVICE_PROBE
-    assert variables[names.ENV_POWERTOOLS_METRICS_NAMESPACE] == names.METRIC_NAMESPACE
+    assert variables[names.ENV_POWERTOOLS_METRICS_NAMESPACE] == names.metric_namespace("dev")
 
 
 def test_the_probe_may_read_the_client_key_and_write_its_own_answer_only(dev):
@@ -231,7 +231,7 @@ def test_each_probe_alarm_watches_what_the_function_publishes_and_notifies(
     assert set(alarms) == {f"{prefix}-failures", f"{prefix}-answer-changed", f"{prefix}-errors"}
     failures = alarms[f"{prefix}-failures"]
     assert (failures["Namespace"], failures["MetricName"]) == (
-        names.METRIC_NAMESPACE,
+        names.metric_namespace(every_environment.environment),
         names.METRIC_PROBE_FAILURES,
     )
     assert failures["Dimensions"] == published

@@ -22,7 +22,7 @@ from moto import mock_aws
 import credit_risk
 from credit_risk import names
 from credit_risk.datagen import DirtRates, GeneratorConfig, generate
-from infra.config import MIN_STEP_MINUTES, ConfigurationError, load_config, load_pipeline_config
+from infra.config import MIN_STEP_MINUTES, ConfigurationError, load_config
 from infra.environment import COMMIT_VARIABLE, code_version
 from tests.conftest import use_fake_aws_credentials
 from tests.infra.conftest import REPO_ROOT
@@ -166,7 +166,7 @@ def test_the_live_alarms_fire_on_one_error_or_one_5xx_in_a_minute(staging):
     assert errors["Namespace"] == "AWS/Lambda"
     assert errors["MetricName"] == "Errors"
     assert f":{names.LIVE_ALIAS}" in json.dumps(_dimensions(errors)["Resource"])
-    assert server_errors["Namespace"] == names.METRIC_NAMESPACE
+    assert server_errors["Namespace"] == names.metric_namespace("staging")
     assert server_errors["MetricName"] == names.METRIC_SERVER_ERRORS
     assert _dimensions(server_errors) == {
         "service": names.SERVICE_INFERENCE,
@@ -203,8 +203,12 @@ def test_every_environment_waits_long_enough_for_its_alarms(cdk_context, environ
     assert config.code_release.canary_minutes >= MIN_STEP_MINUTES
 
 
-def test_the_smoke_test_scores_a_customer_every_generated_dataset_has(cdk_context, tmp_path):
-    customer = load_pipeline_config(cdk_context).smoke_test_customer_id
+@pytest.mark.parametrize("environment", names.ENVIRONMENTS)
+def test_the_smoke_test_scores_a_customer_every_generated_dataset_has(
+    cdk_context, environment, tmp_path
+):
+    # The smoke test and the probe score the deployment's probe customer.
+    customer = load_config(cdk_context, environment).probe.customer_id
     for seed in (1, 42):
         output = tmp_path / f"loans-{seed}.parquet"
         generate(str(output), GeneratorConfig(loans=50, seed=seed, dirt=DirtRates.none()))

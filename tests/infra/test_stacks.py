@@ -307,7 +307,7 @@ def test_the_release_reads_one_candidate_alarm_by_its_prefix_on_candidate_errors
     (alarm,) = candidate
     assert alarm["AlarmName"] == f"{prefix}errors"
     assert (alarm["Namespace"], alarm["MetricName"]) == (
-        names.METRIC_NAMESPACE,
+        names.metric_namespace("dev"),
         names.METRIC_CANDIDATE_ERRORS,
     )
     # The dimension the inference handler publishes it with, and no other: an
@@ -327,7 +327,7 @@ def test_unscorable_stored_features_raise_an_alarm_on_the_published_metric(dev):
         if a["Properties"].get("MetricName") == names.METRIC_UNSCORABLE_FEATURES
     ]
     assert alarm["AlarmName"] == "credit-risk-dev-inference-unscorable-features"
-    assert alarm["Namespace"] == names.METRIC_NAMESPACE
+    assert alarm["Namespace"] == names.metric_namespace("dev")
     # What the handler publishes (tests/integration/api/test_unscorable_features.py).
     assert alarm["Dimensions"] == [{"Name": "service", "Value": names.SERVICE_INFERENCE}]
     assert (alarm["Statistic"], alarm["Threshold"]) == ("Sum", 1)

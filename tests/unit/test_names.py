@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from credit_risk import names
 from credit_risk.settings import ENV_PREFIX, Settings
 
@@ -26,6 +28,7 @@ def test_importing_names_pulls_in_nothing_heavy():
 def test_settings_variables_are_named_after_settings_fields():
     assert names.ENV_PREFIX == ENV_PREFIX
     for variable in (
+        names.ENV_ENVIRONMENT,
         names.ENV_LAKE_URI,
         names.ENV_REGISTRY_URI,
         names.ENV_DATABASE_URL,
@@ -40,3 +43,43 @@ def test_candidate_alarms_share_a_prefix_the_live_ones_do_not_match():
 
     assert f"{names.resource_name('prod', 'inference', 'candidate')}-errors".startswith(prefix)
     assert not f"{names.resource_name('prod', 'inference', 'live')}-errors".startswith(prefix)
+
+
+def test_each_deployment_publishes_its_metrics_under_a_namespace_of_its_own():
+    deployments = ["dev", "staging", "prod", names.deployment_name("prod", "mx"), "local"]
+
+    namespaces = [names.metric_namespace(deployment) for deployment in deployments]
+
+    assert namespaces[2] == "CreditRisk/prod"
+    assert len(set(namespaces)) == len(deployments)
+    assert all(n.startswith(f"{names.METRIC_NAMESPACE}/") for n in namespaces)
+
+
+@pytest.mark.parametrize(
+    ("environment", "market", "deployment", "options", "deploy"),
+    [
+        ("prod", None, "prod", "--env prod", "npx cdk deploy -c env=prod --all"),
+        (
+            "staging",
+            "mx",
+            "mx-staging",
+            "--env staging --market mx",
+            "npx cdk deploy -c env=staging -c market=mx --all",
+        ),
+    ],
+)
+def test_a_deployment_is_named_and_spelled_back_the_same_way_everywhere(
+    environment, market, deployment, options, deploy
+):
+    from credit_risk.bootstrap import deploy_command
+    from infra.deployment_context import context_options
+
+    assert names.deployment_name(environment, market) == deployment
+    assert names.deployment_options(deployment) == options
+    assert deploy_command(deployment) == deploy
+    assert deploy_command(deployment, standby=True) == deploy.replace(
+        " --all", " -c region=standby --all"
+    )
+    # The Makefile's synth spells the same deployment for cdk.
+    assert " ".join(context_options(deployment)) in deploy
+    assert names.resource_name(deployment, "api") == f"credit-risk-{deployment}-api"

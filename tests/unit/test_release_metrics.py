@@ -20,6 +20,7 @@ from credit_risk.release_metrics import (
 )
 
 RELEASE = "local-20261202T040000000000Z"
+NAMESPACE = names.metric_namespace("local")
 APPROVE, DECLINE = "approve", "decline"
 
 
@@ -72,8 +73,10 @@ def test_emf_documents_of_many_requests_parse_back_to_the_release_s_sums():
         ReleaseCounts.observe(REQUEST[:2], champion_ms=0.2, candidate_ms=0.3),
         ReleaseCounts.observe(REQUEST[2:], candidate_served=2, champion_ms=0.2, candidate_ms=9),
     ]
-    lines = [emf_document(counts, RELEASE, 1_700_000_000_000) for counts in requests]
-    other = emf_document(requests[0], "another-release", 1_700_000_000_000)
+    lines = [
+        emf_document(counts, RELEASE, 1_700_000_000_000, namespace=NAMESPACE) for counts in requests
+    ]
+    other = emf_document(requests[0], "another-release", 1_700_000_000_000, namespace=NAMESPACE)
     console = [
         '{"level":"INFO","message":"scored"}',  # a log line, not a metric document
         *lines,
@@ -87,14 +90,14 @@ def test_emf_documents_of_many_requests_parse_back_to_the_release_s_sums():
     assert ReleaseCounts.from_metrics(sums) == requests[0] + requests[1]
     document = json.loads(lines[0])
     directive = document["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == names.METRIC_NAMESPACE
+    assert directive["Namespace"] == NAMESPACE
     assert directive["Dimensions"] == [["service", DIMENSION_RELEASE]]
     assert document[DIMENSION_RELEASE] == RELEASE
     assert {v.dimensions[DIMENSION_RELEASE] for v in values} == {RELEASE, "another-release"}
 
 
 def test_a_request_with_nothing_to_count_prints_no_document():
-    assert emf_document(ReleaseCounts(), RELEASE, 0) is None
+    assert emf_document(ReleaseCounts(), RELEASE, 0, namespace=NAMESPACE) is None
 
 
 @pytest.mark.parametrize(

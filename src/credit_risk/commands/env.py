@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_risk import bootstrap, names
-from credit_risk.commands import iso_date, positive_int
+from credit_risk.commands import iso_date, market_name, positive_int
 from credit_risk.progress import Progress
 
 EXIT_RUN_DID_NOT_SUCCEED = 1
@@ -50,7 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--env",
         required=True,
         choices=names.ENVIRONMENTS,
-        help="the environment (stacks CreditRisk-ENV-*)",
+        help="the environment (stacks CreditRisk-[MARKET-]ENV-*)",
+    )
+    run.add_argument(
+        "--market",
+        type=market_name,
+        default=None,
+        help="the market of the deployment, as in cdk.json's markets (default: the default market)",
     )
     data = run.add_mutually_exclusive_group(required=True)
     data.add_argument(
@@ -104,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_bootstrap(args: argparse.Namespace) -> int:
     files = bootstrap.check_local_raw_files(args.raw) if args.raw else []
     clients = bootstrap.AwsClients(args.region)
-    environment = bootstrap.read_environment(args.env, clients.cloudformation)
+    deployment = names.deployment_name(args.env, args.market)
+    environment = bootstrap.read_environment(deployment, clients.cloudformation)
     prefix = bootstrap.delivery_prefix(args.ingest_date)
     bootstrap.refuse_existing_delivery(clients.s3, environment.raw_bucket, prefix)
     with tempfile.TemporaryDirectory(prefix="credit-risk-bootstrap-") as workdir:

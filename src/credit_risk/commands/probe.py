@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from credit_risk import probe
+from credit_risk.commands import seconds_up_to
 from credit_risk.probe import ProbeResult
 
 # 0: both calls answered as they should (and the answer is the one expected);
@@ -14,16 +15,6 @@ from credit_risk.probe import ProbeResult
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ANSWER_CHANGED = 3
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 300:
-        raise argparse.ArgumentTypeError(f"a number of seconds above 0, at most 300: {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_up_to(300),
         default=probe.DEFAULT_TIMEOUT_SECONDS,
         metavar="SECONDS",
         help="how long each call may take before it counts as failed (default: %(default)g)",

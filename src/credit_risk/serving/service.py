@@ -105,9 +105,6 @@ class InferenceSettings(Settings):
         le=MAX_REASONS,
         description="Reasons given per score; at most 4, as Regulation B's commentary asks.",
     )
-    environment: str = Field(
-        default="local", description="Deployment environment, recorded with every score."
-    )
 
 
 def score_bucket(probability: float) -> str:
@@ -206,7 +203,8 @@ class NoModelError(CreditRiskError):
 
     def __init__(self, environment: str) -> None:
         super().__init__(
-            f"no model is in service yet; run `credit-risk env bootstrap --env {environment}`"
+            "no model is in service yet; run `credit-risk env bootstrap "
+            f"{names.deployment_options(environment)}`"
         )
 
 
@@ -524,16 +522,17 @@ class ScoringService:
         buckets: Mapping[str, int],
         dimensions: Mapping[str, str],
         timestamp_ms: int,
+        namespace: str,
     ) -> list[str]:
-        """A request's score metrics as EMF documents, one line each: how many
-        customers were scored (``ScoresServed``) and unknown (``UnknownCustomers``),
-        every probability served (``DefaultProbability``) and the count of each
-        histogram bucket (``buckets``: label -> count), named after the bucket
-        (``ScoreBucket_0.02-0.05``; a bucket dimension would cost one document per
-        bucket on every request). Built whole, not a value at a time as Powertools
-        adds them (at a cost that grows with the values it already holds): one
-        document, or more when there are more probabilities than one document may
-        carry for a metric (``EMF_MAX_VALUES``)."""
+        """A request's score metrics as EMF documents in ``namespace`` (the deployment's,
+        ``names.metric_namespace``), one line each: how many customers were scored
+        (``ScoresServed``) and unknown (``UnknownCustomers``), every probability served
+        (``DefaultProbability``) and the count of each histogram bucket (``buckets``:
+        label -> count), named after the bucket (``ScoreBucket_0.02-0.05``; a bucket
+        dimension would cost one document per bucket on every request). Built whole,
+        not a value at a time as Powertools adds them (at a cost that grows with the
+        values it already holds): one document, or more when there are more
+        probabilities than one document may carry for a metric (``EMF_MAX_VALUES``)."""
         counts = {
             "ScoresServed": scored,
             "UnknownCustomers": unknown,
@@ -544,7 +543,7 @@ class ScoringService:
             values = {}
             if probabilities:
                 values["DefaultProbability"] = list(probabilities[start : start + EMF_MAX_VALUES])
-            documents.append(_emf_document(timestamp_ms, dimensions, counts, values))
+            documents.append(_emf_document(namespace, timestamp_ms, dimensions, counts, values))
             counts = {}
         return documents
 
@@ -574,6 +573,7 @@ class ScoringService:
 
 
 def _emf_document(
+    namespace: str,
     timestamp_ms: int,
     dimensions: Mapping[str, str],
     counts: Mapping[str, int],
@@ -581,14 +581,14 @@ def _emf_document(
 ) -> str:
     """One EMF line: ``counts`` (unit Count) and ``values`` (no unit) with the
     ``dimensions``. The metric declarations, the same from one request to the next,
-    are serialised once per set of names."""
-    key = (*dimensions, "", *counts, "", *values)
+    are serialised once per namespace and set of names."""
+    key = (namespace, *dimensions, "", *counts, "", *values)
     declared = _EMF_DECLARATIONS.get(key)
     if declared is None:
         if len(_EMF_DECLARATIONS) >= EMF_DECLARATIONS_KEPT:
             _EMF_DECLARATIONS.clear()
         directive = {
-            "Namespace": names.METRIC_NAMESPACE,
+            "Namespace": namespace,
             "Dimensions": [list(dimensions)],
             "Metrics": [
                 *({"Name": name, "Unit": "Count"} for name in counts),

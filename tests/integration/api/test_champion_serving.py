@@ -186,7 +186,7 @@ def test_a_corrupt_promotion_keeps_scoring_up_and_publishes_the_error_metric(
     count = metric[0][names.METRIC_MODEL_REFRESH_ERRORS]
     assert (sum(count) if isinstance(count, list) else count) == 1
     directive = metric[0]["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == names.METRIC_NAMESPACE
+    assert directive["Namespace"] == names.metric_namespace(ENVIRONMENT)
     assert directive["Dimensions"] == [["service"]]
     assert metric[0]["service"] == names.SERVICE_INFERENCE
 

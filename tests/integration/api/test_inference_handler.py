@@ -436,11 +436,12 @@ def test_metrics_are_emitted_with_the_model_version(handler, printed, serving: S
             if name in d and all(d.get(k) == v for k, v in dimensions.items())
         )
 
-    # Then every request metric is in the namespace with the model_version dimension
+    # Then every request metric is in the deployment's namespace (here a local run's)
+    # with the model_version dimension
     request_docs = [d for d in documents if "Requests" in d or "ScoresServed" in d]
     for document in request_docs:
         directive = document["_aws"]["CloudWatchMetrics"][0]
-        assert directive["Namespace"] == names.METRIC_NAMESPACE
+        assert directive["Namespace"] == names.metric_namespace("local")
         assert set(directive["Dimensions"][0]) == {"model_version", "service"}
     version = {"model_version": serving.version}
     assert total("Requests", **version) == 2

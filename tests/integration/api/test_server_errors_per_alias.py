@@ -56,7 +56,8 @@ def test_a_5xx_is_counted_under_the_alias_it_came_through(
     assert response["statusCode"] == 503
     # Then one ServerErrors count is published with the service and that alias
     (document,) = alias_documents(capsys)
-    assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == names.METRIC_NAMESPACE
+    namespace = document["_aws"]["CloudWatchMetrics"][0]["Namespace"]
+    assert namespace == names.metric_namespace("local")  # no deployment named: a local run
     assert document["service"] == names.SERVICE_INFERENCE
     assert document[names.METRIC_DIMENSION_ALIAS] == alias
     count = document[names.METRIC_SERVER_ERRORS]

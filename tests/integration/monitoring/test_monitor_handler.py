@@ -41,6 +41,7 @@ from tests.integration.store.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
 REGION = "eu-west-1"
+DEPLOYMENT = "dev"
 BUCKET = "credit-risk-dev-curated-test"
 PER_DAY = 300
 
@@ -91,6 +92,7 @@ def world(aws, tmp_path, serving, database_url, monkeypatch) -> World:  # noqa: 
     secret = boto3.client("secretsmanager").create_secret(Name="id-hash", SecretString=HASH_KEY)
     for name, value in {
         "CREDIT_RISK_LOCAL_DIR": str(tmp_path),
+        names.ENV_ENVIRONMENT: DEPLOYMENT,
         names.ENV_LAKE_URI: world.lake,
         names.ENV_REGISTRY_URI: serving.registry_uri,
         names.ENV_MODEL_NAME: MODEL_NAME,
@@ -126,7 +128,7 @@ def _metric_values(documents: list[dict[str, Any]]) -> dict[tuple[str, str | Non
     values = {}
     for document in documents:
         for directive in document["_aws"]["CloudWatchMetrics"]:
-            assert directive["Namespace"] == names.METRIC_NAMESPACE
+            assert directive["Namespace"] == names.metric_namespace(DEPLOYMENT)
             for metric in directive["Metrics"]:
                 assert document["service"] == names.SERVICE_MONITOR
                 value = document[metric["Name"]]  # a list when Powertools aggregated it

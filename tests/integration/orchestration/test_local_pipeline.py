@@ -69,6 +69,16 @@ def _steps_announced(stderr: str) -> list[str]:
     return [match.group(3) for match in STEP_LINE.finditer(stderr)]
 
 
+def _check_active_snapshot_recorded(local_dir: Path, run_id: str, summary: dict) -> None:
+    """The store's load recorded what it serves beside the lake, as the feature-loader
+    function does in AWS: a failover loads the same snapshot."""
+    lake = local_dir / "lake"
+    pointer = json.loads((lake / names.ACTIVE_SNAPSHOT_KEY).read_text())
+    assert pointer["snapshot_id"] == run_id == summary["store"]["snapshot_id"]
+    assert pointer["snapshot_uri"] == str(lake / "curated" / run_id / "snapshot")
+    assert pointer["row_count"] == summary["store"]["row_count"]
+
+
 @dataclass(frozen=True)
 class CleanRun:
     run_id: str
@@ -113,7 +123,7 @@ def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(clean_run):
         # Every step ran; the new version is the champion and the store serves its run.
         assert len(announced) == len(names.PIPELINE_STEPS)
         assert registry.champion_version() == summary["champion"]
-        assert summary["store"]
+        _check_active_snapshot_recorded(tmp_path, run_id, summary)
     else:
         stopped = re.search(r"stopped at (\w+): (.+)$", result.stderr, re.MULTILINE)
         assert stopped, result.stderr
@@ -129,8 +139,10 @@ def test_a_run_takes_the_state_machine_steps_in_order_to_a_verdict(clean_run):
                 json.dumps(failed, separators=(",", ":")),
             )
             assert registry.champion_version() is None
+            _check_active_snapshot_recorded(tmp_path, run_id, summary)
         else:
             assert report["quarantined_fraction"] > names.MAX_QUARANTINED_FRACTION
+            assert not (tmp_path / "lake" / names.ACTIVE_SNAPSHOT_KEY).exists()
 
 
 def test_the_quality_gate_stops_the_run_before_the_store_and_the_model(raw_loans, tmp_path):
@@ -161,6 +173,7 @@ def test_the_quality_gate_stops_the_run_before_the_store_and_the_model(raw_loans
     assert f"stopped at quality_gate: {expected}" in result.stderr
     assert len(_steps_announced(result.stderr)) == 2  # features, quality gate
     assert not (tmp_path / "feature_store.sqlite3").exists()
+    assert not (tmp_path / "lake" / names.ACTIVE_SNAPSHOT_KEY).exists()
     assert not (tmp_path / "registry").exists()
 
 

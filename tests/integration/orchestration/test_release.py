@@ -29,6 +29,8 @@ from lambdas.release import handler
 from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 
 REGION = "eu-west-1"
+DEPLOYMENT = "dev"
+NAMESPACE = names.metric_namespace(DEPLOYMENT)
 FUNCTION = "credit-risk-dev-inference"
 MODELS_BUCKET = "credit-risk-dev-models-test"
 CURATED_BUCKET = "credit-risk-dev-curated-test"
@@ -69,6 +71,7 @@ def target() -> release.ReleaseTarget:
         alarm_prefix=names.candidate_alarm_prefix("dev"),
         registry_uri=REGISTRY,
         model_name=names.PROJECT,
+        deployment=DEPLOYMENT,
         scoring_log_uri=SCORING_LOG,
     )
 
@@ -127,7 +130,7 @@ def request_counts(
 
 def requests(release_id: str, *counts: ReleaseCounts) -> None:
     now = int(datetime.now(UTC).timestamp() * 1000)
-    publish_emf(*(emf_document(c, release_id, now) for c in counts))
+    publish_emf(*(emf_document(c, release_id, now, namespace=NAMESPACE) for c in counts))
 
 
 def candidate_alarms(*firing: str) -> None:
@@ -136,7 +139,7 @@ def candidate_alarms(*firing: str) -> None:
     for name in (ALARM, "credit-risk-dev-inference-live-errors"):
         cloudwatch.put_metric_alarm(
             AlarmName=name,
-            Namespace=names.METRIC_NAMESPACE,
+            Namespace=NAMESPACE,
             MetricName=names.METRIC_CANDIDATE_ERRORS,
             Dimensions=[{"Name": "service", "Value": names.SERVICE_INFERENCE}],
             Statistic="Sum",
@@ -239,6 +242,26 @@ def test_a_check_sums_this_releases_metrics_and_reads_the_candidate_alarms(
     assert (check["stage"], check["percent"]) == (SHADOW_STAGE, 0.0)
 
 
+def test_a_check_and_the_report_read_the_metrics_of_their_own_deployment_only(
+    clients, target, registry
+):
+    # Asked of the queries themselves: moto's GetMetricData leaves the namespace out
+    # of a query that names dimensions, as every one of the release's does.
+    queries = []
+    clients.cloudwatch.meta.events.register(
+        "provide-client-params.cloudwatch.GetMetricData",
+        lambda params, **_: queries.extend(params["MetricDataQueries"]),
+    )
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+
+    release.check_release(clients, target, RELEASE_ID, SHADOW_STAGE)
+    release.close_release(target, RELEASE_ID, "gates failed in shadow")
+    release.report(clients, target, RELEASE_ID)
+
+    assert queries
+    assert {q["MetricStat"]["Metric"]["Namespace"] for q in queries} == {NAMESPACE}
+
+
 def test_a_canary_steps_evidence_is_the_customers_the_candidate_answered(clients, target, registry):
     registry.open_release(RELEASE_ID, NEW_MODEL)
     requests(RELEASE_ID, *[request_counts("approve", "approve")] * 6)  # in shadow
@@ -269,7 +292,12 @@ def test_a_later_steps_evidence_leaves_out_the_minute_it_began_in(clients, targe
     first_whole = began.replace(second=0) + timedelta(minutes=1)
     at = int((first_whole + timedelta(seconds=5)).timestamp() * 1000)
     publish_emf(
-        *(emf_document(request_counts("approve", "approve", served=1), RELEASE_ID, at),) * 2
+        *(
+            emf_document(
+                request_counts("approve", "approve", served=1), RELEASE_ID, at, namespace=NAMESPACE
+            ),
+        )
+        * 2
     )
 
     # when the second step is checked, and when it is checked too early
@@ -761,6 +789,7 @@ def test_a_report_waits_for_the_release_to_end_and_names_one_never_opened(
 @pytest.fixture
 def handler_environment(monkeypatch, target):
     for name, value in {
+        names.ENV_ENVIRONMENT: target.deployment,
         names.ENV_INFERENCE_FUNCTION_NAME: target.function_name,
         names.ENV_CANDIDATE_ALARM_PREFIX: target.alarm_prefix,
         names.ENV_REGISTRY_URI: target.registry_uri,

@@ -280,6 +280,27 @@ def test_a_missing_stack_is_one_line_saying_to_deploy_first(aws, capsys):
     assert _raw_keys() == []
 
 
+def test_a_market_s_stacks_are_read_by_its_deployment_name(aws, capsys):
+    deploy()  # the default market's dev: not the one asked for
+
+    code = _bootstrap("--market", "mx", "--synthetic", str(LOANS))
+
+    assert code == cli.EXIT_USER_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"credit-risk env: error: stack CreditRisk-mx-dev-DataLake not found in {REGION}: "
+        "deploy it first with `npx cdk deploy -c env=dev -c market=mx --all`"
+    )
+    assert _raw_keys() == []
+
+
+def test_a_misnamed_market_is_refused_before_anything_is_read(aws, capsys):
+    with pytest.raises(SystemExit) as exited:
+        _bootstrap("--market", "MX", "--synthetic", str(LOANS))
+
+    assert exited.value.code == cli.EXIT_USER_ERROR
+    assert "a market is 2 to 8 lower-case letters, got 'MX'" in capsys.readouterr().err
+
+
 def test_a_stack_without_the_new_output_asks_for_a_deploy_of_the_current_version(aws, capsys):
     deploy()
     boto3.client("cloudformation").delete_stack(StackName=names.stack_name(ENVIRONMENT, "Api"))

@@ -178,7 +178,7 @@ def test_an_unknown_customer_names_the_snapshot_and_the_setting_to_change(api, s
     assert _run(api, secret_arn) == 1
     assert (
         f"customer {CUSTOMER} is not in the active snapshot {SNAPSHOT_ID}: set "
-        "pipeline.smoke_test_customer_id in cdk.json to a customer the store holds"
+        "probe.customer_id of the deployment in cdk.json to a customer the store holds"
     ) in capsys.readouterr().err
 
 

@@ -13,12 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from credit_risk import decision_ids, names
 from credit_risk.cli import main
 from credit_risk.errors import ConfigurationError, InvalidInputError
-from credit_risk.store import DecisionRow, SnapshotExistsError, get_store
+from credit_risk.settings import Settings
+from credit_risk.store import (
+    DecisionRow,
+    SnapshotExistsError,
+    StoreNotInitialized,
+    create_store,
+    get_store,
+)
 from credit_risk.store.loader import load_snapshot_uri
 from tests.conftest import EVENTS_DIR
 from tests.integration.store.conftest import fresh_postgres_database
@@ -122,6 +130,20 @@ def load_event(name: str) -> dict:
     return json.loads((EVENTS_DIR / name).read_text())
 
 
+# The lake the sample event's snapshot is in (its curated bucket in AWS).
+LAKE_URI = "s3://credit-risk-lake-test"
+
+
+def read_pointer() -> dict | None:
+    """The active-snapshot pointer the function recorded in the lake, if any."""
+    bucket = LAKE_URI.removeprefix("s3://")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=names.ACTIVE_SNAPSHOT_KEY)
+    except ClientError:  # NoSuchKey
+        return None
+    return json.loads(body["Body"].read())
+
+
 @pytest.fixture
 def handler(monkeypatch, postgres_url):
     for name, value in {
@@ -130,6 +152,7 @@ def handler(monkeypatch, postgres_url):
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "POWERTOOLS_SERVICE_NAME": "feature-loader",
+        names.ENV_LAKE_URI: LAKE_URI,
     }.items():
         monkeypatch.setenv(name, value)
     url, drop = fresh_postgres_database(postgres_url)
@@ -175,6 +198,16 @@ def test_the_loader_lambda_loads_an_s3_snapshot_into_postgresql(handler):
     row = handler._store().get("00000042")
     assert row is not None
     assert row.snapshot_id == event["snapshot_id"]
+    # and the lake records what the store serves, for a failover to load the same
+    pointer = read_pointer()
+    assert pointer is not None
+    assert {key: pointer[key] for key in ("snapshot_uri", "snapshot_id", "as_of", "row_count")} == {
+        "snapshot_uri": event["snapshot_uri"],
+        "snapshot_id": event["snapshot_id"],
+        "as_of": "2024-06-01",
+        "row_count": 1_000,
+    }
+    assert datetime.fromisoformat(pointer["loaded_at"]).tzinfo is not None
 
 
 @pytest.mark.postgres
@@ -213,6 +246,8 @@ def test_the_loader_lambda_refuses_a_snapshot_of_another_date(handler):
     put_snapshot_in_s3(event, snapshot_table(10, as_of=date(2024, 5, 1)))
     with pytest.raises(InvalidInputError, match="as of 2024-05-01, not 2024-06-01"):
         handler.lambda_handler(event, FakeLambdaContext())
+    # A load that failed records nothing as active.
+    assert read_pointer() is None
 
 
 @pytest.mark.postgres
@@ -223,6 +258,20 @@ def test_the_loader_lambda_reports_a_missing_snapshot_as_bad_input(handler):
     with pytest.raises(InvalidInputError, match=r"no snapshot at s3://.*NoSuchBucket"):
         handler.lambda_handler(event, FakeLambdaContext())
     assert handler._store().active_snapshot() is None
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_needs_the_lake_to_record_the_active_snapshot(handler, monkeypatch):
+    # given a function configured without its lake, and a snapshot to load
+    monkeypatch.delenv(names.ENV_LAKE_URI)
+    event = load_event("feature_loader_load.json")
+    put_snapshot_in_s3(event, snapshot_table(10))
+    # when / then: refused before the store is touched
+    with pytest.raises(ConfigurationError, match="lake_uri"):
+        handler.lambda_handler(event, FakeLambdaContext())
+    assert read_pointer() is None
+    with create_store(Settings()) as store, pytest.raises(StoreNotInitialized):
+        store.active_snapshot()
 
 
 @pytest.mark.postgres
