@@ -121,7 +121,7 @@ SYNTH_DEPLOYMENTS := dev staging prod prod-standby mx-prod co-prod mx-prod-stand
 synth: glue-package $(NPM_STAMP) ## Synthesize the deployments above and the release pipeline into cdk.out/
 	@for deployment in $(SYNTH_DEPLOYMENTS); do \
 	  echo "synth $$deployment"; \
-	  npx --no-install cdk synth --quiet $$(python3 infra/deployment_context.py $$deployment) \
+	  npx --no-install cdk synth --quiet $$($(RUN) python infra/deployment_context.py $$deployment) \
 	    -o cdk.out/$$deployment || exit 1; \
 	done
 	@echo "synth pipeline"

@@ -9,6 +9,7 @@ import sys
 
 from aws_cdk import App
 
+from credit_risk.names import DR_PRIMARY, DR_STANDBY
 from infra.config import (
     ConfigurationError,
     EnvironmentConfig,
@@ -18,8 +19,6 @@ from infra.config import (
 from infra.environment import Sources, build_environment
 from infra.nag import add_nag_checks
 from infra.stacks.pipeline import RELEASE_ORDER, PipelineStack
-
-REGION_ROLES = ("primary", "standby")
 
 
 def build_pipeline(app: App, sources: Sources) -> PipelineStack:
@@ -47,10 +46,12 @@ def selected_config(app: App) -> EnvironmentConfig:
     """The deployment the context names (``env``, ``market``, ``region``)."""
     environment = app.node.try_get_context("env") or "dev"
     config = load_config(app.node, environment, app.node.try_get_context("market") or None)
-    region = app.node.try_get_context("region") or "primary"
-    if region not in REGION_ROLES:
-        raise ConfigurationError(f"unknown region {region!r}: use -c region=primary|standby")
-    return config.standby() if region == "standby" else config
+    region = app.node.try_get_context("region") or DR_PRIMARY
+    if region not in (DR_PRIMARY, DR_STANDBY):
+        raise ConfigurationError(
+            f"unknown region {region!r}: use -c region={DR_PRIMARY}|{DR_STANDBY}"
+        )
+    return config.standby() if region == DR_STANDBY else config
 
 
 def _truthy(value: object) -> bool:

@@ -351,14 +351,14 @@ RDS_SNAPSHOT_BUDGET = 50
 
 
 class DisasterRecoveryConfig(_Model):
-    """A standby region for the deployment (DESIGN.md "Disaster recovery").
+    """A standby region for the deployment (README "Disaster recovery").
 
     The lake's raw and curated data and the registry replicate to the standby's
-    buckets; the store's backups are copied to its backup vault every
-    ``backup_every_hours``. ``standby: warm`` deploys every stack there (the
-    release pipeline releases it before the primary), its rules that start work
-    disabled until a failover; ``pilot_light`` deploys only its lake and vault,
-    and the rest at failover (``cdk deploy -c region=standby``)."""
+    buckets; the store is backed up every ``backup_every_hours`` and each backup
+    copied to the standby's vault. The release pipeline releases the standby's lake
+    and vault before the primary; ``standby: warm`` also deploys every other stack
+    there after it, its rules that start work disabled until a failover;
+    ``pilot_light`` deploys the rest only at failover (``cdk deploy -c region=standby``)."""
 
     standby_region: Region
     standby_availability_zones: Zones
@@ -369,14 +369,13 @@ class DisasterRecoveryConfig(_Model):
     # decisions of every age included: a week of them is history enough, and more
     # would crowd the region's quota of RDS snapshots.
     backup_copy_retention_days: Annotated[int, Field(ge=1, le=35)]
+    domain: FailoverDomainConfig | None = None
 
     @property
     def recovery_points_per_region(self) -> int:
         """Copies arriving from the peer, plus this region's own of the last day."""
         per_day = 24 // self.backup_every_hours
         return per_day * (self.backup_copy_retention_days + 1)
-
-    domain: FailoverDomainConfig | None = None
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> DisasterRecoveryConfig:
@@ -434,12 +433,11 @@ class EnvironmentConfig(_Model):
     disaster_recovery: DisasterRecoveryConfig | None = None
 
     @model_validator(mode="after")
-    def _zones_in_region(self) -> EnvironmentConfig:
+    def _fits_its_regions(self) -> EnvironmentConfig:
         _check_zones(self.availability_zones, self.region)
-        for region in (
-            self.region,
-            *([dr.standby_region] if (dr := self.disaster_recovery) else []),
-        ):
+        if self.nat_gateways > len(self.availability_zones):
+            raise ValueError("nat_gateways cannot exceed the number of availability zones")
+        for region in (self.region, self.peer_region or self.region):
             longest = lake_bucket_name(self.deployment, "access-logs", "0" * 12, region)
             if len(longest) > MAX_BUCKET_NAME:
                 raise ValueError(
@@ -447,24 +445,26 @@ class EnvironmentConfig(_Model):
                     f"{len(longest)} characters ({longest}), above S3's {MAX_BUCKET_NAME}: "
                     "choose a shorter market name"
                 )
-        if self.nat_gateways > len(self.availability_zones):
-            raise ValueError("nat_gateways cannot exceed the number of availability zones")
+        return self
+
+    @model_validator(mode="after")
+    def _recovery_is_coherent(self) -> EnvironmentConfig:
         dr = self.disaster_recovery
         if self.is_standby != (self.primary_region is not None) or (self.is_standby and dr is None):
             raise ValueError("a standby is made by standby(), from disaster_recovery settings")
-        if dr is not None:
-            if dr.standby_region == (self.primary_region or self.region):
-                raise ValueError("disaster_recovery.standby_region must differ from region")
-            if dr.domain is not None:
-                regions = {self.primary_region or self.region, dr.standby_region}
-                missing = regions - set(dr.domain.certificate_arns)
-                if missing:
-                    raise ValueError(f"domain.certificate_arns has none for {sorted(missing)}")
-                if not self.probe.enabled:
-                    raise ValueError(
-                        "a failover domain needs the probe: its health check watches the "
-                        "probe's alarm"
-                    )
+        if dr is None:
+            return self
+        primary = self.primary_region or self.region
+        if dr.standby_region == primary:
+            raise ValueError("disaster_recovery.standby_region must differ from region")
+        if dr.domain is not None:
+            missing = {primary, dr.standby_region} - set(dr.domain.certificate_arns)
+            if missing:
+                raise ValueError(f"domain.certificate_arns has none for {sorted(missing)}")
+            if not self.probe.enabled:
+                raise ValueError(
+                    "a failover domain needs the probe: its health check watches the probe's alarm"
+                )
         return self
 
     @property

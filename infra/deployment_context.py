@@ -1,38 +1,23 @@
 """``cdk synth`` context options of a deployment named ``[<market>-]<env>[-standby]``.
 
-    python3 infra/deployment_context.py mx-prod-standby
+    python infra/deployment_context.py mx-prod-standby
     -c env=prod -c market=mx -c region=standby
 
-The Makefile's synth of several deployments spells them this way; standard library
-only, as it runs before any environment exists.
+The Makefile's synth of several deployments names them this way.
 """
 
 from __future__ import annotations
 
 import sys
 
-ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-def context_options(deployment: str) -> list[str]:
-    parts = deployment.split("-")
-    standby = parts[-1] == "standby"
-    if standby:
-        parts = parts[:-1]
-    if not parts or parts[-1] not in ENVIRONMENTS or len(parts) > 2:
-        raise ValueError(f"not a deployment: {deployment!r} ([<market>-]<env>[-standby])")
-    options = ["-c", f"env={parts[-1]}"]
-    if len(parts) == 2:
-        options += ["-c", f"market={parts[0]}"]
-    if standby:
-        options += ["-c", "region=standby"]
-    return options
+from credit_risk.names import DR_STANDBY, cdk_context_options
 
 
 def main(argv: list[str]) -> int:
     try:
-        (deployment,) = argv
-        print(" ".join(context_options(deployment)))
+        (name,) = argv
+        deployment = name.removesuffix(f"-{DR_STANDBY}")
+        print(" ".join(cdk_context_options(deployment, standby=deployment != name)))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -73,10 +73,7 @@ class StandbyStage(Stage):
             construct_id,
             env=Environment(account=config.account, region=config.region),
         )
-        self.config = config
         if whole:
-            self.stacks: EnvironmentStacks | None = build_environment(self, config, sources)
-            self.data_lake = self.stacks.data_lake
+            build_environment(self, config, sources)
         else:
-            self.stacks = None
-            self.data_lake = DataLakeStack(self, config=config)
+            DataLakeStack(self, config=config)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.postgres_server import PostgresServer
 
 EVENTS_DIR = Path(__file__).parent / "events"
+
+
+def create_output_stack(cloudformation: Any, stack_name: str, outputs: dict[str, str]) -> None:
+    """A stack in moto holding nothing but ``outputs``: what a command that reads a
+    deployed stack's outputs finds (a stack needs a resource; a topic is one moto makes)."""
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    cloudformation.create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
 
 
 def use_fake_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> None:

@@ -68,8 +68,7 @@ class ModelFunctions(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         """``alarm_prefix``: name prefix of the ``live`` alias's release alarms;
-        ``metric_namespace``: the deployment's, which the inference function publishes in;
-        ``feature_loader_name``: the loader's name, which a failover invokes it by."""
+        ``metric_namespace``: the deployment's, which the inference function publishes in."""
         super().__init__(scope, construct_id)
         common = {"log_retention": log_retention, "removal_policy": removal_policy}
         in_vpc = {"vpc": vpc, "security_groups": [database_security_group]}

@@ -77,7 +77,7 @@ class MonitoringStack(EnvironmentStack):
         super().__init__(scope, config=config)
         limits = config.alarms
         # This deployment's custom metrics, and no other's in the account and region.
-        namespace = names.metric_namespace(config.deployment)
+        self.namespace = namespace = names.metric_namespace(config.deployment)
         self.monitoring = monitor = Monitoring(
             self, "Monitoring", topic=topic, dashboard_name=config.resource_name("overview")
         )
@@ -279,7 +279,7 @@ class MonitoringStack(EnvironmentStack):
             "Probe",
             settings=settings,
             environment_name=config.deployment,
-            metric_namespace=names.metric_namespace(config.deployment),
+            metric_namespace=self.namespace,
             api_url=api.api.url,
             # A standby's key is the primary's replica, known by name only.
             key_secret_arn=key.secret_arn if key.secret_full_arn else key.secret_name,
@@ -326,7 +326,7 @@ class MonitoringStack(EnvironmentStack):
 
         def metric(name: str, statistic: str = "Maximum") -> cw.Metric:
             return cw.Metric(
-                namespace=names.metric_namespace(config.deployment),
+                namespace=self.namespace,
                 metric_name=name,
                 dimensions_map={"service": names.SERVICE_PROBE},
                 statistic=statistic,
@@ -389,7 +389,7 @@ class MonitoringStack(EnvironmentStack):
 
         def gauge(name: str, **dimensions: str) -> cw.Metric:
             return cw.Metric(
-                namespace=names.metric_namespace(config.deployment),
+                namespace=self.namespace,
                 metric_name=name,
                 dimensions_map={"service": names.SERVICE_MONITOR, **dimensions},
                 statistic="Maximum",

@@ -155,7 +155,6 @@ class PipelineStack(Stack):
             topic_name=f"{PROJECT}-release-notifications",
         )
         self.stages: dict[str, EnvironmentStage] = {}
-        self.standbys: dict[str, StandbyStage] = {}
         self.smoke_tests: list[pipelines.CodeBuildStep] = []
         self.release_guards: dict[str, pipelines.CodeBuildStep] = {}
         self.api_docs = ApiDocs(self, "ApiDocs")
@@ -216,7 +215,6 @@ class PipelineStack(Stack):
                 sources=sources,
                 whole=False,
             )
-            self.standbys[f"{deployment}-lake"] = lake
             self.pipeline.add_stage(lake, pre=pre)
             pre = []
         pre.append(guard)
@@ -239,7 +237,6 @@ class PipelineStack(Stack):
                 sources=sources,
                 whole=True,
             )
-            self.standbys[deployment] = standby
             self.pipeline.add_stage(standby)
 
     def _release_guard(self, config: EnvironmentConfig) -> pipelines.CodeBuildStep:

@@ -2,7 +2,7 @@
 
 Event: ``{"snapshot_uri": "s3://…/snapshot/", "snapshot_id": "…", "as_of": "YYYY-MM-DD"}``.
 Returns the row count and the snapshot now active, which it also records in the
-lake (``credit_risk.dr``: a failover loads the same one). Errors propagate with their
+lake (``credit_risk.active_snapshot``: a failover loads the same one). Errors propagate with their
 type name (``InvalidInputError``, ``StoreUnavailable``, …) so that the state machine
 can retry or catch them by name.
 """
@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from credit_risk.dr import record_active_snapshot
+from credit_risk.active_snapshot import record_active_snapshot
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.settings import ENV_PREFIX, Settings
 from credit_risk.store import FeatureStore, get_store

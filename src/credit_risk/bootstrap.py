@@ -139,9 +139,8 @@ class AwsClients:
 
 def deploy_command(deployment: str, *, standby: bool = False) -> str:
     """The command that deploys ``deployment`` (``prod``, ``mx-prod``), or its standby."""
-    market, _, environment = deployment.rpartition("-")
-    options = f"-c env={environment}" + (f" -c market={market}" if market else "")
-    return f"npx cdk deploy {options}{' -c region=standby' * standby} --all"
+    options = " ".join(names.cdk_context_options(deployment, standby=standby))
+    return f"npx cdk deploy {options} --all"
 
 
 def read_stack_outputs(
@@ -167,8 +166,8 @@ def read_stack_outputs(
 
 
 def read_environment(environment: str, cloudformation: Any) -> DeployedEnvironment:
-    """``environment``: the deployment's name (``prod``, ``mx-prod``)."""
-    """The raw bucket, the training pipeline and the API of ``environment``."""
+    """The raw bucket, the training pipeline and the API of ``environment``, a
+    deployment's name (``prod``, ``mx-prod``)."""
     region = cloudformation.meta.region_name
     wanted = {
         "DataLake": (names.OUTPUT_RAW_BUCKET,),

@@ -6,13 +6,14 @@ keys unchanged), a feature store, the functions and the API; the standby's rules
 that start work are deployed disabled. Two things let the standby serve what the
 primary served:
 
-- the active-snapshot pointer: each load of the store by the pipeline records the
-  snapshot the store now serves at ``<lake>/serving/active-snapshot.json``, beside
-  the curated data, so that it replicates with the snapshot it names;
+- the active-snapshot pointer (``credit_risk.active_snapshot``): each load of the
+  store by the pipeline records the snapshot the store now serves beside the curated
+  data, so that it replicates with the snapshot it names;
 - ``switch_region``, run by ``credit-risk dr failover`` and ``dr failback`` toward
-  a target region: check the target's registry, load the pointer's snapshot into
-  the target's store, move the work rules, check the target's API as a client
-  would, move the traffic, and record what was done and how long it took.
+  a target region: (on a failback, copy back what the standby wrote,) check the
+  target's registry, load the pointer's snapshot into the target's store, check the
+  target's API as a client would, move the traffic, then the work rules and the
+  replication, and record what was done and how long it took.
 
 Each step says in one line what it found or did, and each is safe to run again: a
 second run says what was already so. Nothing depends on the region being left,
@@ -27,16 +28,21 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk import bootstrap, io, names, probe
+from credit_risk.active_snapshot import (
+    ActiveSnapshot,
+    active_snapshot_uri,
+    no_pointer,
+    parse_active_snapshot,
+    relocate_snapshot_uri,
+)
 from credit_risk.errors import ConfigurationError, CreditRiskError, InvalidInputError
 from credit_risk.registry import Registry
-from credit_risk.store.base import SNAPSHOT_ID_PATTERN, LoadResult
 
 Say = Callable[[str], None]
 
@@ -60,98 +66,6 @@ LAKE_BUCKETS = ("raw", "curated", "models")
 
 class RecoveryError(CreditRiskError):
     """The target region cannot take the deployment over yet; the message says why."""
-
-
-# --- the active-snapshot pointer ------------------------------------------------------
-
-
-class ActiveSnapshot(BaseModel):
-    """The snapshot the store serves, as its last load recorded it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    snapshot_uri: str = Field(min_length=1)
-    snapshot_id: str = Field(pattern=SNAPSHOT_ID_PATTERN.pattern)
-    as_of: date
-    row_count: int = Field(ge=0)
-    loaded_at: AwareDatetime
-    # The snapshot's Parquet files, relative to it: S3 replicates objects one by one
-    # and in no order, so a failover loads it only once every one is there. (None in
-    # pointers written before files were recorded: only presence is checked then.)
-    files: tuple[str, ...] | None = None
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(indent=2).encode()
-
-
-def active_snapshot_uri(lake: str) -> str:
-    return io.join(lake, names.ACTIVE_SNAPSHOT_KEY)
-
-
-def record_active_snapshot(
-    lake: str, snapshot_uri: str, result: LoadResult, *, now: datetime | None = None
-) -> ActiveSnapshot:
-    """Records that the store serves ``result``'s snapshot, read from ``snapshot_uri``.
-
-    Written after every successful load, a retried one (already active) too: a load
-    whose store switch committed but whose pointer write failed is completed by its
-    retry."""
-    folder = snapshot_uri.rstrip("/")
-    pointer = ActiveSnapshot(
-        snapshot_uri=snapshot_uri,
-        snapshot_id=result.snapshot_id,
-        as_of=result.as_of,
-        row_count=result.row_count,
-        loaded_at=(now or datetime.now(UTC)).replace(microsecond=0),
-        files=tuple(
-            uri[len(folder) :].lstrip("/") or uri.rsplit("/", 1)[-1]
-            for uri in io.list_files(snapshot_uri, suffix=".parquet")
-        ),
-    )
-    io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
-    return pointer
-
-
-def parse_active_snapshot(data: bytes, where: str) -> ActiveSnapshot:
-    """The pointer in ``data``; InvalidInputError when it is not one."""
-    try:
-        return ActiveSnapshot.model_validate_json(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
-            for error in exc.errors()[:3]
-        )
-        raise InvalidInputError(f"{where} is not an active-snapshot pointer ({problems})") from None
-
-
-def read_active_snapshot(lake: str) -> ActiveSnapshot:
-    """The pointer of ``lake``; ConfigurationError when there is none."""
-    uri = active_snapshot_uri(lake)
-    data = io.read_bytes_if_exists(uri)
-    if data is None:
-        raise _no_pointer(uri)
-    return parse_active_snapshot(data, uri)
-
-
-def _no_pointer(uri: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"no active-snapshot pointer at {uri}: no pipeline run has loaded this "
-        "deployment's store yet, or S3 replication has not copied it here"
-    )
-
-
-def relocate_snapshot_uri(uri: str, bucket: str) -> str:
-    """``uri`` in ``bucket``: where the replica of a snapshot is in the other region
-    (replication keeps keys, only the bucket differs)."""
-    if not io.is_s3(uri):
-        raise InvalidInputError(
-            f"the active snapshot {uri} is not in S3: only a snapshot in the lake's "
-            "curated bucket is replicated to another region"
-        )
-    _, key = io.split_s3(uri)
-    if not key.strip("/"):
-        raise InvalidInputError(f"the active snapshot {uri} names a bucket, not a folder")
-    return f"s3://{bucket}/{key}"
 
 
 # --- the AWS side ---------------------------------------------------------------------
@@ -277,8 +191,9 @@ class RecoveryState:
     started_at: str
     finished_at: str
     recovery_seconds: float
-    # Whether the region left has its work rules disabled: False while it cannot be
-    # reached, and then the command is to be run again once it can.
+    # Whether the region left has stopped: its work rules disabled and its lake's
+    # replication suspended. False while it cannot be reached, and then the command
+    # is to be run again once it can.
     source_stopped: bool = True
 
     def to_json(self) -> bytes:
@@ -303,8 +218,9 @@ def switch_region(
     started_at, started = _now(), clock()
     here = clients_for(request.target_region)
     target = resolve_target(request, here, say)
+    there = clients_for(target.source_region)
     if request.direction == FAILBACK:
-        copy_back(target, clients_for(target.source_region).s3, here.s3, say)
+        copy_back(target, there.s3, here.s3, say)
     model_version, candidate = check_registry(target, request.model_name, here.s3, say)
     pointer = locate_snapshot(target, here.s3, say)
     load_store(target, pointer, here.lambda_, request.deploy_command(), say)
@@ -321,16 +237,9 @@ def switch_region(
     )
     switch_traffic(target, here.route53, api_url, say)
     set_replication(target, here.s3, target.region, enabled=True, say=say)
-    source_stopped = move_rules(target, here.events, clients_for, say)
-    if source_stopped:
-        # Reached once already: the same brief attempt.
-        source_stopped = set_replication(
-            target,
-            clients_for(target.source_region).s3_once,
-            target.source_region,
-            enabled=False,
-            say=say,
-        )
+    source_stopped = move_rules(target, here.events, there.events_once, say) and (
+        set_replication(target, there.s3_once, target.source_region, enabled=False, say=say)
+    )
     state = RecoveryState(
         deployment=target.deployment,
         direction=request.direction,
@@ -464,38 +373,27 @@ def locate_snapshot(target: Target, s3: Any, say: Say) -> ActiveSnapshot:
     uri = active_snapshot_uri(target.lake)
     data = _read(s3, target.curated_bucket, names.ACTIVE_SNAPSHOT_KEY)
     if data is None:
-        raise _no_pointer(uri)
+        raise no_pointer(uri)
     pointer = parse_active_snapshot(data, uri)
     here = relocate_snapshot_uri(pointer.snapshot_uri, target.curated_bucket)
-    files = _parquet_files(s3, target.curated_bucket, io.split_s3(here)[1])
     folder = io.split_s3(here)[1].rstrip("/") + "/"
-    missing = sorted(set(pointer.files or ()) - {key.removeprefix(folder) for key in files})
-    if not files or missing:
-        shown = f" ({len(missing)} of {len(pointer.files or ())}: {', '.join(missing[:3])})"
+    held = {
+        item["Key"].removeprefix(folder) for item in _objects(s3, target.curated_bucket, folder)
+    }
+    missing = sorted(set(pointer.files) - held)
+    if missing:
         raise RecoveryError(
-            f"snapshot {pointer.snapshot_id} is not all at {here}"
-            f"{shown if missing else ''}: S3 replication has not copied it yet; run this "
-            "again once it has"
+            f"snapshot {pointer.snapshot_id} is not all at {here} ({len(missing)} of "
+            f"{len(pointer.files)} files missing: {', '.join(missing[:3])}): S3 replication "
+            "has not copied it yet; run this again once it has"
         )
     recorded = "" if here == pointer.snapshot_uri else f", recorded as {pointer.snapshot_uri}"
     say(
         f"snapshot: {pointer.snapshot_id} as of {pointer.as_of}, {pointer.row_count:,} "
-        f"customers, loaded {pointer.loaded_at.isoformat()}; {len(files)} file(s) "
+        f"customers, loaded {pointer.loaded_at.isoformat()}; {len(pointer.files)} file(s) "
         f"at {here}{recorded}"
     )
     return pointer.model_copy(update={"snapshot_uri": here})
-
-
-def _parquet_files(s3: Any, bucket: str, prefix: str) -> list[str]:
-    folder = prefix.rstrip("/") + "/"
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
-    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-    # What the loader reads: Parquet files, not Spark's side files (_…, .…).
-    return [
-        key
-        for key in keys
-        if key.endswith(".parquet") and not key.rsplit("/", 1)[-1].startswith(("_", "."))
-    ]
 
 
 def load_store(
@@ -547,11 +445,10 @@ def load_store(
     return answer
 
 
-def move_rules(
-    target: Target, events: Any, clients_for: Callable[[str], RegionClients], say: Say
-) -> bool:
-    """e. The work rules run in the target and stop in the source, if it answers (one
-    short attempt: a region that is down may not even refuse). Whether they stopped."""
+def move_rules(target: Target, events: Any, source_events: Any, say: Say) -> bool:
+    """e. The work rules run in the target and stop in the source, if it answers
+    (``source_events``: one short attempt, since a region that is down may not even
+    refuse). Whether they stopped."""
     prefix = names.schedule_rule_prefix(target.deployment)
     changed, already = set_rules(events, prefix, enabled=True)
     if not changed and not already:
@@ -559,9 +456,7 @@ def move_rules(
     else:
         say(f"rules: {_rule_summary(changed, already, 'enabled')} in {target.region}")
     try:
-        changed, already = set_rules(
-            clients_for(target.source_region).events_once, prefix, enabled=False
-        )
+        changed, already = set_rules(source_events, prefix, enabled=False)
     except (BotoCoreError, ClientError) as exc:
         say(
             f"rules: {target.source_region} did not answer ({exc}); its work rules may still "

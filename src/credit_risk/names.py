@@ -403,7 +403,27 @@ def schedule_rule_prefix(deployment: str) -> str:
     return resource_name(deployment, SCHEDULE_RULE_PART) + "-"
 
 
+def split_deployment(deployment: str) -> tuple[str, str | None]:
+    """``(environment, market)`` of a deployment name, ``deployment_name`` undone."""
+    market, _, environment = deployment.rpartition("-")
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"not a deployment: {deployment!r} ([<market>-]<environment>)")
+    return environment, market or None
+
+
 def deployment_options(deployment: str) -> str:
     """``--env prod --market mx`` for ``mx-prod``: how the commands name a deployment."""
-    market, _, environment = deployment.rpartition("-")
+    environment, market = split_deployment(deployment)
     return f"--env {environment}" + (f" --market {market}" if market else "")
+
+
+def cdk_context_options(deployment: str, *, standby: bool = False) -> list[str]:
+    """``-c env=prod -c market=mx [-c region=standby]``: how ``cdk`` names a deployment
+    (``infra/app.py``), or its standby side."""
+    environment, market = split_deployment(deployment)
+    options = ["-c", f"env={environment}"]
+    if market:
+        options += ["-c", f"market={market}"]
+    if standby:
+        options += ["-c", f"region={DR_STANDBY}"]
+    return options

@@ -111,7 +111,7 @@ class PipelineRun:
             raise PipelineStopped("quality_gate", reason, self.summary)
 
         self.say(f"[3/{len(STEPS)}] load features into the store")
-        from credit_risk.dr import record_active_snapshot
+        from credit_risk.active_snapshot import record_active_snapshot
         from credit_risk.store import create_store
         from credit_risk.store.loader import load_snapshot_uri
 

@@ -43,6 +43,16 @@ class Synthesized:
         }
 
 
+def joined(value: Any) -> str:
+    """A name or ARN as CloudFormation will join it, references left as ``{…}``."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(joined(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return "{" + value["Ref"] + "}"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 # cfn-lint warnings looked at and accepted, with the reason.
 TRIAGED_WARNINGS = {
     # Zones are pinned on purpose (cdk.json): synth must not ask AWS.

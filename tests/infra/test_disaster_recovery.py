@@ -20,6 +20,7 @@ from tests.infra.conftest import (
     TRIAGED_WARNINGS,
     Synthesized,
     cfn_lint,
+    joined,
     synthesize,
 )
 
@@ -62,16 +63,6 @@ def with_domain(cdk_context, library_wheel, tmp_path_factory) -> tuple[Synthesiz
 
 def _properties(synth: Synthesized, unit: str, resource_type: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in synth.resources(unit, resource_type).values()]
-
-
-def _joined(value: Any) -> str:
-    """An ARN or name as CloudFormation joins it, references left as ``{…}``."""
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_joined(part) for part in parts)
-    if isinstance(value, dict) and "Ref" in value:
-        return "{" + value["Ref"] + "}"
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _outputs(synth: Synthesized, unit: str) -> dict[str, Any]:
@@ -156,18 +147,27 @@ def test_the_replication_role_may_read_the_lake_and_write_only_its_replicas(prod
         if "ReplicationRole" in json.dumps(p["Roles"])
     ]
     granted = {
-        action: json.dumps(statement["Resource"])
+        action: [
+            joined(resource)
+            for resource in (
+                statement["Resource"]
+                if isinstance(statement["Resource"], list)
+                else [statement["Resource"]]
+            )
+        ]
         for statement in policy["PolicyDocument"]["Statement"]
         for action in (
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         )
     }
 
-    for kind in LAKE:
-        replica = names.lake_bucket_name("prod", kind, "", STANDBY)
-        assert replica.split("--")[0] in granted["s3:ReplicateObject"]
-        assert replica.split("--")[0] in granted["s3:ReplicateDelete"]
-    assert granted["s3:GetObjectVersionForReplication"].count("/*") == len(LAKE)
+    replicas = {
+        "arn:aws:s3:::" + names.lake_bucket_name("prod", kind, "{AWS::AccountId}", STANDBY) + "/*"
+        for kind in LAKE
+    }
+    for action in ("s3:ReplicateObject", "s3:ReplicateDelete"):
+        assert set(granted[action]) == replicas
+    assert len(granted["s3:GetObjectVersionForReplication"]) == len(LAKE)
     assert "s3:PutObject" not in granted
 
 
@@ -182,7 +182,7 @@ def test_the_primary_replicates_raw_curated_and_models_to_the_standby_within_15_
         assert rule["Status"] == "Enabled"
         assert rule["DeleteMarkerReplication"] == {"Status": "Enabled"}
         assert rule["Destination"]["ReplicationTime"]["Time"] == {"Minutes": 15}
-        replicated[_joined(bucket["BucketName"])] = _joined(rule["Destination"]["Bucket"])
+        replicated[joined(bucket["BucketName"])] = joined(rule["Destination"]["Bucket"])
 
     assert replicated == {
         names.lake_bucket_name("prod", kind, "{AWS::AccountId}", "{AWS::Region}"): (
@@ -201,7 +201,7 @@ def test_the_primary_replicates_raw_curated_and_models_to_the_standby_within_15_
 
 def test_the_standby_holds_the_replicas_under_the_same_names_and_replicates_nothing(prod_standby):
     buckets = _properties(prod_standby, "DataLake", "AWS::S3::Bucket")
-    named = {_joined(b["BucketName"]) for b in buckets}
+    named = {joined(b["BucketName"]) for b in buckets}
 
     assert prod_standby.stacks.data_lake.region == STANDBY
     assert {
@@ -210,7 +210,7 @@ def test_the_standby_holds_the_replicas_under_the_same_names_and_replicates_noth
     assert all(
         b["VersioningConfiguration"] == {"Status": "Enabled"}
         for b in buckets
-        if "raw" in _joined(b["BucketName"]) or "models" in _joined(b["BucketName"])
+        if "access-logs" not in joined(b["BucketName"])
     )
     assert not any("ReplicationConfiguration" in b for b in buckets)
 
@@ -252,7 +252,7 @@ def test_the_store_is_backed_up_every_4_hours_and_each_backup_copied_to_the_peer
     assert copy_action["Lifecycle"] == {"DeleteAfterDays": dr["backup_copy_retention_days"]}
     # The peer's vault has the name this region's vault has there.
     assert vault["BackupVaultName"] == "credit-risk-prod-backup"
-    assert _joined(copy_action["DestinationBackupVaultArn"]) == (
+    assert joined(copy_action["DestinationBackupVaultArn"]) == (
         f"arn:aws:backup:{peer}:{{AWS::AccountId}}:backup-vault:credit-risk-prod-backup"
     )
     (instance_id,) = synth.resources("FeatureStore", "AWS::RDS::DBInstance")
@@ -315,10 +315,22 @@ def test_a_failover_finds_the_loader_by_its_output_and_the_probe_alarm_by_name(r
     assert names.resource_name("prod", *names.PROBE_FAILURES_ALARM_PARTS) in alarms
 
 
-def test_the_loader_may_write_the_active_snapshot_pointer_and_nothing_else_new(prod):
-    policies = json.dumps(_properties(prod, "Ml", "AWS::IAM::Policy"))
+def test_the_loader_may_write_the_active_snapshot_pointer_and_nothing_else(prod):
+    output = prod.template("Ml")["Outputs"][names.OUTPUT_FEATURE_LOADER]["Value"]
+    role = prod.template("Ml")["Resources"][output["Ref"]]["Properties"]["Role"]["Fn::GetAtt"][0]
+    written = [
+        joined(statement["Resource"])
+        for policy in _properties(prod, "Ml", "AWS::IAM::Policy")
+        if {"Ref": role} in policy["Roles"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "s3:PutObject" in statement["Action"]
+    ]
 
-    assert f"/{names.ACTIVE_SNAPSHOT_KEY}*" in policies
+    assert written == [
+        "arn:{AWS::Partition}:s3:::"
+        + names.lake_bucket_name("prod", "curated", "{AWS::AccountId}", "{AWS::Region}")
+        + f"/{names.ACTIVE_SNAPSHOT_KEY}*"
+    ]
 
 
 # --- One domain for clients ------------------------------------------------------------------
@@ -361,7 +373,7 @@ def test_clients_keep_their_key_in_the_standby(with_domain):
     assert secret["Name"] == "credit-risk-prod-client-key"
     assert secret["ReplicaRegions"] == [{"Region": STANDBY}]
     assert not standby.resources("Api", "AWS::SecretsManager::Secret")
-    assert _joined(standby_key["Value"]) == (
+    assert joined(standby_key["Value"]) == (
         "{{resolve:secretsmanager:credit-risk-prod-client-key:SecretString:api_key::}}"
     )
     # The standby's probe calls with that key, read by name.

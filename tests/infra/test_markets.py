@@ -7,14 +7,12 @@ prod (tests/infra/conftest.py), synthesized with cdk-nag on.
 from __future__ import annotations
 
 import copy
-import json
-from typing import Any
 
 import pytest
 
 from credit_risk import names
 from infra.config import ConfigurationError, load_config, markets
-from tests.infra.conftest import TRIAGED_WARNINGS, Synthesized, cfn_lint
+from tests.infra.conftest import TRIAGED_WARNINGS, Synthesized, cfn_lint, joined
 
 pytestmark = pytest.mark.infra
 
@@ -37,18 +35,6 @@ NAME_PROPERTIES = {
 }
 
 
-def _rendered(value: Any) -> str:
-    """A name as CloudFormation will make it, references left as ``{…}``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_rendered(part) for part in parts)
-    if isinstance(value, dict) and "Ref" in value:
-        return "{" + value["Ref"] + "}"
-    return json.dumps(value, sort_keys=True)
-
-
 def physical_names(synth: Synthesized) -> dict[str, str]:
     """Every named resource of the deployment: its name, and where it is."""
     found = {}
@@ -57,7 +43,7 @@ def physical_names(synth: Synthesized) -> dict[str, str]:
             prop = NAME_PROPERTIES.get(resource["Type"])
             value = resource.get("Properties", {}).get(prop) if prop else None
             if value is not None:
-                found[_rendered(value)] = f"{unit}/{logical_id}"
+                found[joined(value)] = f"{unit}/{logical_id}"
     return found
 
 

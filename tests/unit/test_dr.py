@@ -5,19 +5,20 @@ wait for the target's API, and what `credit-risk dr` refuses."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from types import SimpleNamespace
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
-from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from credit_risk import dr, names, probe
+from credit_risk import active_snapshot, dr, names
 from credit_risk.cli import EXIT_USER_ERROR, main
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.store.base import LoadResult
-from tests.conftest import use_fake_aws_credentials
+from tests.conftest import create_output_stack, use_fake_aws_credentials
 
 PRIMARY, STANDBY = "eu-west-1", "eu-central-1"
 SOURCE_URI = "s3://credit-risk-prod-curated-123456789012-eu-west-1/curated/run-7/snapshot/"
@@ -37,7 +38,7 @@ def test_a_load_is_recorded_as_the_active_snapshot_and_reads_back(tmp_path):
     for name in ("part-0.parquet", "part=a/part-1.parquet", "_SUCCESS"):
         (snapshot / name).write_bytes(b"x")
     # when
-    written = dr.record_active_snapshot(str(tmp_path), f"{snapshot}/", LOADED, now=NOW)
+    written = active_snapshot.record_active_snapshot(str(tmp_path), f"{snapshot}/", LOADED, now=NOW)
     # then
     stored = json.loads((tmp_path / names.ACTIVE_SNAPSHOT_KEY).read_text())
     assert stored == {
@@ -49,12 +50,12 @@ def test_a_load_is_recorded_as_the_active_snapshot_and_reads_back(tmp_path):
         # what a failover waits for, every one of them
         "files": ["part-0.parquet", "part=a/part-1.parquet"],
     }
-    assert dr.read_active_snapshot(str(tmp_path)) == written
+    assert active_snapshot.read_active_snapshot(str(tmp_path)) == written
 
 
 def test_a_lake_without_a_pointer_says_where_it_looked(tmp_path):
     with pytest.raises(ConfigurationError, match=r"no active-snapshot pointer at .*serving"):
-        dr.read_active_snapshot(str(tmp_path))
+        active_snapshot.read_active_snapshot(str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,7 @@ def test_a_lake_without_a_pointer_says_where_it_looked(tmp_path):
                     "as_of": "2024-06-01",
                     "row_count": 1,
                     "loaded_at": "2024-06-02T03:04:05Z",
+                    "files": ["part-0.parquet"],
                 }
             ).encode(),
             "snapshot_id: String should match pattern",
@@ -86,6 +88,7 @@ def test_a_lake_without_a_pointer_says_where_it_looked(tmp_path):
                     "as_of": "2024-06-01",
                     "row_count": -1,
                     "loaded_at": "2024-06-02T03:04:05",
+                    "files": ["part-0.parquet"],
                 }
             ).encode(),
             "row_count: Input should be greater than or equal to 0; loaded_at: Input should "
@@ -101,7 +104,7 @@ def test_a_malformed_pointer_is_refused_with_what_is_wrong(tmp_path, content, pr
     path.write_bytes(content)
     # when / then
     with pytest.raises(InvalidInputError) as refused:
-        dr.read_active_snapshot(str(tmp_path))
+        active_snapshot.read_active_snapshot(str(tmp_path))
     message = str(refused.value)
     assert message.startswith(f"{path} is not an active-snapshot pointer (")
     assert problem in message
@@ -113,10 +116,11 @@ def test_a_malformed_pointer_is_refused_with_what_is_wrong(tmp_path, content, pr
 def test_a_snapshot_is_found_under_the_same_key_in_the_other_regions_bucket():
     standby = "credit-risk-prod-curated-123456789012-eu-central-1"
     assert (
-        dr.relocate_snapshot_uri(SOURCE_URI, standby) == f"s3://{standby}/curated/run-7/snapshot/"
+        active_snapshot.relocate_snapshot_uri(SOURCE_URI, standby)
+        == f"s3://{standby}/curated/run-7/snapshot/"
     )
     # A pointer already in the target's bucket stays where it is.
-    assert dr.relocate_snapshot_uri(SOURCE_URI, SOURCE_URI.split("/")[2]) == SOURCE_URI
+    assert active_snapshot.relocate_snapshot_uri(SOURCE_URI, SOURCE_URI.split("/")[2]) == SOURCE_URI
 
 
 @pytest.mark.parametrize(
@@ -125,47 +129,40 @@ def test_a_snapshot_is_found_under_the_same_key_in_the_other_regions_bucket():
 )
 def test_a_snapshot_outside_a_bucket_folder_cannot_be_relocated(uri, problem):
     with pytest.raises(InvalidInputError, match=problem):
-        dr.relocate_snapshot_uri(uri, "other-bucket")
+        active_snapshot.relocate_snapshot_uri(uri, "other-bucket")
 
 
 # --- the target's role -----------------------------------------------------------------
 
 
-class FakeCloudFormation:
-    """describe_stacks over ``stacks`` (name -> outputs) as CloudFormation answers."""
-
-    def __init__(self, region: str, stacks: dict[str, dict[str, str]]) -> None:
-        self.meta = SimpleNamespace(region_name=region)
-        self.stacks = stacks
-
-    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
-        if StackName not in self.stacks:
-            error = {"Code": "ValidationError", "Message": f"Stack {StackName} does not exist"}
-            raise ClientError({"Error": error}, "DescribeStacks")
-        outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.stacks[StackName].items()]
-        return {"Stacks": [{"StackStatus": "UPDATE_COMPLETE", "Outputs": outputs}]}
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    use_fake_aws_credentials(monkeypatch, PRIMARY)
+    with mock_aws():
+        yield
 
 
-def clients(region: str, role: str | None, peer: str) -> SimpleNamespace:
+def clients(region: str, role: str | None, peer: str) -> dr.RegionClients:
+    """moto's clients of ``region``, whose stacks of mx-prod hold the outputs a
+    failover reads (``role`` None: a deployment without a standby)."""
     lake = {
         names.OUTPUT_CURATED_BUCKET: f"curated-{region}",
         names.OUTPUT_MODELS_BUCKET: f"models-{region}",
     }
     if role is not None:
         lake |= {names.OUTPUT_DR_ROLE: role, names.OUTPUT_DR_PEER_REGION: peer}
-    api = {
-        names.OUTPUT_API_URL: f"https://api.{region}.example/api/",
-        names.OUTPUT_API_KEY_SECRET_ARN: f"arn:aws:secretsmanager:{region}:123456789012:secret:k",
-    }
     stacks = {
-        "CreditRisk-mx-prod-DataLake": lake,
-        "CreditRisk-mx-prod-Api": api,
-        "CreditRisk-mx-prod-Ml": {names.OUTPUT_FEATURE_LOADER: f"loader-{region}"},
+        "DataLake": lake,
+        "Api": {
+            names.OUTPUT_API_URL: f"https://api.{region}.example/api/",
+            names.OUTPUT_API_KEY_SECRET_ARN: f"arn:aws:secretsmanager:{region}:1:secret:k",
+        },
+        "Ml": {names.OUTPUT_FEATURE_LOADER: f"loader-{region}"},
     }
-    return SimpleNamespace(
-        sts=SimpleNamespace(get_caller_identity=lambda: {"Account": "123456789012"}),
-        cloudformation=FakeCloudFormation(region, stacks),
-    )
+    found = dr.RegionClients(region)
+    for unit, outputs in stacks.items():
+        create_output_stack(found.cloudformation, names.stack_name("mx-prod", unit), outputs)
+    return found
 
 
 def request(direction: str, to: str) -> dr.RecoveryRequest:
@@ -174,6 +171,7 @@ def request(direction: str, to: str) -> dr.RecoveryRequest:
     )
 
 
+@pytest.mark.usefixtures("aws")
 def test_a_failover_goes_to_the_standby_and_comes_from_its_peer():
     said: list[str] = []
     target = dr.resolve_target(
@@ -215,6 +213,7 @@ def test_a_failover_goes_to_the_standby_and_comes_from_its_peer():
         ),
     ],
 )
+@pytest.mark.usefixtures("aws")
 def test_a_target_of_the_wrong_role_is_refused_with_the_right_one(
     direction, to, role, peer, expected
 ):
@@ -223,6 +222,7 @@ def test_a_target_of_the_wrong_role_is_refused_with_the_right_one(
     assert str(refused.value) == expected
 
 
+@pytest.mark.usefixtures("aws")
 def test_a_deployment_without_a_standby_says_how_it_gets_one():
     with pytest.raises(ConfigurationError) as refused:
         dr.resolve_target(request(dr.FAILOVER, STANDBY), clients(STANDBY, None, ""), print)
@@ -263,38 +263,70 @@ class Clock:
         self.now += seconds
 
 
-def answer(model_version: str) -> probe.ProbeResult:
-    checks = (probe.Check(probe.HEALTH, True, "ok", 200), probe.Check(probe.SCORE, True, "ok", 200))
-    scored = probe.Answer(
-        url="http://api",
-        customer_id="1234567",
-        default_probability=0.05,
-        decision="approve",
-        threshold=0.2,
-        reason_codes=(),
-        model_version=model_version,
-        features_as_of="2024-06-01",
-        snapshot_id="run-7",
-        checked_at="2024-06-02T00:00:00+00:00",
-    )
-    return probe.ProbeResult("http://api", "1234567", checks, scored)
+class RollingApi(BaseHTTPRequestHandler):
+    """An API whose instances serve the previous model at first: each score request
+    answers with the next of ``versions`` (the last one for ever after), and who
+    asked (the synthetic-caller header) is kept."""
+
+    versions: ClassVar[list[str]] = []
+    callers: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self._answer(
+            {
+                "status": "ok",
+                "model_version": self.versions[0],
+                "store_reachable": True,
+                "features_as_of": "2024-06-01",
+                "snapshot_id": "run-7",
+            }
+        )
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        type(self).callers.append(self.headers.get(names.SYNTHETIC_HEADER))
+        version = self.versions.pop(0) if len(self.versions) > 1 else self.versions[0]
+        self._answer(
+            {
+                "customer_id": "1234567",
+                "default_probability": 0.05,
+                "decision": "approve",
+                "threshold": 0.2,
+                "reasons": [],
+                "model_version": version,
+                "features_as_of": "2024-06-01",
+                "decision_id": "0190a0c4-0000-7000-8000-000000000000",
+            }
+        )
+
+    def _answer(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: Any) -> None:
+        pass
 
 
-def test_the_api_is_asked_again_until_it_answers_with_the_champion(monkeypatch):
+@pytest.fixture
+def rolling_api() -> Iterator[str]:
+    RollingApi.versions, RollingApi.callers = ["v1", "v2"], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RollingApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_the_api_is_asked_again_until_it_answers_with_the_champion(rolling_api):
     # given an API whose instances still serve the previous model at first
-    answers = iter([answer("v1"), answer("v2")])
-    callers = []
-
-    def run_probe(url, api_key, customer_id, *, caller):
-        callers.append(caller)
-        return next(answers)
-
-    monkeypatch.setattr(probe, "run_probe", run_probe)
     clock, said = Clock(), []
     # when
     result = dr.verify_api(
         request(dr.FAILOVER, STANDBY),
-        "http://api",
+        rolling_api,
         "key",
         expected=({"v2"}, "run-7"),
         say=said.append,
@@ -303,10 +335,11 @@ def test_the_api_is_asked_again_until_it_answers_with_the_champion(monkeypatch):
     )
     # then
     assert result.answer.model_version == "v2"
-    assert callers == [dr.FAILOVER, dr.FAILOVER]
+    # asked as the failover, whose decisions are recorded apart from the lender's
+    assert RollingApi.callers == [dr.FAILOVER, dr.FAILOVER]
     assert clock.slept == [dr.POLL_SECONDS]
     assert said[0] == "api: not ready yet (attempt 1): it answers with model v1, not v2"
-    assert said[1].startswith("api: http://api healthy (attempt 2): customer 1234567 scored")
+    assert said[1].startswith(f"api: {rolling_api} healthy (attempt 2): customer 1234567 scored")
 
 
 def test_an_api_that_never_answers_stops_the_failover_once_its_wait_is_over():
@@ -319,7 +352,7 @@ def test_an_api_that_never_answers_stops_the_failover_once_its_wait_is_over():
             slow,
             "http://127.0.0.1:9",
             "key",
-            expected=("v2", "run-7"),
+            expected=({"v2"}, "run-7"),
             say=lambda _: None,
             sleep=clock.sleep,
             clock=clock,
@@ -330,11 +363,10 @@ def test_an_api_that_never_answers_stops_the_failover_once_its_wait_is_over():
     assert sum(clock.slept) == 12
 
 
+@pytest.mark.usefixtures("aws")
 def test_without_a_health_check_on_the_probe_alarm_clients_are_told_where_to_go():
     # given Route 53 with no health check at all
-    route53 = SimpleNamespace(
-        get_paginator=lambda name: SimpleNamespace(paginate=lambda: [{"HealthChecks": []}])
-    )
+    route53 = dr.RegionClients(STANDBY).route53
     target = dr.Target(
         deployment="prod",
         region=STANDBY,

@@ -69,17 +69,32 @@ def test_each_deployment_publishes_its_metrics_under_a_namespace_of_its_own():
     ],
 )
 def test_a_deployment_is_named_and_spelled_back_the_same_way_everywhere(
-    environment, market, deployment, options, deploy
+    environment, market, deployment, options, deploy, capsys
 ):
     from credit_risk.bootstrap import deploy_command
-    from infra.deployment_context import context_options
+    from infra.deployment_context import main
 
     assert names.deployment_name(environment, market) == deployment
+    assert names.split_deployment(deployment) == (environment, market)
     assert names.deployment_options(deployment) == options
     assert deploy_command(deployment) == deploy
     assert deploy_command(deployment, standby=True) == deploy.replace(
         " --all", " -c region=standby --all"
     )
-    # The Makefile's synth spells the same deployment for cdk.
-    assert " ".join(context_options(deployment)) in deploy
+    # The Makefile's synth names the same deployment, and its standby, for cdk.
+    for name in (deployment, f"{deployment}-standby"):
+        assert main([name]) == 0
+        printed = capsys.readouterr().out.strip()
+        assert f"npx cdk deploy {printed} --all" == deploy_command(
+            deployment, standby=name != deployment
+        )
     assert names.resource_name(deployment, "api") == f"credit-risk-{deployment}-api"
+
+
+def test_a_name_that_is_no_deployment_is_refused(capsys):
+    from infra.deployment_context import main
+
+    with pytest.raises(ValueError, match="not a deployment: 'mx-qa'"):
+        names.split_deployment("mx-qa")
+    assert main(["prod-replica"]) == 2
+    assert "error: not a deployment: 'prod-replica'" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """A deployment with a standby region, on this machine, for the failover drill.
 
-Each region has what the stacks give it (DESIGN.md "Disaster recovery"), named by
+Each region has what the stacks give it (the README's "Disaster recovery"), named by
 ``credit_risk.names``: versioned lake buckets, the work rules (enabled in the
-primary, disabled in the standby), the client-key secret, and the DataLake and Api
+primary, disabled in the standby), the client-key secret, and the DataLake, Api and Ml
 stacks' outputs, in moto; its own PostgreSQL database as the feature store; its API,
 the local gateway in front of the real inference handler, reading that region's
 registry and store; and its feature-loader function, the real handler run
@@ -48,6 +48,7 @@ from credit_risk.local_api import (
 )
 from credit_risk.registry import Registry
 from credit_risk.store import get_store
+from tests.conftest import create_output_stack
 from tests.integration.store.conftest import fresh_postgres_database
 from tests.integration.store.data import snapshot_table
 
@@ -311,14 +312,7 @@ def deploy_stacks(region: Region) -> None:
     }
     cloudformation = boto3.client("cloudformation", region_name=region.name)
     for unit, values in outputs.items():
-        template = {
-            # A stack needs one resource; this one creates nothing.
-            "Resources": {"Outputs": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-            "Outputs": {key: {"Value": value} for key, value in values.items()},
-        }
-        cloudformation.create_stack(
-            StackName=names.stack_name(DEPLOYMENT, unit), TemplateBody=json.dumps(template)
-        )
+        create_output_stack(cloudformation, names.stack_name(DEPLOYMENT, unit), values)
 
 
 def publish_champion(region: Region, model: TrainedModel) -> None:
@@ -382,23 +376,18 @@ def route_traffic(primary: Region, standby: Region) -> tuple[str, str]:
     them, on the primary's probe alarm; and a health check of something else. Returns
     (the probe alarm's check, the other check)."""
     route53 = boto3.client("route53")
-    probe_check = route53.create_health_check(
-        CallerReference="drill-probe-alarm",
-        HealthCheckConfig={
-            "Type": "CLOUDWATCH_METRIC",
-            "AlarmIdentifier": {"Region": primary.name, "Name": PROBE_ALARM},
-            "InsufficientDataHealthStatus": "LastKnownStatus",
-        },
-    )["HealthCheck"]["Id"]
-    # The same alarm name in the standby region is another alarm.
-    other_check = route53.create_health_check(
-        CallerReference="drill-other-alarm",
-        HealthCheckConfig={
-            "Type": "CLOUDWATCH_METRIC",
-            "AlarmIdentifier": {"Region": standby.name, "Name": PROBE_ALARM},
-            "InsufficientDataHealthStatus": "LastKnownStatus",
-        },
-    )["HealthCheck"]["Id"]
+    # The second: the same alarm name in the standby region is another alarm.
+    probe_check, other_check = (
+        route53.create_health_check(
+            CallerReference=f"drill-alarm-{region.name}",
+            HealthCheckConfig={
+                "Type": "CLOUDWATCH_METRIC",
+                "AlarmIdentifier": {"Region": region.name, "Name": PROBE_ALARM},
+                "InsufficientDataHealthStatus": "LastKnownStatus",
+            },
+        )["HealthCheck"]["Id"]
+        for region in (primary, standby)
+    )
     zone = route53.create_hosted_zone(Name="lender.example.", CallerReference="drill-zone")
     changes = [
         {

@@ -28,7 +28,7 @@ from moto import mock_aws
 
 from credit_risk import bootstrap, cli, datagen, names
 from credit_risk.errors import InvalidInputError
-from tests.conftest import use_fake_aws_credentials
+from tests.conftest import create_output_stack, use_fake_aws_credentials
 
 REGION = "eu-west-1"
 ENVIRONMENT = "dev"
@@ -139,13 +139,8 @@ def aws(monkeypatch) -> Iterator[None]:
 
 def _create_stack(unit: str, outputs: dict[str, str]) -> None:
     """A stack holding nothing but ``outputs``, named as the environment's stack is."""
-    template = {
-        # A template needs a resource; a topic is one moto creates.
-        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    boto3.client("cloudformation").create_stack(
-        StackName=names.stack_name(ENVIRONMENT, unit), TemplateBody=json.dumps(template)
+    create_output_stack(
+        boto3.client("cloudformation"), names.stack_name(ENVIRONMENT, unit), outputs
     )
 
 
