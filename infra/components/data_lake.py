@@ -7,7 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from credit_risk.names import lake_bucket_name
+from credit_risk.names import DECISION_EXPORT_DAYS, DECISION_EXPORTS_PREFIX, lake_bucket_name
 from infra.grants import LakeBucket, bucket_name
 from infra.nag import acknowledge
 
@@ -93,6 +93,14 @@ class DataLake(Construct):
                     expiration=Duration.days(400),
                     noncurrent_version_expiration=old_versions,
                     abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+                # A failback's decision exports are imported within it (credit_risk.dr),
+                # and hold personal data: gone days later, old versions included.
+                s3.LifecycleRule(
+                    prefix=DECISION_EXPORTS_PREFIX,
+                    expiration=Duration.days(DECISION_EXPORT_DAYS),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
                 ),
                 # What the expiration leaves: delete markers with no versions behind.
                 s3.LifecycleRule(expired_object_delete_marker=True),

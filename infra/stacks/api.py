@@ -87,11 +87,20 @@ class ApiStack(EnvironmentStack):
         self._acknowledge()
         # The release smoke test and clients find the API and its key here.
         self.url_output = CfnOutput(self, names.OUTPUT_API_URL, value=self.scoring.api.url)
-        # Imported by the Orchestration stack of environments deployed before model
-        # releases stopped patching the stage: kept while they are upgraded (the Api
-        # stack deploys first, and an export in use cannot be deleted). Remove it
-        # once every environment has deployed this release.
+        # Imported by the probe's URL and the failover domain's health check (and by
+        # the Orchestration stack of environments deployed before model releases
+        # stopped patching the stage): kept whoever imports it, since the Api stack
+        # deploys first and an export in use cannot be deleted.
         self.export_value(self.scoring.api.rest_api_id)
+        # What the probe imports (the stage of its URL, the key's secret and the
+        # secret's own key), exported even while nothing does: the probe turned off
+        # (the first of the two deploys that add a domain, README) must not delete an
+        # export the deployed Monitoring stack still imports.
+        self.export_value(self.scoring.stage.stage_name)
+        if self.api_key.secret.secret_full_arn:
+            self.export_value(self.api_key.secret.secret_arn)
+        if self.api_key.encryption_key is not None:
+            self.export_value(self.api_key.encryption_key.key_arn)
         self.key_secret_output = CfnOutput(
             self, names.OUTPUT_API_KEY_SECRET_ARN, value=self.api_key.secret.secret_arn
         )

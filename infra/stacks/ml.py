@@ -160,15 +160,18 @@ class MlStack(EnvironmentStack):
             )
         # A failover invokes the loader by this output (credit_risk.dr).
         CfnOutput(self, names.OUTPUT_FEATURE_LOADER, value=functions.feature_loader.function_name)
-        # The loader records the snapshot it made active, which a failover loads.
-        allow_objects(
-            functions.feature_loader,
-            scope=functions.feature_loader.role,
-            environment=env,
-            bucket="curated",
-            prefix=names.ACTIVE_SNAPSHOT_KEY,
-            write=True,
-        )
+        # The loader records the snapshot it made active, which a failover loads, and
+        # on failback exports (in the standby) and imports (in the primary) the
+        # decisions the standby recorded.
+        for prefix in (names.ACTIVE_SNAPSHOT_KEY, names.DECISION_EXPORTS_PREFIX):
+            allow_objects(
+                functions.feature_loader,
+                scope=functions.feature_loader.role,
+                environment=env,
+                bucket="curated",
+                prefix=prefix,
+                write=True,
+            )
         for function in (functions.inference, functions.monitor):
             allow_objects(
                 function,

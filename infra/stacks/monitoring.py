@@ -260,6 +260,7 @@ class MonitoringStack(EnvironmentStack):
                 "Failover",
                 domain=dr.domain,
                 target=domain,
+                api=api.api,
                 set_identifier=f"{config.deployment}-{config.region}",
                 region=config.region,
                 probe_alarm=None if config.is_standby else self.probe_failures,

@@ -5,19 +5,26 @@ Returns the row count and the snapshot now active, which it also records in the
 lake (``credit_risk.active_snapshot``: a failover loads the same one). Errors propagate with their
 type name (``InvalidInputError``, ``StoreUnavailable``, …) so that the state machine
 can retry or catch them by name.
+
+A failback (``credit_risk.dr``) also has it move the decision record, being the
+function that reaches the store: ``{"action": "export_decisions", "region": "…",
+"after_id": "…"}`` exports the store's decisions (those after ``after_id``, if given)
+into the lake and returns the export's ``key``; ``{"action": "import_decisions",
+"key": "dr/decisions/…/"}`` imports one (``credit_risk.decision_transfer``).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from credit_risk import decision_ids, decision_transfer, io, names
 from credit_risk.active_snapshot import record_active_snapshot
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.settings import ENV_PREFIX, Settings
@@ -53,6 +60,29 @@ class LoadEvent(BaseModel):
     as_of: date
 
 
+class ExportDecisionsEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["export_decisions"]
+    # The region whose store this is: the export's folder says where it came from.
+    region: str = Field(pattern=names.REGION_PATTERN)
+    after_id: str | None = Field(default=None, pattern=decision_ids.PATTERN)
+
+
+class ImportDecisionsEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["import_decisions"]
+    key: str = Field(pattern=names.DECISION_EXPORT_KEY_PATTERN)
+
+
+_EVENTS: dict[str | None, type[BaseModel]] = {
+    None: LoadEvent,
+    "export_decisions": ExportDecisionsEvent,
+    "import_decisions": ImportDecisionsEvent,
+}
+
+
 def _settings() -> Settings:
     """The environment, validated (a load a day: read afresh each time)."""
     try:
@@ -70,10 +100,21 @@ def _store() -> FeatureStore:
 
 @logger.inject_lambda_context(log_event=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    action = event.get("action") if isinstance(event, dict) else None
+    model = _EVENTS.get(action) if isinstance(action, str | None) else None
+    if model is None:
+        raise InvalidInputError(
+            f"invalid feature-loader event: action {action!r} is none of "
+            f"{sorted(name for name in _EVENTS if name)} (a snapshot load has none)"
+        )
     try:
-        request = LoadEvent.model_validate(event)
+        request = model.model_validate(event)
     except ValidationError as exc:
         raise InvalidInputError(f"invalid feature-loader event: {exc}") from None
+    if isinstance(request, ExportDecisionsEvent):
+        return _export_decisions(request)
+    if isinstance(request, ImportDecisionsEvent):
+        return _import_decisions(request)
     settings = _settings()
     result = load_snapshot_uri(
         _store(),
@@ -86,4 +127,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     record_active_snapshot(settings.lake, request.snapshot_uri, result)
     response = result.as_dict()
     logger.info("feature snapshot active", extra=response)
+    return response
+
+
+def _export_decisions(request: ExportDecisionsEvent) -> dict[str, Any]:
+    key = names.decision_export_key(request.region, datetime.now(UTC))
+    manifest = decision_transfer.export_decisions(
+        _store(), io.join(_settings().lake, key), after_id=request.after_id
+    )
+    response = {
+        "key": key,
+        "count": manifest.count,
+        "parts": len(manifest.parts),
+        "last_id": manifest.last_id,
+    }
+    logger.info("decisions exported", extra=response)
+    return response
+
+
+def _import_decisions(request: ImportDecisionsEvent) -> dict[str, Any]:
+    result = decision_transfer.import_decisions(_store(), io.join(_settings().lake, request.key))
+    response = {"key": request.key, **result.as_dict()}
+    logger.info("decisions imported", extra=response)
     return response

@@ -17,6 +17,8 @@ from credit_risk.errors import InvalidInputError
 # Any letter case is accepted; ids are issued and recorded in lower case.
 PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
 _ID = re.compile(PATTERN)
+# Sorts before every id: where a reading of the record from its start begins.
+NIL = "00000000-0000-0000-0000-000000000000"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_BITS = 48
 _VERSION_7 = 0x7 << 76

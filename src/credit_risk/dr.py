@@ -12,7 +12,8 @@ primary served:
 - ``switch_region``, run by ``credit-risk dr failover`` and ``dr failback`` toward
   a target region: (on a failback, copy back what the standby wrote,) check the
   target's registry, load the pointer's snapshot into the target's store, check the
-  target's API as a client would, move the traffic, then the work rules and the
+  target's API as a client would, move the traffic, (on a failback, merge into the
+  primary's store the decisions the standby recorded,) then the work rules and the
   replication, and record what was done and how long it took.
 
 Each step says in one line what it found or did, and each is safe to run again: a
@@ -25,15 +26,16 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credit_risk import bootstrap, io, names, probe
+from credit_risk import bootstrap, decision_ids, io, names, probe
 from credit_risk.active_snapshot import (
     ActiveSnapshot,
     active_snapshot_uri,
@@ -60,6 +62,8 @@ POLL_SECONDS = 5.0
 LOADER_READ_TIMEOUT_SECONDS = 15 * 60 + 30
 _NOT_FOUND = ("NoSuchKey", "404")
 _NO_REPLICATION = ("ReplicationConfigurationNotFoundError",)
+# A merge of decisions exports from this long before the last id the previous took.
+MERGE_OVERLAP = timedelta(minutes=5)
 # The buckets S3 replicates from a primary to its standby (infra/components/data_lake.py).
 LAKE_BUCKETS = ("raw", "curated", "models")
 
@@ -195,6 +199,17 @@ class RecoveryState:
     # replication suspended. False while it cannot be reached, and then the command
     # is to be run again once it can.
     source_stopped: bool = True
+    # On a failback: how many of the decisions the standby recorded while it served
+    # were new to the primary's store in this run; None when they could not be merged
+    # (the command is then to be run again).
+    decisions_merged: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Nothing is left for a second run to do."""
+        return self.source_stopped and (
+            self.direction != FAILBACK or self.decisions_merged is not None
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=2).encode()
@@ -240,6 +255,9 @@ def switch_region(
     source_stopped = move_rules(target, here.events, there.events_once, say) and (
         set_replication(target, there.s3_once, target.source_region, enabled=False, say=say)
     )
+    merged = None
+    if request.direction == FAILBACK:
+        merged = merge_decisions(request, target, there, here, say)
     state = RecoveryState(
         deployment=target.deployment,
         direction=request.direction,
@@ -252,6 +270,7 @@ def switch_region(
         finished_at=_now(),
         recovery_seconds=round(clock() - started, 1),
         source_stopped=source_stopped,
+        decisions_merged=merged,
     )
     here.s3.put_object(
         Bucket=target.curated_bucket,
@@ -317,10 +336,22 @@ def resolve_target(request: RecoveryRequest, clients: RegionClients, say: Say) -
 
 
 def _stack_outputs(
-    request: RecoveryRequest, cloudformation: Any, unit: str, keys: tuple[str, ...]
+    request: RecoveryRequest,
+    cloudformation: Any,
+    unit: str,
+    keys: tuple[str, ...],
+    *,
+    region: str | None = None,
 ) -> dict[str, str]:
+    """The outputs ``keys`` of the deployment's stack ``unit`` in the target region
+    (or in ``region``, the source)."""
     stack = names.stack_name(request.deployment, unit)
-    deploy = request.deploy_command()
+    if region is None or region == request.target_region:
+        region, deploy = request.target_region, request.deploy_command()
+    else:
+        deploy = bootstrap.deploy_command(
+            request.deployment, standby=request.target_role == names.DR_PRIMARY
+        )
     status, outputs = bootstrap.read_stack_outputs(
         cloudformation, stack, request.environment, deploy=deploy
     )
@@ -333,7 +364,7 @@ def _stack_outputs(
             else ""
         )
         raise ConfigurationError(
-            f"stack {stack} ({status}) in {request.target_region} has no output "
+            f"stack {stack} ({status}) in {region} has no output "
             f"{', '.join(missing)}{why}: deploy the current version with `{deploy}`"
         )
     return outputs
@@ -400,35 +431,12 @@ def load_store(
     target: Target, pointer: ActiveSnapshot, lambda_client: Any, deploy: str, say: Say
 ) -> dict[str, Any]:
     """d. The target's feature loader loads the snapshot (a no-op when already active)."""
-    function = target.feature_loader
     event = {
         "snapshot_uri": pointer.snapshot_uri,
         "snapshot_id": pointer.snapshot_id,
         "as_of": pointer.as_of.isoformat(),
     }
-    try:
-        response = lambda_client.invoke(
-            FunctionName=function,
-            InvocationType="RequestResponse",
-            Payload=json.dumps(event).encode(),
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-        raise ConfigurationError(
-            f"no function {function} in {target.region}: deploy it with `{deploy}`"
-        ) from None
-    raw = response["Payload"].read()
-    try:
-        answer = json.loads(raw or b"null")
-    except ValueError:
-        answer = {"errorMessage": raw.decode(errors="replace")[:500]}
-    answer = answer if isinstance(answer, dict) else {}
-    if response.get("FunctionError"):
-        raise RecoveryError(
-            f"the feature loader {function} in {target.region} failed: "
-            f"{answer.get('errorType', 'error')}: {answer.get('errorMessage', 'no message')}"
-        )
+    answer = invoke_loader(target.feature_loader, target.region, event, lambda_client, deploy)
     if answer.get("already_active"):
         say(f"store: snapshot {pointer.snapshot_id} is already active in {target.region}")
     elif answer.get("row_count") != pointer.row_count:
@@ -443,6 +451,111 @@ def load_store(
             f"{answer.get('row_count', 0):,} customers in {answer.get('load_seconds', 0):.1f} s"
         )
     return answer
+
+
+def invoke_loader(
+    function: str, region: str, event: dict[str, Any], lambda_client: Any, deploy: str
+) -> dict[str, Any]:
+    """The answer of ``region``'s feature loader to ``event``; its error as a
+    RecoveryError."""
+    try:
+        response = lambda_client.invoke(
+            FunctionName=function,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(event).encode(),
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        raise ConfigurationError(
+            f"no function {function} in {region}: deploy it with `{deploy}`"
+        ) from None
+    raw = response["Payload"].read()
+    try:
+        answer = json.loads(raw or b"null")
+    except ValueError:
+        answer = {"errorMessage": raw.decode(errors="replace")[:500]}
+    answer = answer if isinstance(answer, dict) else {}
+    if response.get("FunctionError"):
+        raise RecoveryError(
+            f"the feature loader {function} in {region} failed: "
+            f"{answer.get('errorType', 'error')}: {answer.get('errorMessage', 'no message')}"
+        )
+    return answer
+
+
+def merge_decisions(
+    request: RecoveryRequest, target: Target, there: RegionClients, here: RegionClients, say: Say
+) -> int | None:
+    """h. On a failback, once everything else is done: the decisions the standby
+    recorded while it served, exported by its feature loader into its lake, copied to
+    the primary's and imported by the primary's loader, which skips the ids it holds.
+    Each merge records the last id it took (``names.decision_watermark_key``) and the
+    next exports from a little before it. Returns how many were new here, or None
+    when they could not be merged: the primary serves all the same, and the command
+    is to be run again."""
+    source = target.source_region
+    try:
+        merged, count, key = _merge_decisions(request, target, there, here)
+    except (CreditRiskError, BotoCoreError, ClientError) as exc:
+        say(
+            f"decisions: those the {source} store recorded are not merged into "
+            f"{target.region}'s yet ({exc}): run this again"
+        )
+        return None
+    say(
+        f"decisions: {count:,} recorded in {source} since the last merge, {merged:,} of them "
+        f"new to {target.region}'s store (by way of {io.join(target.lake, key)}); run this "
+        f"again once no client calls {source}, for the decisions made there since"
+    )
+    return merged
+
+
+def _merge_decisions(
+    request: RecoveryRequest, target: Target, there: RegionClients, here: RegionClients
+) -> tuple[int, int, str]:
+    source = target.source_region
+    source_loader = _stack_outputs(
+        request, there.cloudformation, "Ml", (names.OUTPUT_FEATURE_LOADER,), region=source
+    )[names.OUTPUT_FEATURE_LOADER]
+    deploy = bootstrap.deploy_command(target.deployment, standby=True)
+    watermark_key = names.decision_watermark_key(source)
+    event: dict[str, Any] = {"action": "export_decisions", "region": source}
+    if (last_id := _merged_through(here.s3, target.curated_bucket, watermark_key)) is not None:
+        # From a little before: a decision committed just after the last export may
+        # carry an id a few milliseconds older than the last one it held.
+        since = decision_ids.id_time(last_id) - MERGE_OVERLAP
+        event["after_id"] = decision_ids.first_id_at(since)
+    exported = invoke_loader(source_loader, source, event, there.lambda_, deploy)
+    key = exported.get("key")
+    if not isinstance(key, str) or not re.fullmatch(names.DECISION_EXPORT_KEY_PATTERN, key):
+        raise RecoveryError(f"the feature loader {source_loader} in {source} answered {exported}")
+    _sync(target, "curated", key, there.s3, here.s3)
+    event = {"action": "import_decisions", "key": key}
+    imported = invoke_loader(
+        target.feature_loader, target.region, event, here.lambda_, request.deploy_command()
+    )
+    if imported.get("count") != exported.get("count"):
+        raise RecoveryError(
+            f"{target.region} imported {imported.get('count')} decisions of the "
+            f"{exported.get('count')} {source} exported to {key}"
+        )
+    if exported.get("last_id"):
+        mark = {"last_id": exported["last_id"], "key": key, "merged_at": _now()}
+        here.s3.put_object(
+            Bucket=target.curated_bucket, Key=watermark_key, Body=json.dumps(mark).encode()
+        )
+    return int(imported["recorded"]), int(imported["count"]), key
+
+
+def _merged_through(s3: Any, bucket: str, key: str) -> str | None:
+    """The last decision id a merge recorded at ``key``; None without one (or with a
+    mark that cannot be read: everything is exported then, which is only slower)."""
+    data = _read(s3, bucket, key)
+    try:
+        return None if data is None else decision_ids.normalized(json.loads(data)["last_id"])
+    except (ValueError, KeyError, TypeError, InvalidInputError):
+        return None
 
 
 def move_rules(target: Target, events: Any, source_events: Any, say: Say) -> bool:
@@ -605,7 +718,7 @@ def switch_traffic(target: Target, route53: Any, api_url: str, say: Say) -> list
             else:
                 say(
                     f"traffic: {what} upright again: Route 53 answers with {target.region} "
-                    "while its probe passes"
+                    "while its probe passes and it reaches the API"
                 )
     except (BotoCoreError, ClientError) as exc:
         raise RecoveryError(

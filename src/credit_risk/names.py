@@ -8,6 +8,7 @@ import it, and so may a Lambda on its cold path.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 PROJECT: Final = "credit-risk"
@@ -366,6 +367,28 @@ ACTIVE_SNAPSHOT_KEY: Final = "serving/active-snapshot.json"
 # What the last failover or failback did, in the curated bucket of the region it
 # went to (``<lake>/<key>``).
 DR_STATE_KEY: Final = "dr/state.json"
+# The decisions a standby recorded while it served, exported by its feature loader
+# (``credit_risk.decision_transfer``) for the primary's to import on failback:
+# ``<lake>/<prefix><region>/<time>/``. The lake keeps an export a few days: by then
+# it is imported, and it holds personal data.
+DECISION_EXPORTS_PREFIX: Final = "dr/decisions/"
+DECISION_EXPORT_DAYS: Final = 7
+DECISION_EXPORT_KEY_PATTERN: Final = (
+    f"^{DECISION_EXPORTS_PREFIX}{REGION_PATTERN.strip('^$')}/\\d{{8}}T\\d{{6}}Z/$"
+)
+
+
+def decision_export_key(region: str, moment: datetime) -> str:
+    """The folder (a key prefix in the curated bucket) of one export from ``region``."""
+    return f"{DECISION_EXPORTS_PREFIX}{region}/{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}/"
+
+
+def decision_watermark_key(region: str) -> str:
+    """Where a primary's lake records the last decision merged from ``region``'s store
+    (outside the exports, which expire)."""
+    return f"dr/decision-watermarks/{region}.json"
+
+
 # Every EventBridge rule that starts work (schedules, the raw-data trigger, the
 # probe, warm-up) is named ``<schedule_rule_prefix>…``: a standby deploys them
 # disabled, and a failover enables them there and disables them where it left.

@@ -114,6 +114,7 @@ def synthesize(
     outdir: Path,
     market: str | None = None,
     standby: bool = False,
+    reader_account: str | None = None,
 ) -> Synthesized:
     """One deployment as ``cdk synth -c env=… [-c market=…] [-c region=standby]``."""
     from aws_cdk import App
@@ -128,7 +129,9 @@ def synthesize(
         pytest.fail(f"{repository.glue_script} is missing: the Glue job cannot be synthesized")
     sources = Sources(repository.glue_script, repository.library_wheel, step_functions)
     config = load_config(context, environment, market)
-    stacks = build_environment(app, config.standby() if standby else config, sources)
+    stacks = build_environment(
+        app, config.standby() if standby else config, sources, reader_account=reader_account
+    )
     add_nag_checks(app)
     app.synth()
     templates = {

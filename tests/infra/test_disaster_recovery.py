@@ -315,22 +315,55 @@ def test_a_failover_finds_the_loader_by_its_output_and_the_probe_alarm_by_name(r
     assert names.resource_name("prod", *names.PROBE_FAILURES_ALARM_PARTS) in alarms
 
 
-def test_the_loader_may_write_the_active_snapshot_pointer_and_nothing_else(prod):
+@pytest.mark.parametrize("side", ["prod", "prod_standby"])
+def test_the_loader_may_write_the_pointer_and_decision_exports_and_nothing_else(request, side):
+    prod: Synthesized = request.getfixturevalue(side)
     output = prod.template("Ml")["Outputs"][names.OUTPUT_FEATURE_LOADER]["Value"]
     role = prod.template("Ml")["Resources"][output["Ref"]]["Properties"]["Role"]["Fn::GetAtt"][0]
-    written = [
-        joined(statement["Resource"])
+    written = sorted(
+        joined(resource)
         for policy in _properties(prod, "Ml", "AWS::IAM::Policy")
         if {"Ref": role} in policy["Roles"]
         for statement in policy["PolicyDocument"]["Statement"]
         if "s3:PutObject" in statement["Action"]
+        for resource in (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+    )
+
+    curated = names.lake_bucket_name("prod", "curated", "{AWS::AccountId}", "{AWS::Region}")
+    # The pointer a failover loads; the decisions a failback moves from the standby's
+    # store to the primary's (the one exports, the other imports).
+    assert written == [
+        f"arn:{{AWS::Partition}}:s3:::{curated}/{names.DECISION_EXPORTS_PREFIX}*",
+        f"arn:{{AWS::Partition}}:s3:::{curated}/{names.ACTIVE_SNAPSHOT_KEY}*",
     ]
 
-    assert written == [
-        "arn:{AWS::Partition}:s3:::"
-        + names.lake_bucket_name("prod", "curated", "{AWS::AccountId}", "{AWS::Region}")
-        + f"/{names.ACTIVE_SNAPSHOT_KEY}*"
-    ]
+
+def test_decision_exports_leave_the_lake_days_after_a_failback(prod, prod_standby):
+    for synth in (prod, prod_standby):
+        (curated,) = (
+            bucket
+            for bucket in _properties(synth, "DataLake", "AWS::S3::Bucket")
+            if "curated" in json.dumps(bucket["BucketName"])
+        )
+        rules = curated["LifecycleConfiguration"]["Rules"]
+        exports = [rule for rule in rules if rule.get("Prefix") == names.DECISION_EXPORTS_PREFIX]
+        # In a versioned bucket an expiration leaves a noncurrent version: that goes
+        # a day later (S3 honours the shortest of overlapping expirations).
+        assert exports == [
+            {
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                "ExpirationInDays": names.DECISION_EXPORT_DAYS,
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                "Prefix": "dr/decisions/",
+                "Status": "Enabled",
+            }
+        ]
+        # The watermark of merged decisions outlives them.
+        assert not names.decision_watermark_key(STANDBY).startswith(names.DECISION_EXPORTS_PREFIX)
 
 
 # --- One domain for clients ------------------------------------------------------------------
@@ -338,9 +371,15 @@ def test_the_loader_may_write_the_active_snapshot_pointer_and_nothing_else(prod)
 
 def test_the_domain_answers_from_the_primary_while_its_probe_is_healthy(with_domain):
     primary, standby = with_domain
-    (health,) = _properties(primary, "Monitoring", "AWS::Route53::HealthCheck")
+    checks = {
+        check["Properties"]["HealthCheckConfig"]["Type"]: (logical_id, check["Properties"])
+        for logical_id, check in primary.resources(
+            "Monitoring", "AWS::Route53::HealthCheck"
+        ).items()
+    }
     (first,) = _properties(primary, "Monitoring", "AWS::Route53::RecordSet")
     (second,) = _properties(standby, "Monitoring", "AWS::Route53::RecordSet")
+    health = checks["CLOUDWATCH_METRIC"][1]
 
     watched = health["HealthCheckConfig"]["AlarmIdentifier"]
     alarm = primary.template("Monitoring")["Resources"][watched["Name"]["Ref"]]
@@ -352,8 +391,16 @@ def test_the_domain_answers_from_the_primary_while_its_probe_is_healthy(with_dom
     )
     assert health["HealthCheckConfig"]["InsufficientDataHealthStatus"] == "LastKnownStatus"
     assert (first["Failover"], second["Failover"]) == ("PRIMARY", "SECONDARY")
-    assert "HealthCheckId" in first
     assert "HealthCheckId" not in second
+    assert not standby.resources("Monitoring", "AWS::Route53::HealthCheck")
+    # The primary answers while both its probe passes and Route 53 reaches its API
+    guard_id, guard = checks["CALCULATED"]
+    assert first["HealthCheckId"] == {"Fn::GetAtt": [guard_id, "HealthCheckId"]}
+    assert guard["HealthCheckConfig"]["HealthThreshold"] == 2
+    assert guard["HealthCheckConfig"]["ChildHealthChecks"] == [
+        {"Fn::GetAtt": [checks[kind][0], "HealthCheckId"]}
+        for kind in ("CLOUDWATCH_METRIC", "HTTPS")
+    ]
     for record in (first, second):
         assert (record["Name"], record["Type"]) == ("scores.lender.example.", "A")
         assert record["HostedZoneId"] == DOMAIN["hosted_zone_id"]
@@ -363,6 +410,46 @@ def test_the_domain_answers_from_the_primary_while_its_probe_is_healthy(with_dom
         assert domain["RegionalCertificateArn"] == DOMAIN["certificate_arns"][region]
         assert domain["SecurityPolicy"] == "TLS_1_2"
         assert synth.resources("Api", "AWS::ApiGateway::BasePathMapping")
+
+
+def test_a_primary_region_gone_dark_fails_over_without_its_probe(with_domain):
+    # Route 53 itself calls the primary's stage, from outside the region, on a route
+    # that needs no key; the probe's alarm would have no data then.
+    primary, _ = with_domain
+    (reachable,) = (
+        check["HealthCheckConfig"]
+        for check in _properties(primary, "Monitoring", "AWS::Route53::HealthCheck")
+        if check["HealthCheckConfig"]["Type"] == "HTTPS"
+    )
+    (stage,) = _properties(primary, "Api", "AWS::ApiGateway::Stage")
+    (api_id,) = primary.resources("Api", "AWS::ApiGateway::RestApi")
+    exported = {
+        output["Export"]["Name"]
+        for output in primary.template("Api")["Outputs"].values()
+        if "Export" in output and output["Value"] == {"Ref": api_id}
+    }
+    openapi = [
+        method
+        for method in _properties(primary, "Api", "AWS::ApiGateway::Method")
+        if method["HttpMethod"] == "GET"
+        and "Ref" in method["ResourceId"]
+        and primary.template("Api")["Resources"][method["ResourceId"]["Ref"]]["Properties"].get(
+            "PathPart"
+        )
+        == names.ROUTE_OPENAPI.rsplit("/", 1)[1]
+    ]
+
+    host = reachable["FullyQualifiedDomainName"]["Fn::Join"][1]
+    assert host[0] in [{"Fn::ImportValue": name} for name in exported]
+    assert host[1:] == [f".execute-api.{PRIMARY}.", {"Ref": "AWS::URLSuffix"}]
+    assert reachable["ResourcePath"] == f"/{stage['StageName']}{names.ROUTE_OPENAPI}"
+    assert stage["StageName"] == names.API_STAGE_NAME
+    assert (reachable["Port"], reachable["EnableSNI"]) == (443, True)
+    assert reachable["RequestInterval"] * reachable["FailureThreshold"] <= 90
+    # judged from three regions, none the primary's own
+    assert len(reachable["Regions"]) == 3
+    assert PRIMARY not in reachable["Regions"]
+    assert [method.get("ApiKeyRequired", False) for method in openapi] == [False]
 
 
 def test_clients_keep_their_key_in_the_standby(with_domain):
@@ -394,6 +481,85 @@ def test_without_a_domain_the_client_key_keeps_its_generated_name(prod):
 
     assert "Name" not in secret
     assert "ReplicaRegions" not in secret
+
+
+@pytest.mark.parametrize("side", ["prod", "prod_standby"])
+def test_only_the_probe_holds_the_client_key_s_export_so_a_domain_can_be_added_without_it(
+    request, side
+):
+    # Adding a domain names the client key's secret, which replaces it: CloudFormation
+    # refuses to change an export another stack imports, so the README's upgrade turns
+    # the probe off for one deploy first. That works while the probe alone imports it.
+    synth: Synthesized = request.getfixturevalue(side)
+    api = synth.template("Api")
+    (secret,) = synth.resources("Api", "AWS::SecretsManager::Secret")
+    exports = {
+        output["Export"]["Name"]
+        for output in api["Outputs"].values()
+        if "Export" in output and secret in json.dumps(output["Value"])
+    }
+    importers = {
+        (unit, logical_id)
+        for unit, template in synth.templates.items()
+        for logical_id, resource in template["Resources"].items()
+        if any(f'"Fn::ImportValue": "{export}"' in json.dumps(resource) for export in exports)
+    }
+
+    assert exports
+    assert importers
+    assert {unit for unit, _ in importers} == {"Monitoring"}
+    assert all(logical_id.startswith("Probe") for _, logical_id in importers), importers
+
+
+@pytest.mark.parametrize("standby", [False, True], ids=["primary", "standby"])
+def test_turning_the_probe_off_keeps_every_export_it_imports(
+    cdk_context, library_wheel, tmp_path, standby
+):
+    # The first of the two deploys that add a domain: the probe off, and every export
+    # it imported still there for the Monitoring stack deployed before. In its own
+    # account, read by the pipeline's: the client key then has a key of its own.
+    exports, imported = {}, set()
+    for probe in (True, False):
+        context = copy.deepcopy(cdk_context)
+        context["prod"]["account"] = "222222222222"
+        context["prod"]["probe"]["enabled"] = probe
+        synth = synthesize(
+            "prod",
+            context=context,
+            wheel=library_wheel,
+            step_functions=REPO_ROOT / "step_functions",
+            outdir=tmp_path / f"probe-{probe}",
+            standby=standby,
+            reader_account="111111111111",
+        )
+        outputs = synth.template("Api")["Outputs"].values()
+        exports[probe] = {o["Export"]["Name"]: o["Value"] for o in outputs if "Export" in o}
+        if probe:
+            imported = {
+                name
+                for unit, template in synth.templates.items()
+                if unit != "Api"
+                for name in exports[probe]
+                if f'"Fn::ImportValue": "{name}"' in json.dumps(template)
+            }
+            secret_and_key = {
+                logical_id
+                for kind in ("AWS::SecretsManager::Secret", "AWS::KMS::Key")
+                for logical_id in synth.resources("Api", kind)
+            }
+
+    # the probe's imports include the client key's secret and its key (its own in
+    # the primary and, without a domain, in the standby)
+    assert {json.dumps(exports[True][name]) for name in imported} >= {
+        json.dumps(value) for value in exports[True].values() if _refers(value, secret_and_key)
+    }
+    assert len(secret_and_key) == 2
+    assert set(exports[True]) <= set(exports[False])
+
+
+def _refers(value: Any, logical_ids: set[str]) -> bool:
+    text = json.dumps(value)
+    return any(f'"{logical_id}"' in text for logical_id in logical_ids)
 
 
 @pytest.mark.parametrize("side", ["prod_standby", "with_domain"])

@@ -432,3 +432,34 @@ def test_a_target_without_stacks_says_how_to_deploy_them(monkeypatch, capsys):
         f"credit-risk dr: error: stack CreditRisk-mx-prod-DataLake not found in {STANDBY}: "
         "deploy it first with `npx cdk deploy -c env=prod -c market=mx -c region=standby --all`"
     ]
+
+
+@pytest.mark.parametrize(
+    ("direction", "source_stopped", "merged", "complete"),
+    [
+        (dr.FAILOVER, True, None, True),
+        (dr.FAILOVER, False, None, False),
+        (dr.FAILBACK, True, 0, True),
+        (dr.FAILBACK, True, None, False),
+        (dr.FAILBACK, False, 3, False),
+    ],
+)
+def test_a_run_is_complete_once_the_source_stopped_and_a_failback_s_decisions_merged(
+    direction, source_stopped, merged, complete
+):
+    # (the command exits 3 otherwise: run it again)
+    state = dr.RecoveryState(
+        deployment="prod",
+        direction=direction,
+        active_region=PRIMARY,
+        previous_region=STANDBY,
+        snapshot_id="s",
+        model_version="v",
+        api_url="https://example.com",
+        started_at="2026-12-03T00:00:00+00:00",
+        finished_at="2026-12-03T00:00:01+00:00",
+        recovery_seconds=1.0,
+        source_stopped=source_stopped,
+        decisions_merged=merged,
+    )
+    assert state.complete is complete

@@ -1,4 +1,4 @@
-"""``credit-risk decisions``: read (and purge) recorded credit decisions in the store.
+"""``credit-risk decisions``: read, purge and move recorded credit decisions in the store.
 
 The API's ``GET /v1/decisions/{decision_id}`` for whoever holds the store's
 credentials (a risk analyst answering a dispute, an auditor), and the one query the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
+from credit_risk import decision_transfer
 from credit_risk.commands.store import add_database_url, open_store
 from credit_risk.errors import CreditRiskError
 from credit_risk.serving import decisions
@@ -45,7 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     purge = actions.add_parser("purge", help="delete the decisions older than a period")
     purge.add_argument("--older-than-days", type=int, required=True, metavar="DAYS")
     purge.set_defaults(handler=_purge)
-    for action in (show, listing, purge):
+    # The decision record moved between stores: a standby's into its primary's (a
+    # failback does it through the feature loaders), or a restored backup's.
+    export = actions.add_parser(
+        "export", help="write every recorded decision to a folder (local or s3://)"
+    )
+    export.add_argument("--to", required=True, dest="folder", metavar="FOLDER")
+    export.set_defaults(handler=_export)
+    importing = actions.add_parser(
+        "import", help="record the decisions of an export, skipping those already recorded"
+    )
+    importing.add_argument("--from", required=True, dest="folder", metavar="FOLDER")
+    importing.set_defaults(handler=_import)
+    for action in (show, listing, purge, export, importing):
         add_database_url(action)
 
 
@@ -80,4 +93,22 @@ def _purge(args: argparse.Namespace) -> int:
     with open_store(args.database_url) as store:
         purged = store.purge_decisions(timedelta(days=args.older_than_days))
     print(f"purged {purged:,} decisions older than {args.older_than_days} days")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with open_store(args.database_url) as store:
+        manifest = decision_transfer.export_decisions(store, args.folder)
+    parts = len(manifest.parts)
+    print(f"exported {manifest.count:,} decisions in {parts} part(s) to {args.folder}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    with open_store(args.database_url) as store:
+        result = decision_transfer.import_decisions(store, args.folder)
+    print(
+        f"imported {result.count:,} decisions from {args.folder}: {result.recorded:,} recorded, "
+        f"{result.count - result.recorded:,} already on record"
+    )
     return 0

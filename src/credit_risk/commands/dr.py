@@ -10,8 +10,9 @@ from credit_risk.commands import market_name, seconds_up_to
 from credit_risk.errors import InvalidInputError
 
 REGION_PATTERN = re.compile(names.REGION_PATTERN)
-# The target serves, but the source region's work rules could not be disabled.
-EXIT_SOURCE_NOT_STOPPED = 3
+# The target serves, but the source region's work rules could not be disabled, or
+# (failback) the standby's decisions could not be merged yet.
+EXIT_NOT_COMPLETE = 3
 
 _DESCRIPTIONS = {
     dr.FAILOVER: (
@@ -26,7 +27,7 @@ _DESCRIPTIONS = {
         "(asked once, briefly: the primary may be down); record what was done in the "
         f"standby's lake ({names.DR_STATE_KEY}) and print the recovery time. Every step "
         "is safe to run again. Exit 0 when the standby serves and the primary's rules are "
-        f"stopped, {EXIT_SOURCE_NOT_STOPPED} when the standby serves but the primary did not "
+        f"stopped, {EXIT_NOT_COMPLETE} when the standby serves but the primary did not "
         "answer (run it again once it does), 2 when a step cannot be done (the line says "
         "why and what to do).",
     ),
@@ -36,10 +37,12 @@ _DESCRIPTIONS = {
         "served (raw deliveries, the registry, the active snapshot and its pointer), then "
         "run the same procedure toward it: its registry, its store loaded with that "
         "snapshot, its API checked, the Route 53 health check upright again, its work "
-        "rules enabled and the standby's disabled, and the state recorded in its lake. "
-        "Decisions recorded by the standby stay in its store and its backups (the README's "
-        f"Disaster recovery). Exit 0 when the primary serves, {EXIT_SOURCE_NOT_STOPPED} when "
-        "the standby's rules could not be stopped, 2 when a step cannot be done.",
+        "rules enabled and the standby's disabled; then merge into its store the decisions "
+        "the standby recorded (exported and imported by the two regions' feature loaders, "
+        "ids already held skipped), and record the state in its lake. Exit 0 when the "
+        f"primary serves and all of that is done, {EXIT_NOT_COMPLETE} when the primary serves "
+        "but the standby's rules could not be stopped or its decisions not merged (run it "
+        "again), 2 when a step cannot be done.",
     ),
 }
 
@@ -139,5 +142,6 @@ def run(args: argparse.Namespace) -> int:
         request, say=lambda line: print(f"{args.direction}: {line}", flush=True)
     )
     # Served from the target, but the region left may start work again when it comes
-    # back: not done until a run of this command has stopped it.
-    return 0 if state.source_stopped else EXIT_SOURCE_NOT_STOPPED
+    # back, or (failback) the standby's decisions are still to merge: not done until a
+    # run of this command has done both.
+    return 0 if state.complete else EXIT_NOT_COMPLETE

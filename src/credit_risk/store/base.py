@@ -244,22 +244,24 @@ class FeatureStore(abc.ABC):
     def migrate(self) -> list[int]:
         """Applies the schema migrations not applied yet; returns their versions."""
 
-    def record_decisions(self, rows: Sequence[DecisionRow]) -> None:
+    def record_decisions(self, rows: Sequence[DecisionRow]) -> int:
         """Writes decisions, committed when this returns; writing one again is a
         no-op (a retried write never duplicates). The first write after an upgrade
         that added the table applies the migrations itself: a new API version must
-        not fail every answer until the next feature load migrates the store."""
+        not fail every answer until the next feature load migrates the store.
+        Returns how many were not recorded before."""
         if not rows:
-            return
+            return 0
         try:
-            self._insert_decisions(rows)
+            return self._insert_decisions(rows)
         except StoreNotInitialized:
             self.migrate()
-            self._insert_decisions(rows)
+            return self._insert_decisions(rows)
 
     @abc.abstractmethod
-    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
-        """One round trip inserting ``rows``, skipping ids already recorded."""
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> int:
+        """One round trip inserting ``rows``, skipping ids already recorded; how many
+        it inserted."""
 
     def decision_document(self, decision_id: str) -> str | None:
         """The recorded document of a decision (a lower-case id); None when unknown."""
@@ -289,6 +291,18 @@ class FeatureStore(abc.ABC):
     def _customer_decisions(
         self, customer_id: str, limit: int, include_synthetic: bool
     ) -> list[str]: ...
+
+    def decisions_after(self, after_id: str | None, limit: int) -> list[DecisionRow]:
+        """Up to ``limit`` recorded decisions with ids above ``after_id`` (from the
+        first, without one), in id order, which is time order: an export's pages."""
+        validate_page_limit(limit)
+        try:
+            return self._decisions_after(after_id or decision_ids.NIL, limit)
+        except StoreNotInitialized:  # nothing recorded yet
+            return []
+
+    @abc.abstractmethod
+    def _decisions_after(self, after_id: str, limit: int) -> list[DecisionRow]: ...
 
     def purge_decisions(self, retention: timedelta, now: datetime | None = None) -> int:
         """Deletes the decisions made more than ``retention`` ago, a batch at a time;

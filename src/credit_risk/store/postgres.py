@@ -93,6 +93,10 @@ _CUSTOMER_DECISIONS = (
     "SELECT record::text FROM decisions WHERE customer_id = %s AND (%s OR NOT synthetic) "
     "ORDER BY decided_at DESC, decision_id DESC LIMIT %s"
 )
+_DECISIONS_AFTER = (
+    "SELECT decision_id::text, decided_at, customer_id, model_version, synthetic, "
+    "record::text FROM decisions WHERE decision_id > %s::uuid ORDER BY decision_id LIMIT %s"
+)
 _DELETE_DECISIONS = (
     "DELETE FROM decisions WHERE decision_id IN (SELECT decision_id FROM decisions "
     "WHERE decision_id < %s::uuid ORDER BY decision_id LIMIT %s)"
@@ -289,7 +293,7 @@ class PostgresFeatureStore(FeatureStore):
         )
 
     # --- decisions -------------------------------------------------------------
-    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> int:
         # On the readers' connection (autocommit: committed when execute returns).
         # Safe to retry on a new connection like a read: a second insert of the same
         # ids does nothing.
@@ -301,7 +305,7 @@ class PostgresFeatureStore(FeatureStore):
             [row.synthetic for row in rows],
             "[" + ",".join(row.document for row in rows) + "]",
         )
-        self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True))
+        return self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True).rowcount)
 
     def _decision_document(self, decision_id: str) -> str | None:
         row = self._read(lambda c: c.execute(_DECISION, (decision_id,), prepare=True).fetchone())
@@ -313,6 +317,10 @@ class PostgresFeatureStore(FeatureStore):
         params = (customer_id, include_synthetic, limit)
         rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, params).fetchall())
         return [row[0] for row in rows]
+
+    def _decisions_after(self, after_id: str, limit: int) -> list[DecisionRow]:
+        rows = self._read(lambda c: c.execute(_DECISIONS_AFTER, (after_id, limit)).fetchall())
+        return [DecisionRow(*row[:4], document=row[5], synthetic=row[4]) for row in rows]
 
     def _delete_decisions(self, before_id: str, limit: int) -> int:
         with self._admin() as conn:

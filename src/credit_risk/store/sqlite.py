@@ -89,6 +89,10 @@ _CUSTOMER_DECISIONS = (
     "SELECT record FROM decisions WHERE customer_id = ? AND (? OR NOT synthetic) "
     "ORDER BY decided_at DESC, decision_id DESC LIMIT ?"
 )
+_DECISIONS_AFTER = (
+    "SELECT decision_id, decided_at, customer_id, model_version, synthetic, record "
+    "FROM decisions WHERE decision_id > ? ORDER BY decision_id LIMIT ?"
+)
 _DELETE_DECISIONS = (
     "DELETE FROM decisions WHERE decision_id IN (SELECT decision_id FROM decisions "
     "WHERE decision_id < ? ORDER BY decision_id LIMIT ?)"
@@ -310,7 +314,7 @@ class SqliteFeatureStore(FeatureStore):
         )
 
     # --- decisions -------------------------------------------------------------
-    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> None:
+    def _insert_decisions(self, rows: Sequence[DecisionRow]) -> int:
         values = [
             (
                 row.decision_id,
@@ -323,11 +327,12 @@ class SqliteFeatureStore(FeatureStore):
             for row in rows
         ]
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Connection) -> int:
             with _transaction(conn):
-                conn.executemany(_INSERT_DECISION, values)
+                # Summed over the rows, a skipped id not counted.
+                return conn.executemany(_INSERT_DECISION, values).rowcount
 
-        self._read(insert)
+        return self._read(insert)
 
     def _decision_document(self, decision_id: str) -> str | None:
         rows = self._read(lambda c: c.execute(_DECISION, (decision_id,)).fetchall())
@@ -339,6 +344,20 @@ class SqliteFeatureStore(FeatureStore):
         params = (customer_id, include_synthetic, limit)
         rows = self._read(lambda c: c.execute(_CUSTOMER_DECISIONS, params).fetchall())
         return [row[0] for row in rows]
+
+    def _decisions_after(self, after_id: str, limit: int) -> list[DecisionRow]:
+        rows = self._read(lambda c: c.execute(_DECISIONS_AFTER, (after_id, limit)).fetchall())
+        return [
+            DecisionRow(
+                decision_id,
+                datetime.fromisoformat(decided_at),
+                customer_id,
+                model_version,
+                record,
+                synthetic=bool(synthetic),
+            )
+            for decision_id, decided_at, customer_id, model_version, synthetic, record in rows
+        ]
 
     def _delete_decisions(self, before_id: str, limit: int) -> int:
         with self._admin() as conn, _transaction(conn):

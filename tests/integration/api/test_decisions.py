@@ -34,6 +34,7 @@ from tests.integration.api.conftest import (
     load_event,
     with_body,
 )
+from tests.integration.store.conftest import fresh_postgres_database
 
 API_KEY = "decisions-test-key"
 
@@ -317,3 +318,32 @@ def test_the_command_purges_what_it_is_told_to(local_handler, sqlite_path: Path,
     assert invoke(local_handler, decision_event(old_id)).status == 404
     assert invoke(local_handler, decision_event(made["decision_id"])).status == 200
     assert main(["decisions", "purge", "--older-than-days", "0"]) == 2
+
+
+@pytest.mark.postgres
+def test_the_command_moves_the_decision_record_to_another_store(
+    local_handler, postgres_url: str, tmp_path: Path, capsys
+):
+    # Given decisions made by the local API, and an empty PostgreSQL database
+    made = [invoke(local_handler, load_event("inference_score")).body for _ in range(3)]
+    url, drop = fresh_postgres_database(postgres_url)
+    folder = str(tmp_path / "export")
+    try:
+        # When the record is exported, then imported there, twice
+        assert main(["decisions", "export", "--to", folder]) == 0
+        assert "exported 3 decisions in 1 part(s)" in capsys.readouterr().out
+        assert main(["decisions", "import", "--from", folder, "--database-url", url]) == 0
+        assert "3 recorded, 0 already on record" in capsys.readouterr().out
+        assert main(["decisions", "import", "--from", folder, "--database-url", url]) == 0
+        assert "0 recorded, 3 already on record" in capsys.readouterr().out
+
+        # Then it reads every decision there as it was answered
+        for answer in made:
+            assert main(["decisions", "show", answer["decision_id"], "--database-url", url]) == 0
+            shown = json.loads(capsys.readouterr().out)
+            assert shown["default_probability"] == answer["default_probability"]
+        # and a folder that holds no export is refused in one line
+        assert main(["decisions", "import", "--from", str(tmp_path), "--database-url", url]) == 2
+        assert "no decision export at" in capsys.readouterr().err
+    finally:
+        drop()

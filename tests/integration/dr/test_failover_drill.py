@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
+import requests
 from moto import mock_aws
 
 from credit_risk import dr, names
@@ -27,6 +28,7 @@ from credit_risk.settings import Settings
 from credit_risk.store import StoreNotInitialized, create_store
 from tests.conftest import use_fake_aws_credentials
 from tests.integration.dr.world import (
+    API_KEY,
     CUSTOMER_ID,
     MODEL_NAME,
     NEWER_RUN,
@@ -82,6 +84,31 @@ def served_snapshot(region: Region) -> tuple[str | None, str | None]:
         active.snapshot_id if active else None,
         customer.snapshot_id if customer else None,
     )
+
+
+def score(region: Region) -> dict:
+    """A client's request to the region's API, as a lender's system makes it."""
+    answer = requests.post(
+        f"{region.api_url}{names.ROUTE_SCORE}",
+        json={"customer_id": CUSTOMER_ID},
+        headers={names.API_KEY_HEADER: API_KEY},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def lookup(region: Region, decision_id: str) -> requests.Response:
+    return requests.get(
+        f"{region.api_url}{names.ROUTE_DECISION}/{decision_id}",
+        headers={names.API_KEY_HEADER: API_KEY},
+        timeout=10,
+    )
+
+
+def recorded_decisions(region: Region) -> set[str]:
+    with create_store(Settings(database_url=region.database_url)) as store:
+        return {row.decision_id for row in store.decisions_after(None, 100_000)}
 
 
 def line(printed: list[str], prefix: str) -> list[str]:
@@ -140,6 +167,7 @@ def test_a_failed_primary_fails_over_to_the_standby_and_back(world: World):
         "finished_at": state.finished_at,
         "recovery_seconds": state.recovery_seconds,
         "source_stopped": False,
+        "decisions_merged": None,
     }
     assert 0 < state.recovery_seconds < 60
     assert world.printed[-1].startswith(f"recovery time: {state.recovery_seconds:.1f} s")
@@ -191,6 +219,10 @@ def test_a_failed_primary_fails_over_to_the_standby_and_back(world: World):
         Bucket=standby.bucket("raw"), Key=delivery, Body=b""
     )
     load(standby, write_snapshot(standby, NEWER_RUN), NEWER_RUN)
+    # and decided on a client's request, which the primary never saw
+    decided = score(standby)
+    assert lookup(primary, decided["decision_id"]).status_code == 404
+    in_standby = recorded_decisions(standby)
 
     # When the deployment fails back to its primary
     state = world.switch(dr.FAILBACK, primary)
@@ -217,8 +249,25 @@ def test_a_failed_primary_fails_over_to_the_standby_and_back(world: World):
         STANDBY,
     )
     assert recorded["model_version"] == state.model_version == world.model.version
+    # and every decision the standby recorded is answered by the primary as it was
+    # answered, once traffic was back
+    found = lookup(primary, decided["decision_id"])
+    assert found.status_code == 200
+    assert found.content == lookup(standby, decided["decision_id"]).content
+    assert found.json()["snapshot_id"] == NEWER_RUN
+    assert recorded_decisions(primary) >= in_standby
+    assert recorded["decisions_merged"] == state.decisions_merged == len(in_standby)
+    (merged,) = line(world.printed, "decisions: ")
+    assert merged.startswith(
+        f"decisions: {len(in_standby)} recorded in {STANDBY} since the last merge, "
+        f"{len(in_standby)} of them new"
+    )
+    # last: nothing else waits on it
+    steps = [text.split(":", 1)[0] for text in world.printed]
+    assert steps[-3:] == ["decisions", "state", "recovery time"]
+    assert state.complete
 
-    # When it runs again, nothing is copied or loaded twice
+    # When it runs again, nothing is copied, loaded or recorded twice
     world.switch(dr.FAILBACK, primary)
     assert line(world.printed, "copy back: ") == [
         f"copy back: {PRIMARY} already holds what {STANDBY} wrote"
@@ -226,6 +275,9 @@ def test_a_failed_primary_fails_over_to_the_standby_and_back(world: World):
     assert line(world.printed, "store: ") == [
         f"store: snapshot {NEWER_RUN} is already active in {PRIMARY}"
     ]
+    # (from a little before the last decision merged: those are recorded already)
+    (merged,) = line(world.printed, "decisions: ")
+    assert "since the last merge, 0 of them new" in merged
 
 
 def test_a_snapshot_replicated_in_part_is_not_loaded(world: World):
@@ -335,3 +387,38 @@ def test_a_store_load_that_fails_stops_the_failover_with_the_functions_error(wor
     )
     assert world.standby.work_rules() == {"DISABLED"}
     assert world.health_checks()[world.probe_check]["Inverted"] is False
+
+
+def test_a_failback_whose_decisions_cannot_be_merged_serves_and_says_to_run_it_again(
+    world: World,
+):
+    primary, standby = world.primary, world.standby
+    world.switch(dr.FAILOVER, standby)
+    decided = score(standby)
+    # Given the standby's store cannot be reached when its loader is asked for the decisions
+    reachable = standby.loader.environment[names.ENV_DATABASE_URL]
+    standby.loader.close()
+    standby.loader.environment[names.ENV_DATABASE_URL] = "postgresql://nobody@127.0.0.1:9/none"
+
+    # When the deployment fails back
+    state = world.switch(dr.FAILBACK, primary)
+
+    # Then the primary serves and runs the work, and the decisions are said to be left
+    assert (primary.work_rules(), standby.work_rules()) == ({"ENABLED"}, {"DISABLED"})
+    assert primary.replication() == {"Enabled"}
+    (left,) = line(world.printed, "decisions: ")
+    assert "StoreUnavailable" in left
+    assert left.endswith("run this again")
+    assert (state.decisions_merged, state.complete) == (None, False)
+    assert primary.read_json(names.DR_STATE_KEY)["decisions_merged"] is None
+    assert lookup(primary, decided["decision_id"]).status_code == 404
+
+    # When it runs again once the store answers
+    standby.loader.close()
+    standby.loader.environment[names.ENV_DATABASE_URL] = reachable
+    state = world.switch(dr.FAILBACK, primary)
+
+    # Then the decision is answered by the primary, and nothing is left
+    assert lookup(primary, decided["decision_id"]).status_code == 200
+    assert state.decisions_merged == len(recorded_decisions(standby))
+    assert state.complete

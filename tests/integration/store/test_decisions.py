@@ -163,3 +163,34 @@ def test_an_id_followed_by_a_new_line_is_no_id():
     (made,) = decision_ids.new_ids(1)
     with pytest.raises(InvalidInputError):
         decision_ids.normalized(made + "\n")
+
+
+def test_writing_says_how_many_decisions_were_new(store):
+    first = [row(customer=f"{i:08d}") for i in range(3)]
+    assert store.record_decisions(first) == 3
+    # a retried write, with one decision more
+    assert store.record_decisions([*first, row(customer="00000004")]) == 1
+    assert store.record_decisions([]) == 0
+
+
+def test_decisions_are_read_in_id_order_a_page_at_a_time(store):
+    # Given decisions made at different times, written out of order, one synthetic
+    rows = [row(NOW - timedelta(hours=hours), customer=f"{hours:08d}") for hours in (5, 1, 3, 2, 4)]
+    rows[2] = replace(rows[2], synthetic=True)
+    store.record_decisions(rows)
+
+    # When they are read from the start, two at a time
+    pages, after = [], None
+    while page := store.decisions_after(after, 2):
+        pages.append(page)
+        after = page[-1].decision_id
+
+    # Then they come oldest first, each as it was written, its document to the byte
+    assert [len(page) for page in pages] == [2, 2, 1]
+    read = [decision for page in pages for decision in page]
+    assert read == sorted(rows, key=lambda decision: decision.decision_id)
+    assert [decision.decided_at for decision in read] == sorted(r.decided_at for r in rows)
+
+
+def test_a_store_that_never_recorded_a_decision_has_none_to_read(target):
+    assert target.new_store().decisions_after(None, 10) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -232,6 +233,80 @@ def test_each_load_purges_the_decisions_past_their_retention(handler, monkeypatc
     assert retried["purged_decisions"] == 0
     assert handler._store().decision_document(rows[0].decision_id) is None
     assert handler._store().decision_document(rows[1].decision_id) == "{}"
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_exports_the_decision_record_to_the_lake_and_imports_it(handler):
+    # Given decisions recorded in the function's store
+    boto3.client("s3").create_bucket(
+        Bucket=LAKE_URI.removeprefix("s3://"),
+        CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
+    )
+    rows = [
+        DecisionRow(
+            decision_id, datetime.now(UTC), "1", "v", json.dumps({"decision_id": decision_id})
+        )
+        for decision_id in decision_ids.new_ids(3)
+    ]
+    handler._store().record_decisions(rows)
+
+    # When they are exported (what a failback asks of the standby's loader)
+    exported = handler.lambda_handler(
+        {"action": "export_decisions", "region": "eu-central-1"}, FakeLambdaContext()
+    )
+
+    # Then they are in the lake, in a folder of their own under the exports
+    assert re.fullmatch(names.DECISION_EXPORT_KEY_PATTERN, exported["key"])
+    assert exported["key"].startswith(f"{names.DECISION_EXPORTS_PREFIX}eu-central-1/")
+    assert (exported["count"], exported["parts"]) == (3, 1)
+    assert exported["last_id"] == max(row.decision_id for row in rows)
+    listed = boto3.client("s3").list_objects_v2(
+        Bucket=LAKE_URI.removeprefix("s3://"), Prefix=exported["key"]
+    )
+    assert sorted(item["Key"].removeprefix(exported["key"]) for item in listed["Contents"]) == [
+        "manifest.json",
+        "part-00000.jsonl.gz",
+    ]
+    # and importing them into a store that holds them records nothing twice
+    imported = handler.lambda_handler(
+        {"action": "import_decisions", "key": exported["key"]}, FakeLambdaContext()
+    )
+    assert imported == {"key": exported["key"], "count": 3, "recorded": 0}
+    # and a later export takes those after the id it is given
+    later = handler.lambda_handler(
+        {"action": "export_decisions", "region": "eu-central-1", "after_id": rows[0].decision_id},
+        FakeLambdaContext(),
+    )
+    assert later["count"] == len([r for r in rows if r.decision_id > rows[0].decision_id])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"action": "export_decisions", "region": "the moon"}, "region"),
+        ({"action": "export_decisions"}, "region"),
+        ({"action": "import_decisions", "key": names.ACTIVE_SNAPSHOT_KEY}, "key"),
+        ({"action": "import_decisions", "key": "dr/decisions/eu-central-1/../../"}, "key"),
+        ({"action": "export_decisions", "region": "eu-central-1", "after_id": "7"}, "after_id"),
+        ({"action": "drop_everything"}, "action 'drop_everything' is none of"),
+        ({"action": ["export_decisions"]}, "is none of"),
+    ],
+)
+def test_the_loader_lambda_refuses_a_decision_event_outside_its_contract(handler, event, message):
+    with pytest.raises(InvalidInputError, match=message):
+        handler.lambda_handler(event, FakeLambdaContext())
+
+
+@pytest.mark.postgres
+def test_the_loader_lambda_reports_a_missing_export_as_bad_input(handler):
+    boto3.client("s3").create_bucket(
+        Bucket=LAKE_URI.removeprefix("s3://"),
+        CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
+    )
+    key = f"{names.DECISION_EXPORTS_PREFIX}eu-central-1/20261203T000000Z/"
+    with pytest.raises(InvalidInputError, match="no decision export at"):
+        handler.lambda_handler({"action": "import_decisions", "key": key}, FakeLambdaContext())
 
 
 @pytest.mark.postgres
