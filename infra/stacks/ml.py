@@ -160,10 +160,14 @@ class MlStack(EnvironmentStack):
             )
         # A failover invokes the loader by this output (credit_risk.dr).
         CfnOutput(self, names.OUTPUT_FEATURE_LOADER, value=functions.feature_loader.function_name)
-        # The loader records the snapshot it made active, which a failover loads, and
-        # on failback exports (in the standby) and imports (in the primary) the
-        # decisions the standby recorded.
-        for prefix in (names.ACTIVE_SNAPSHOT_KEY, names.DECISION_EXPORTS_PREFIX):
+        # The loader records the snapshot it made active (which a failover loads, and a
+        # rollback points back to), and on failback exports (in the standby) and
+        # imports (in the primary) the decisions the standby recorded.
+        for prefix in (
+            names.ACTIVE_SNAPSHOT_KEY,
+            names.SNAPSHOT_POINTERS_PREFIX,
+            names.DECISION_EXPORTS_PREFIX,
+        ):
             allow_objects(
                 functions.feature_loader,
                 scope=functions.feature_loader.role,

@@ -3,17 +3,22 @@
 Each load by the pipeline (the feature-loader function, ``credit-risk pipeline run``)
 writes it to ``<lake>/serving/active-snapshot.json``, beside the curated data: S3
 replicates it with the snapshot it names, and a failover (``credit_risk.dr``) loads
-that same snapshot, once every file the pointer lists has arrived.
+that same snapshot, once every file the pointer lists has arrived. Each load also
+keeps its pointer under ``serving/snapshots/<snapshot id>.json``, from which
+``credit-risk store rollback`` points the lake back at the snapshot it re-activates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk import io, names
-from credit_risk.errors import ConfigurationError, InvalidInputError
+from credit_risk.errors import ConfigurationError, CreditRiskError, InvalidInputError
 from credit_risk.store.base import SNAPSHOT_ID_PATTERN, LoadResult
 
 
@@ -35,8 +40,17 @@ class ActiveSnapshot(BaseModel):
         return self.model_dump_json(indent=2).encode()
 
 
+class PointerNotRecorded(CreditRiskError):  # noqa: N818 - the name the state machine retries
+    """The store serves a snapshot whose pointer could not be written: a retry of the
+    load (a no-op for the store) writes it."""
+
+
 def active_snapshot_uri(lake: str) -> str:
     return io.join(lake, names.ACTIVE_SNAPSHOT_KEY)
+
+
+def snapshot_pointer_uri(lake: str, snapshot_id: str) -> str:
+    return io.join(lake, names.SNAPSHOT_POINTERS_PREFIX, f"{snapshot_id}.json")
 
 
 def record_active_snapshot(
@@ -45,8 +59,8 @@ def record_active_snapshot(
     """Records that the store serves ``result``'s snapshot, read from ``snapshot_uri``.
 
     Written after every successful load, a retried one (already active) too: a load
-    whose store switch committed but whose pointer write failed is completed by its
-    retry."""
+    whose store switch committed but whose pointer write failed (PointerNotRecorded)
+    is completed by its retry."""
     folder = snapshot_uri.rstrip("/")
     pointer = ActiveSnapshot(
         snapshot_uri=snapshot_uri,
@@ -59,8 +73,35 @@ def record_active_snapshot(
             for uri in io.list_files(snapshot_uri, suffix=".parquet")
         ),
     )
-    io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
+    with _pointing(lake, result.snapshot_id):
+        # The snapshot's own record first: the active pointer is what a failover reads.
+        io.write_bytes(snapshot_pointer_uri(lake, result.snapshot_id), pointer.to_json())
+        io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
     return pointer
+
+
+def repoint_active_snapshot(lake: str, snapshot_id: str) -> ActiveSnapshot | None:
+    """Points the lake back at ``snapshot_id``, re-activated in the store (a rollback),
+    from the record its load kept; None when there is none (a load from a shell, or
+    one made before the records were kept)."""
+    with _pointing(lake, snapshot_id):
+        data = io.read_bytes_if_exists(snapshot_pointer_uri(lake, snapshot_id))
+        if data is None:
+            return None
+        pointer = parse_active_snapshot(data, snapshot_pointer_uri(lake, snapshot_id))
+        io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
+    return pointer
+
+
+@contextmanager
+def _pointing(lake: str, snapshot_id: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, BotoCoreError, ClientError) as exc:
+        raise PointerNotRecorded(
+            f"snapshot {snapshot_id} is active in the store, but the pointer to it could "
+            f"not be written to {lake}: {exc}"
+        ) from None
 
 
 def parse_active_snapshot(data: bytes, where: str) -> ActiveSnapshot:

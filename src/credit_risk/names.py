@@ -364,6 +364,9 @@ DR_STANDBY: Final = "standby"
 # The snapshot the store serves, written beside the lake's curated data by each
 # load (``<lake>/<key>``) and replicated with it: a failover loads the same one.
 ACTIVE_SNAPSHOT_KEY: Final = "serving/active-snapshot.json"
+# And each load's own pointer, ``<prefix><snapshot id>.json``: a rollback of the store
+# points the lake back at the snapshot it re-activates.
+SNAPSHOT_POINTERS_PREFIX: Final = "serving/snapshots/"
 # What the last failover or failback did, in the curated bucket of the region it
 # went to (``<lake>/<key>``).
 DR_STATE_KEY: Final = "dr/state.json"

@@ -316,7 +316,7 @@ def test_a_failover_finds_the_loader_by_its_output_and_the_probe_alarm_by_name(r
 
 
 @pytest.mark.parametrize("side", ["prod", "prod_standby"])
-def test_the_loader_may_write_the_pointer_and_decision_exports_and_nothing_else(request, side):
+def test_the_loader_may_write_the_pointers_and_decision_exports_and_nothing_else(request, side):
     prod: Synthesized = request.getfixturevalue(side)
     output = prod.template("Ml")["Outputs"][names.OUTPUT_FEATURE_LOADER]["Value"]
     role = prod.template("Ml")["Resources"][output["Ref"]]["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -334,11 +334,12 @@ def test_the_loader_may_write_the_pointer_and_decision_exports_and_nothing_else(
     )
 
     curated = names.lake_bucket_name("prod", "curated", "{AWS::AccountId}", "{AWS::Region}")
-    # The pointer a failover loads; the decisions a failback moves from the standby's
-    # store to the primary's (the one exports, the other imports).
+    # The pointer a failover loads and each snapshot's (a rollback's); the decisions a
+    # failback moves from the standby's store to the primary's (one exports, one imports).
     assert written == [
         f"arn:{{AWS::Partition}}:s3:::{curated}/{names.DECISION_EXPORTS_PREFIX}*",
         f"arn:{{AWS::Partition}}:s3:::{curated}/{names.ACTIVE_SNAPSHOT_KEY}*",
+        f"arn:{{AWS::Partition}}:s3:::{curated}/{names.SNAPSHOT_POINTERS_PREFIX}*",
     ]
 
 

@@ -423,3 +423,17 @@ def test_the_feature_task_passes_the_arguments_the_glue_entrypoint_reads():
     }
 
     assert passed == {f"--{name}" for name in (*entrypoint.REQUIRED, *entrypoint.OPTIONAL)}
+
+
+def test_a_load_whose_pointer_was_not_written_is_retried():
+    # The store switch committed; a retry is a no-op for it and writes the pointer.
+    from credit_risk.active_snapshot import PointerNotRecorded
+
+    states = _load(REPO_ROOT / "step_functions" / "training_pipeline.asl.json")["States"]
+    retried = [
+        r
+        for r in states["LoadFeatures"]["Retry"]
+        if PointerNotRecorded.__name__ in r["ErrorEquals"]
+    ]
+    assert len(retried) == 1
+    assert retried[0]["MaxAttempts"] >= 2

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from pydantic import SecretStr
 
+from credit_risk import active_snapshot, io
 from credit_risk.settings import Settings
 from credit_risk.store import FeatureStore, create_store
 
@@ -98,6 +100,19 @@ def _rollback(args: argparse.Namespace) -> int:
         f"active snapshot: {info.snapshot_id} as of {info.as_of.isoformat()} "
         f"({info.row_count:,} customers)"
     )
+    # The lake's pointer too, or a failover would load the snapshot rolled back from.
+    lake = Settings().lake
+    where = active_snapshot.active_snapshot_uri(lake)
+    if active_snapshot.repoint_active_snapshot(lake, info.snapshot_id) is not None:
+        print(f"active-snapshot pointer: {where} names {info.snapshot_id}")
+    elif (current := io.read_bytes_if_exists(where)) is not None:
+        named = active_snapshot.parse_active_snapshot(current, where).snapshot_id
+        if named != info.snapshot_id:
+            print(
+                f"warning: {lake} keeps no pointer of snapshot {info.snapshot_id}: {where} "
+                f"still names {named}, which a failover would load",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -17,8 +17,10 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from credit_risk import decision_ids, names
+from credit_risk import active_snapshot, decision_ids, names
+from credit_risk.active_snapshot import PointerNotRecorded
 from credit_risk.cli import main
+from credit_risk.commands.store import open_store
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.settings import Settings
 from credit_risk.store import (
@@ -209,6 +211,12 @@ def test_the_loader_lambda_loads_an_s3_snapshot_into_postgresql(handler):
         "row_count": 1_000,
     }
     assert datetime.fromisoformat(pointer["loaded_at"]).tzinfo is not None
+    # and keeps the snapshot's own, which a rollback points back to
+    kept = boto3.client("s3").get_object(
+        Bucket=LAKE_URI.removeprefix("s3://"),
+        Key=f"{names.SNAPSHOT_POINTERS_PREFIX}{event['snapshot_id']}.json",
+    )
+    assert json.loads(kept["Body"].read()) == pointer
 
 
 @pytest.mark.postgres
@@ -310,6 +318,29 @@ def test_the_loader_lambda_reports_a_missing_export_as_bad_input(handler):
 
 
 @pytest.mark.postgres
+def test_a_load_whose_pointer_was_not_written_is_completed_by_its_retry(handler, monkeypatch):
+    # Given a lake the function cannot write to (yet)
+    monkeypatch.setenv(names.ENV_LAKE_URI, "s3://credit-risk-lake-not-there-yet")
+    event = load_event("feature_loader_load.json")
+    put_snapshot_in_s3(event, snapshot_table(10))
+
+    # When the snapshot is loaded: the store serves it, the pointer fails, by a name
+    # the state machine retries
+    with pytest.raises(PointerNotRecorded, match="is active in the store"):
+        handler.lambda_handler(event, FakeLambdaContext())
+    assert handler._store().active_snapshot().snapshot_id == event["snapshot_id"]
+
+    # Then its retry, once the lake answers, writes it
+    boto3.client("s3").create_bucket(
+        Bucket="credit-risk-lake-not-there-yet",
+        CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
+    )
+    assert handler.lambda_handler(event, FakeLambdaContext())["already_active"]
+    pointer = active_snapshot.read_active_snapshot("s3://credit-risk-lake-not-there-yet")
+    assert pointer.snapshot_id == event["snapshot_id"]
+
+
+@pytest.mark.postgres
 def test_the_loader_lambda_refuses_a_malformed_event(handler):
     with pytest.raises(InvalidInputError, match="snapshot_id"):
         handler.lambda_handler(load_event("feature_loader_invalid.json"), FakeLambdaContext())
@@ -407,6 +438,36 @@ def test_the_cli_loads_lists_rolls_back_and_checks_health(store_args, tmp_path, 
     assert out[-3].split()[:2] == ["s2", "2024-06-01"]
     assert out[-2].split()[:2] == ["*", "s1"]
     assert json.loads(out[-1])["active_snapshot_id"] == "s1"
+
+
+def test_a_rollback_points_the_lake_back_at_the_snapshot_it_activates(
+    store_args, tmp_path, monkeypatch, capsys
+):
+    # Given two snapshots loaded by the pipeline, which recorded each in the lake
+    lake = tmp_path / "lake"
+    monkeypatch.setenv(names.ENV_LAKE_URI, str(lake))
+    with open_store(store_args[-1] if store_args else None) as store:
+        for snapshot_id, folder, version in (("s1", "one", 1), ("s2", "two", 2)):
+            uri = write_snapshot(tmp_path / folder, snapshot_table(20, version=version))
+            loaded = load_snapshot_uri(store, uri, snapshot_id=snapshot_id)
+            active_snapshot.record_active_snapshot(str(lake), uri, loaded)
+    assert active_snapshot.read_active_snapshot(str(lake)).snapshot_id == "s2"
+
+    # When the store is rolled back to the first
+    assert main(["store", "rollback", "s1", *store_args]) == 0
+
+    # Then the lake's pointer names it again, with its own files: a failover loads it
+    pointer = active_snapshot.read_active_snapshot(str(lake))
+    assert (pointer.snapshot_id, pointer.snapshot_uri) == ("s1", str(tmp_path / "one"))
+    assert f"active-snapshot pointer: {lake}/{names.ACTIVE_SNAPSHOT_KEY} names s1" in (
+        capsys.readouterr().out
+    )
+
+    # and a snapshot the lake keeps no pointer of is rolled back to with a warning
+    (lake / names.SNAPSHOT_POINTERS_PREFIX / "s2.json").unlink()
+    assert main(["store", "rollback", "s2", *store_args]) == 0
+    assert "still names s1, which a failover would load" in capsys.readouterr().err
+    assert active_snapshot.read_active_snapshot(str(lake)).snapshot_id == "s1"
 
 
 def test_the_cli_reports_bad_input_in_one_line(store_args, tmp_path, capsys):
