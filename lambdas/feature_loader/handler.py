@@ -15,9 +15,10 @@ into the lake and returns the export's ``key``; ``{"action": "import_decisions",
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -26,13 +27,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credit_risk import decision_ids, decision_transfer, io, names
 from credit_risk.active_snapshot import record_active_snapshot
-from credit_risk.errors import ConfigurationError, InvalidInputError
+from credit_risk.errors import ConfigurationError, InvalidInputError, validation_problems
 from credit_risk.settings import ENV_PREFIX, Settings
 from credit_risk.store import FeatureStore, get_store
 from credit_risk.store.base import SNAPSHOT_ID_PATTERN
 from credit_risk.store.loader import load_snapshot_uri
 
 logger = Logger()
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Environment(BaseSettings):
@@ -76,13 +78,6 @@ class ImportDecisionsEvent(BaseModel):
     key: str = Field(pattern=names.DECISION_EXPORT_KEY_PATTERN)
 
 
-_EVENTS: dict[str | None, type[BaseModel]] = {
-    None: LoadEvent,
-    "export_decisions": ExportDecisionsEvent,
-    "import_decisions": ImportDecisionsEvent,
-}
-
-
 def _settings() -> Settings:
     """The environment, validated (a load a day: read afresh each time)."""
     try:
@@ -101,20 +96,15 @@ def _store() -> FeatureStore:
 @logger.inject_lambda_context(log_event=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action") if isinstance(event, dict) else None
-    model = _EVENTS.get(action) if isinstance(action, str | None) else None
-    if model is None:
-        raise InvalidInputError(
-            f"invalid feature-loader event: action {action!r} is none of "
-            f"{sorted(name for name in _EVENTS if name)} (a snapshot load has none)"
-        )
-    try:
-        request = model.model_validate(event)
-    except ValidationError as exc:
-        raise InvalidInputError(f"invalid feature-loader event: {exc}") from None
-    if isinstance(request, ExportDecisionsEvent):
-        return _export_decisions(request)
-    if isinstance(request, ImportDecisionsEvent):
-        return _import_decisions(request)
+    if action is not None:
+        if not isinstance(action, str) or action not in _ACTIONS:
+            raise InvalidInputError(
+                f"invalid feature-loader event: action {action!r} is none of "
+                f"{sorted(_ACTIONS)} (a snapshot load has none)"
+            )
+        model, act = _ACTIONS[action]
+        return act(_validated(model, event))
+    request = _validated(LoadEvent, event)
     settings = _settings()
     result = load_snapshot_uri(
         _store(),
@@ -150,3 +140,19 @@ def _import_decisions(request: ImportDecisionsEvent) -> dict[str, Any]:
     response = {"key": request.key, **result.as_dict()}
     logger.info("decisions imported", extra=response)
     return response
+
+
+# What a failback asks besides a load: the event's model and what answers it.
+_ACTIONS: dict[str, tuple[type[BaseModel], Callable[[Any], dict[str, Any]]]] = {
+    "export_decisions": (ExportDecisionsEvent, _export_decisions),
+    "import_decisions": (ImportDecisionsEvent, _import_decisions),
+}
+
+
+def _validated(model: type[ModelT], event: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"invalid feature-loader event: {validation_problems(exc, 'the event')}"
+        ) from None

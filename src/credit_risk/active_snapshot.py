@@ -18,7 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from credit_risk import io, names
-from credit_risk.errors import ConfigurationError, CreditRiskError, InvalidInputError
+from credit_risk.errors import (
+    ConfigurationError,
+    CreditRiskError,
+    InvalidInputError,
+    validation_problems,
+)
 from credit_risk.store.base import SNAPSHOT_ID_PATTERN, LoadResult
 
 
@@ -73,10 +78,11 @@ def record_active_snapshot(
             for uri in io.list_files(snapshot_uri, suffix=".parquet")
         ),
     )
+    data = pointer.to_json()
     with _pointing(lake, result.snapshot_id):
         # The snapshot's own record first: the active pointer is what a failover reads.
-        io.write_bytes(snapshot_pointer_uri(lake, result.snapshot_id), pointer.to_json())
-        io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
+        io.write_bytes(snapshot_pointer_uri(lake, result.snapshot_id), data)
+        io.write_bytes(active_snapshot_uri(lake), data)
     return pointer
 
 
@@ -85,11 +91,12 @@ def repoint_active_snapshot(lake: str, snapshot_id: str) -> ActiveSnapshot | Non
     from the record its load kept; None when there is none (a load from a shell, or
     one made before the records were kept)."""
     with _pointing(lake, snapshot_id):
-        data = io.read_bytes_if_exists(snapshot_pointer_uri(lake, snapshot_id))
+        record = snapshot_pointer_uri(lake, snapshot_id)
+        data = io.read_bytes_if_exists(record)
         if data is None:
             return None
-        pointer = parse_active_snapshot(data, snapshot_pointer_uri(lake, snapshot_id))
-        io.write_bytes(active_snapshot_uri(lake), pointer.to_json())
+        pointer = parse_active_snapshot(data, record)
+        io.write_bytes(active_snapshot_uri(lake), data)
     return pointer
 
 
@@ -109,11 +116,9 @@ def parse_active_snapshot(data: bytes, where: str) -> ActiveSnapshot:
     try:
         return ActiveSnapshot.model_validate_json(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
-            for error in exc.errors()[:3]
-        )
-        raise InvalidInputError(f"{where} is not an active-snapshot pointer ({problems})") from None
+        raise InvalidInputError(
+            f"{where} is not an active-snapshot pointer ({validation_problems(exc)})"
+        ) from None
 
 
 def read_active_snapshot(lake: str) -> ActiveSnapshot:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from pydantic import (
@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from credit_risk import decision_ids, io
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import InvalidInputError, validation_problems
 from credit_risk.store.base import MAX_CUSTOMER_ID_LENGTH, DecisionRow, FeatureStore
 
 MANIFEST = "manifest.json"
@@ -106,7 +106,8 @@ def export_decisions(
     ``folder`` (local or ``s3://``), in id order, then its manifest; returns it."""
     exported_at = (now or datetime.now(UTC)).replace(microsecond=0)
     parts: list[ExportPart] = []
-    after = None if after_id is None else decision_ids.normalized(after_id)
+    start = None if after_id is None else decision_ids.normalized(after_id)
+    after = start
     while rows := store.decisions_after(after, PART_DECISIONS):
         part = ExportPart(file=f"part-{len(parts):05d}.jsonl.gz", count=len(rows))
         io.write_bytes(io.join(folder, part.file), _encode(rows))
@@ -116,7 +117,7 @@ def export_decisions(
         exported_at=exported_at,
         count=sum(part.count for part in parts),
         parts=tuple(parts),
-        after_id=after_id and decision_ids.normalized(after_id),
+        after_id=start,
         last_id=after if parts else None,
     )
     io.write_bytes(io.join(folder, MANIFEST), manifest.to_json())
@@ -155,22 +156,13 @@ def read_manifest(folder: str) -> DecisionExport:
         return DecisionExport.model_validate_json(data)
     except ValidationError as exc:
         raise InvalidInputError(
-            f"{where} is not a decision export's manifest: {_problem(exc)}"
+            f"{where} is not a decision export's manifest: {validation_problems(exc)}"
         ) from None
 
 
 def _encode(rows: list[DecisionRow]) -> bytes:
-    lines = (
-        ExportedDecision(
-            decision_id=row.decision_id,
-            decided_at=row.decided_at,
-            customer_id=row.customer_id,
-            model_version=row.model_version,
-            synthetic=row.synthetic,
-            document=row.document,
-        ).model_dump_json()
-        for row in rows
-    )
+    # The same fields by name: a DecisionRow is an ExportedDecision's content.
+    lines = (ExportedDecision(**asdict(row)).model_dump_json() for row in rows)
     # No time in the header: exporting the same decisions again gives the same bytes.
     return gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=6, mtime=0)
 
@@ -189,7 +181,7 @@ def _decode(data: bytes, where: str) -> list[DecisionRow]:
             document = json.loads(item.document)
         except ValidationError as exc:
             raise InvalidInputError(
-                f"{where} line {number} is not a decision: {_problem(exc)}"
+                f"{where} line {number} is not a decision: {validation_problems(exc, 'the line')}"
             ) from None
         except ValueError as exc:  # the document is not JSON
             raise InvalidInputError(f"{where} line {number}: the document: {exc}") from None
@@ -199,21 +191,5 @@ def _decode(data: bytes, where: str) -> list[DecisionRow]:
             raise InvalidInputError(
                 f"{where} line {number}: the document is not decision {decision_id}'s"
             )
-        rows.append(
-            DecisionRow(
-                decision_id,
-                item.decided_at,
-                item.customer_id,
-                item.model_version,
-                item.document,
-                synthetic=item.synthetic,
-            )
-        )
+        rows.append(DecisionRow(**{**item.model_dump(), "decision_id": decision_id}))
     return rows
-
-
-def _problem(exc: ValidationError) -> str:
-    """The first of a validation's errors, on one line."""
-    error = exc.errors()[0]
-    where = ".".join(map(str, error["loc"])) or "the value"
-    return f"{where}: {error['msg']}"

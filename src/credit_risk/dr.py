@@ -12,9 +12,9 @@ primary served:
 - ``switch_region``, run by ``credit-risk dr failover`` and ``dr failback`` toward
   a target region: (on a failback, copy back what the standby wrote,) check the
   target's registry, load the pointer's snapshot into the target's store, check the
-  target's API as a client would, move the traffic, (on a failback, merge into the
-  primary's store the decisions the standby recorded,) then the work rules and the
-  replication, and record what was done and how long it took.
+  target's API as a client would, move the traffic, then the work rules and the
+  replication, (on a failback, merge into the primary's store the decisions the
+  standby recorded,) and record what was done and how long it took.
 
 Each step says in one line what it found or did, and each is safe to run again: a
 second run says what was already so. Nothing depends on the region being left,
@@ -146,10 +146,10 @@ class RecoveryRequest:
     def target_role(self) -> str:
         return TARGET_ROLE[self.direction]
 
-    def deploy_command(self) -> str:
-        """The command that deploys the target region's stacks."""
+    def deploy_command(self, *, source: bool = False) -> str:
+        """The command that deploys the target region's stacks (the source's)."""
         return bootstrap.deploy_command(
-            self.deployment, standby=self.target_role == names.DR_STANDBY
+            self.deployment, standby=(self.target_role == names.DR_STANDBY) != source
         )
 
 
@@ -346,12 +346,9 @@ def _stack_outputs(
     """The outputs ``keys`` of the deployment's stack ``unit`` in the target region
     (or in ``region``, the source)."""
     stack = names.stack_name(request.deployment, unit)
-    if region is None or region == request.target_region:
-        region, deploy = request.target_region, request.deploy_command()
-    else:
-        deploy = bootstrap.deploy_command(
-            request.deployment, standby=request.target_role == names.DR_PRIMARY
-        )
+    source = region is not None and region != request.target_region
+    region = region if source else request.target_region
+    deploy = request.deploy_command(source=source)
     status, outputs = bootstrap.read_stack_outputs(
         cloudformation, stack, request.environment, deploy=deploy
     )
@@ -518,7 +515,6 @@ def _merge_decisions(
     source_loader = _stack_outputs(
         request, there.cloudformation, "Ml", (names.OUTPUT_FEATURE_LOADER,), region=source
     )[names.OUTPUT_FEATURE_LOADER]
-    deploy = bootstrap.deploy_command(target.deployment, standby=True)
     watermark_key = names.decision_watermark_key(source)
     event: dict[str, Any] = {"action": "export_decisions", "region": source}
     if (last_id := _merged_through(here.s3, target.curated_bucket, watermark_key)) is not None:
@@ -526,7 +522,9 @@ def _merge_decisions(
         # carry an id a few milliseconds older than the last one it held.
         since = decision_ids.id_time(last_id) - MERGE_OVERLAP
         event["after_id"] = decision_ids.first_id_at(since)
-    exported = invoke_loader(source_loader, source, event, there.lambda_, deploy)
+    exported = invoke_loader(
+        source_loader, source, event, there.lambda_, request.deploy_command(source=True)
+    )
     key = exported.get("key")
     if not isinstance(key, str) or not re.fullmatch(names.DECISION_EXPORT_KEY_PATTERN, key):
         raise RecoveryError(f"the feature loader {source_loader} in {source} answered {exported}")

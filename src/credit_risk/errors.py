@@ -5,6 +5,13 @@ non-zero exit, the API to a JSON error with the right status code. Anything else
 escaping is a bug.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pydantic is not imported for an error's sake
+    from pydantic import ValidationError
+
 
 class CreditRiskError(Exception):
     """Base of the errors a user can act on; the message is written for them."""
@@ -16,3 +23,12 @@ class InvalidInputError(CreditRiskError):
 
 class ConfigurationError(CreditRiskError):
     """The environment or configuration is missing or contradicts itself."""
+
+
+def validation_problems(exc: ValidationError, whole: str = "the file", limit: int = 3) -> str:
+    """A pydantic validation's first errors on one line, ``field: why; …`` (``whole``
+    where the error is about the whole input)."""
+    return "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or whole}: {error['msg']}"
+        for error in exc.errors()[:limit]
+    )

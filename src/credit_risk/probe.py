@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import TypeAdapter, ValidationError
 
 from credit_risk import io, names
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import InvalidInputError, validation_problems
 from credit_risk.serving.models import Score, ScoreRequest
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -86,12 +86,8 @@ class Answer:
         try:
             return _ANSWER.validate_json(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
-                for error in exc.errors()[:3]
-            )
             raise UnreadableStateError(
-                f"{where} does not hold a probe answer ({problems})"
+                f"{where} does not hold a probe answer ({validation_problems(exc)})"
             ) from None
 
 

@@ -241,6 +241,11 @@ def test_the_deploy_command_names_the_targets_side():
         request(dr.FAILBACK, PRIMARY).deploy_command()
         == "npx cdk deploy -c env=prod -c market=mx --all"
     )
+    # and the side it comes from (a failback's standby, whose loader exports decisions)
+    assert (
+        request(dr.FAILBACK, PRIMARY).deploy_command(source=True)
+        == "npx cdk deploy -c env=prod -c market=mx -c region=standby --all"
+    )
     with pytest.raises(InvalidInputError, match="direction 'sideways'"):
         dr.RecoveryRequest("prod", "sideways", STANDBY)
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from moto import mock_aws
 
-from credit_risk import dr, names
+from credit_risk import decision_ids, dr, names
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.model.pipeline import run_training
 from credit_risk.model.synthetic import training_features
@@ -275,9 +275,16 @@ def test_a_failed_primary_fails_over_to_the_standby_and_back(world: World):
     assert line(world.printed, "store: ") == [
         f"store: snapshot {NEWER_RUN} is already active in {PRIMARY}"
     ]
-    # (from a little before the last decision merged: those are recorded already)
+    # (from a little before the last decision merged, which the first run recorded:
+    # those are recorded already)
     (merged,) = line(world.printed, "decisions: ")
     assert "since the last merge, 0 of them new" in merged
+    last_merged = max(in_standby)
+    assert standby.loader.invocations[-1] == {
+        "action": "export_decisions",
+        "region": STANDBY,
+        "after_id": decision_ids.first_id_at(decision_ids.id_time(last_merged) - dr.MERGE_OVERLAP),
+    }
 
 
 def test_a_snapshot_replicated_in_part_is_not_loaded(world: World):
