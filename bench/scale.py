@@ -2,12 +2,15 @@
 extract, each stage's time and peak memory, and where each would pass its AWS limit.
 
     .tools/bin/uv run --frozen --no-sync python bench/scale.py [--scales 0.1,0.3]
-        [--stages features,load,train,score] [--trials 1] [--spark-training]
+        [--stages features,load,train,score] [--trials 8] [--spark-training]
         [--workdir DIR] [--driver-memory 6g] [--database-url URL] [--environment prod]
+    .tools/bin/uv run --frozen --no-sync python bench/scale.py --report-from DIR/results.json
+        [--environment staging]
 
 A scale is a multiple of the real extract (777,715 loans): ``--scales 1,10,30`` is the
-big run (hours, and as far as 24 GB allows: a stage that fails is printed as such and
-the next scales of that stage are skipped); the default, 0.1 and 0.3, takes minutes.
+big run (an hour or more on 2 cores, and as far as 24 GB allows: a stage that fails is
+printed as such and the next scales of that stage are skipped); the default, 0.1 and
+0.3, takes minutes.
 Raw loans come from ``credit_risk.datagen`` (streamed in chunks, kept under --workdir
 and reused). Stages, each in its own child process, in pipeline order:
 
@@ -15,7 +18,7 @@ and reused). Stages, each in its own child process, in pipeline order:
   load      credit_risk.store.loader.load_snapshot_uri into a real PostgreSQL (the test
             suite's throwaway server, as bench/store.py starts it, or --database-url)
   train     credit_risk.model.pipeline.run_training, single-machine engine, --trials
-            trials of the search (the default search runs 8: about 8x the fit time)
+            trials of the search (by default the deployment's, ``SearchConfig``: 8)
   train_spark  the same with the Spark engine in local mode (--spark-training)
   score     every snapshot customer scored with ModelPackage.score (probability,
             decision, reasons), in chunks of --chunk rows
@@ -42,6 +45,15 @@ costs: only the big run's figures say much. Per stage, the limit it is compared 
                fit divided by its executor vCPUs over this machine's cores (ideal), and
                the driver's memory (one worker's) against the driver process's peak
   score        a Lambda's 900 s / 10,240 MB (there is no batch-scoring job yet)
+
+Training is measured with the search the deployment runs unless --trials says less.
+Fewer trials cannot simply be multiplied up: the search's candidates take lower
+learning rates than the base and train more rounds (the 8 trials cost 6 to 14 times
+the first one's fit at 1x to 30x). A run of fewer trials says so beside its limit.
+
+The figures are kept in ``results.json`` under --workdir; ``--report-from`` prints the
+extrapolation again from such a file, against the limits of another ``--environment``,
+without running anything.
 
 Nothing is asserted: figures are printed (shared machines are too noisy for timed
 tests).
@@ -343,7 +355,17 @@ def fmt_rows(n: float) -> str:
     return f"{n / 1e6:,.1f} M loans ({n / REAL_EXTRACT:,.1f}x)"
 
 
-def report(results: dict[str, list[dict]], env: dict, env_name: str, cores: int) -> None:
+def report(
+    results: dict[str, list[dict]], env: dict, env_name: str, cores: int, trials: int
+) -> None:
+    from credit_risk.model.train import SearchConfig
+
+    deployed_trials = SearchConfig().trials
+    search = (
+        f"{trials} trials"
+        if trials == deployed_trials
+        else f"{trials} of the deployment's {deployed_trials} trials: its time limit comes sooner"
+    )
     print()
     print(f"# per stage and scale ({cores} cores here)")
     header = ("stage", "scale", "loans", "seconds", "rss MB", "tree MB")
@@ -389,7 +411,8 @@ def report(results: dict[str, list[dict]], env: dict, env_name: str, cores: int)
             at_mb = loans_at_memory(driver, memory_gb * 1024)
             print(
                 f"train_spark: Glue training job {glue['number_of_workers']} x "
-                f"{glue['worker_type']} (fit {speedup:.0f}x this machine, ideal), timeout "
+                f"{glue['worker_type']} (fit {speedup:.0f}x this machine, ideal; "
+                f"{search}), timeout "
                 f"{glue['timeout_minutes']} min -> time limit at {fmt_rows(at_time)} [{how}], "
                 f"driver memory ({memory_gb} GB: the numpy split and evaluation) at "
                 f"{fmt_rows(at_mb)} [linear]"
@@ -400,7 +423,9 @@ def report(results: dict[str, list[dict]], env: dict, env_name: str, cores: int)
             limit_mb = settings["memory_mb"]
             at_time, how = loans_at_time(times, limit_s)
             at_mb = loans_at_memory(memory, limit_mb)
-            what = "training Lambda" if stage == "train" else "a Lambda sized as training"
+            what = "a Lambda sized as training"
+            if stage == "train":
+                what = f"training Lambda ({search})"
             print(
                 f"{stage}: {what} {limit_s} s / {limit_mb} MB -> time limit at "
                 f"{fmt_rows(at_time)} [{how}], memory limit at {fmt_rows(at_mb)} [linear]"
@@ -455,7 +480,9 @@ def main() -> int:
     parser.add_argument("--scales", default="0.1,0.3", help="multiples of 777,715 loans")
     parser.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=",".join(STAGES))
     parser.add_argument("--spark-training", action="store_true", help="add train_spark")
-    parser.add_argument("--trials", type=int, default=1, help="hyperparameter search trials")
+    parser.add_argument(
+        "--trials", type=int, default=None, help="search trials (default: the deployment's)"
+    )
     parser.add_argument("--workdir", default=None, help="kept between runs (raw data reused)")
     parser.add_argument("--driver-memory", default="6g", help="local Spark driver memory")
     parser.add_argument("--partitions", type=int, default=8, help="Spark shuffle partitions")
@@ -463,12 +490,24 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="an existing PostgreSQL server")
     parser.add_argument("--environment", default="prod", choices=("dev", "staging", "prod"))
     parser.add_argument("--stage-timeout", type=float, default=None, help="seconds per stage")
+    parser.add_argument(
+        "--report-from", default=None, help="a results.json: print its extrapolation only"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-arguments", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child_main(args.child, json.loads(args.child_arguments), args.child_result)
+    if args.trials is None:
+        from credit_risk.model.train import SearchConfig
+
+        args.trials = SearchConfig().trials
+    env = environment_limits(args.environment)
+    if args.report_from:
+        saved = json.loads(Path(args.report_from).read_text())
+        report(saved["results"], env, args.environment, saved["cores"], saved["trials"])
+        return 0
 
     scales = [float(s) for s in args.scales.split(",")]
     stages = [s for s in args.stages.split(",") if s]
@@ -479,7 +518,6 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown stages {sorted(unknown)}; known: {', '.join(STAGES)}")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
-    env = environment_limits(args.environment)
     cores = os.cpu_count() or 1
     database_url, server = (None, None)
     if "load" in stages:
@@ -534,8 +572,10 @@ def main() -> int:
     finally:
         if server is not None:
             server.destroy()
-    report(results, env, args.environment, cores)
-    print(f"\nworkdir: {workdir}")
+    saved = {"cores": cores, "trials": args.trials, "results": results}
+    (workdir / "results.json").write_text(json.dumps(saved, indent=1))
+    report(results, env, args.environment, cores, args.trials)
+    print(f"\nworkdir: {workdir} (figures in results.json)")
     return 0
 
 

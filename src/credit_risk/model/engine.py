@@ -20,10 +20,10 @@ report with the same configured threshold (cdk.json ``training.distributed_from_
 What stays on the driver with the Spark engine: ``run_training`` reads and splits
 the training features into numpy before the fit (the split boundaries, the
 baseline, the evaluation, the governance evidence and the reference all need
-them). bench/scale.py measured the driver process at about 0.37 MB more per
-thousand loans (311 MB at 78k loans, 570 MB at 778k), so a Glue G.1X driver
-(16 GB) holds about 40 million loans and a G.2X one (32 GB) about 85 million;
-the test period alone (15 % of them) would go much further. The fit, the part
+them). bench/scale.py measured the driver process at about 0.28 MB more per
+thousand loans (0.57 GB at 778k loans, 2.8 GB at 7.8M, 6.9 GB at 23.3M), so a Glue
+G.1X driver (16 GB) holds about 55 million loans and a G.2X one (32 GB) about 115
+million; the test period alone (15 % of them) would go much further. The fit, the part
 that grows with rows times rounds times trials, is what the executors take. Past
 the driver's memory the evaluation would have to move to Spark too (or read only
 the test period); nothing here does that yet.
@@ -213,6 +213,8 @@ def estimator(params: Hyperparameters, workers: int) -> Any:
         monotone_constraints=booster["monotone_constraints"],
         random_state=booster["seed"],
         verbosity=0,
+        # Else every round's losses are printed: a thousand lines in the job's log.
+        verbose=False,
     )
 
 

@@ -1,8 +1,9 @@
 """PostgreSQL feature store: Amazon RDS behind RDS Proxy in production, any server locally.
 
 Readers share one lazily opened autocommit connection (a warm Lambda keeps it
-between invocations) and run two statements, each prepared once per connection;
-feature reads go through one cursor kept with the connection, in binary.
+between invocations); a request runs two statements, the feature read and the
+decision insert, each prepared once per connection, with parameters in binary, and
+feature reads go through one cursor kept with the connection, rows in binary too.
 A connection found dead is replaced once per call, since a read is safe to retry;
 a store that cannot be reached raises :class:`StoreUnavailable` within the connect
 timeout. Loads, swaps and migrations run on a connection of their own, so a long
@@ -72,21 +73,27 @@ _SELECT = sql.SQL("SELECT {columns} FROM {view} WHERE customer_id ").format(
     columns=sql.SQL(", ").join(map(sql.Identifier, READ_COLUMNS)),
     view=sql.Identifier(LOGICAL_TABLE),
 )
-_GET = (_SELECT + sql.SQL("= %s")).as_string()
-_GET_MANY = (_SELECT + sql.SQL("= ANY(%s::text[])")).as_string()
+# Ids in binary (%b), as the decisions below: the 100-id read 0.31 -> 0.24 ms on
+# loopback, side by side with %s.
+_GET = (_SELECT + sql.SQL("= %b")).as_string()
+_GET_MANY = (_SELECT + sql.SQL("= ANY(%b::text[])")).as_string()
 _HEALTH = (
     "SELECT (SELECT max(version) FROM schema_migrations), "
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
 _SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE snapshot_id = %s"
 # One statement whatever the number of decisions, prepared once per connection. The
-# documents go as one JSON array (one text parameter), not as a text[]: the driver
-# takes milliseconds to quote a hundred documents into an array literal.
+# columns go as arrays in binary (%b): the driver then writes each value's bytes with
+# its length, where text arrays would have it quote every document into an array
+# literal, and the server parses each document once, as it casts it to json. Side by
+# side on loopback, against text arrays with the documents as one JSON array: a
+# hundred decisions 2.2 -> 1.7 ms, one 0.15 -> 0.13 ms.
 _INSERT_DECISIONS = (
     "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, synthetic, "
-    "record) SELECT * FROM ROWS FROM (unnest(%s::uuid[]), unnest(%s::timestamptz[]), "
-    "unnest(%s::text[]), unnest(%s::text[]), unnest(%s::boolean[]), "
-    "json_array_elements(%s::json)) ON CONFLICT (decision_id) DO NOTHING"
+    "record) SELECT i, t, c, m, s, r::json FROM ROWS FROM (unnest(%b::uuid[]), "
+    "unnest(%b::timestamptz[]), unnest(%b::text[]), unnest(%b::text[]), "
+    "unnest(%b::boolean[]), unnest(%b::text[])) AS u(i, t, c, m, s, r) "
+    "ON CONFLICT (decision_id) DO NOTHING"
 )
 _DECISION = "SELECT record::text FROM decisions WHERE decision_id = %s::uuid"
 _CUSTOMER_DECISIONS = (
@@ -303,7 +310,7 @@ class PostgresFeatureStore(FeatureStore):
             [row.customer_id for row in rows],
             [row.model_version for row in rows],
             [row.synthetic for row in rows],
-            "[" + ",".join(row.document for row in rows) + "]",
+            [row.document for row in rows],
         )
         return self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True).rowcount)
 
