@@ -355,16 +355,21 @@ def fmt_rows(n: float) -> str:
     return f"{n / 1e6:,.1f} M loans ({n / REAL_EXTRACT:,.1f}x)"
 
 
+def deployed_trials() -> int:
+    """The trials of the search the deployment runs (``SearchConfig``'s default)."""
+    from credit_risk.model.train import SearchConfig
+
+    return SearchConfig().trials
+
+
 def report(
     results: dict[str, list[dict]], env: dict, env_name: str, cores: int, trials: int
 ) -> None:
-    from credit_risk.model.train import SearchConfig
-
-    deployed_trials = SearchConfig().trials
+    deployed = deployed_trials()
     search = (
         f"{trials} trials"
-        if trials == deployed_trials
-        else f"{trials} of the deployment's {deployed_trials} trials: its time limit comes sooner"
+        if trials == deployed
+        else f"{trials} of the deployment's {deployed} trials: its time limit comes sooner"
     )
     print()
     print(f"# per stage and scale ({cores} cores here)")
@@ -499,15 +504,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child_main(args.child, json.loads(args.child_arguments), args.child_result)
-    if args.trials is None:
-        from credit_risk.model.train import SearchConfig
-
-        args.trials = SearchConfig().trials
     env = environment_limits(args.environment)
     if args.report_from:
         saved = json.loads(Path(args.report_from).read_text())
         report(saved["results"], env, args.environment, saved["cores"], saved["trials"])
         return 0
+    if args.trials is None:
+        args.trials = deployed_trials()
 
     scales = [float(s) for s in args.scales.split(",")]
     stages = [s for s in args.stages.split(",") if s]

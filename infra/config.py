@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from credit_risk import probe, release_decision
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import InvalidInputError, validation_problems
 from credit_risk.names import (
     BATCH_MAX_PARTITIONS,
     DR_PRIMARY,
@@ -538,13 +538,9 @@ def load_pipeline_config(context: dict[str, Any] | Any) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid pipeline settings: {_problems(exc)}") from exc
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-    )
+        raise ConfigurationError(
+            f"invalid pipeline settings: {validation_problems(exc, whole='the entry', limit=None)}"
+        ) from exc
 
 
 def load_config(
@@ -575,7 +571,10 @@ def load_config(
     try:
         return EnvironmentConfig.model_validate({"name": environment, **raw})
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid settings for {where}: {_problems(exc)}") from exc
+        raise ConfigurationError(
+            f"invalid settings for {where}: "
+            f"{validation_problems(exc, whole='the entry', limit=None)}"
+        ) from exc
 
 
 def markets(context: dict[str, Any] | Any) -> tuple[str, ...]:

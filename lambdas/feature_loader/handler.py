@@ -121,9 +121,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _export_decisions(request: ExportDecisionsEvent) -> dict[str, Any]:
-    key = names.decision_export_key(request.region, datetime.now(UTC))
+    now = datetime.now(UTC)  # the folder's time and the manifest's are one
+    key = names.decision_export_key(request.region, now)
     manifest = decision_transfer.export_decisions(
-        _store(), io.join(_settings().lake, key), after_id=request.after_id
+        _store(), io.join(_settings().lake, key), after_id=request.after_id, now=now
     )
     response = {
         "key": key,

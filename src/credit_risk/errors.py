@@ -25,9 +25,11 @@ class ConfigurationError(CreditRiskError):
     """The environment or configuration is missing or contradicts itself."""
 
 
-def validation_problems(exc: ValidationError, whole: str = "the file", limit: int = 3) -> str:
-    """A pydantic validation's first errors on one line, ``field: why; …`` (``whole``
-    where the error is about the whole input)."""
+def validation_problems(
+    exc: ValidationError, whole: str = "the file", limit: int | None = 3
+) -> str:
+    """A pydantic validation's first ``limit`` errors (all with None) on one line,
+    ``field: why; …`` (``whole`` where the error is about the whole input)."""
     return "; ".join(
         f"{'.'.join(map(str, error['loc'])) or whole}: {error['msg']}"
         for error in exc.errors()[:limit]

@@ -357,7 +357,7 @@ def test_decision_exports_leave_the_lake_days_after_a_failback(prod, prod_standb
         assert exports == [
             {
                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                "ExpirationInDays": names.DECISION_EXPORT_DAYS,
+                "ExpirationInDays": 7,  # personal data: a week at most
                 "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
                 "Prefix": "dr/decisions/",
                 "Status": "Enabled",
@@ -365,6 +365,7 @@ def test_decision_exports_leave_the_lake_days_after_a_failback(prod, prod_standb
         ]
         # and no rule of its own shortens the life of the merged-decisions watermark
         watermark = names.decision_watermark_key(STANDBY)
+        # (rules without a prefix, the bucket-wide ones, are not the watermark's own)
         assert [rule for rule in rules if watermark.startswith(rule.get("Prefix") or "~")] == []
 
 
@@ -373,12 +374,12 @@ def test_decision_exports_leave_the_lake_days_after_a_failback(prod, prod_standb
 
 def test_the_domain_answers_from_the_primary_while_its_probe_is_healthy(with_domain):
     primary, standby = with_domain
+    resources = primary.resources("Monitoring", "AWS::Route53::HealthCheck")
     checks = {
         check["Properties"]["HealthCheckConfig"]["Type"]: (logical_id, check["Properties"])
-        for logical_id, check in primary.resources(
-            "Monitoring", "AWS::Route53::HealthCheck"
-        ).items()
+        for logical_id, check in resources.items()
     }
+    assert len(checks) == len(resources) == 3  # one of each type
     (first,) = _properties(primary, "Monitoring", "AWS::Route53::RecordSet")
     (second,) = _properties(standby, "Monitoring", "AWS::Route53::RecordSet")
     health = checks["CLOUDWATCH_METRIC"][1]

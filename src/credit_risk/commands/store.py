@@ -8,7 +8,7 @@ import sys
 
 from pydantic import SecretStr
 
-from credit_risk import active_snapshot, io
+from credit_risk import active_snapshot, io, names
 from credit_risk.settings import Settings
 from credit_risk.store import FeatureStore, create_store
 
@@ -113,6 +113,13 @@ def _rollback(args: argparse.Namespace) -> int:
                 f"still names {named}, which a failover would load",
                 file=sys.stderr,
             )
+    else:
+        # Most often a shell without the deployment's lake: say which one was looked at.
+        print(
+            f"warning: {lake} holds no active-snapshot pointer ({where}): nothing re-pointed; "
+            f"set {names.ENV_LAKE_URI} to the deployment's lake and run this again",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -22,7 +22,7 @@ the training features into numpy before the fit (the split boundaries, the
 baseline, the evaluation, the governance evidence and the reference all need
 them). bench/scale.py measured the driver process at about 0.28 MB more per
 thousand loans (0.57 GB at 778k loans, 2.8 GB at 7.8M, 6.9 GB at 23.3M), so a Glue
-G.1X driver (16 GB) holds about 55 million loans and a G.2X one (32 GB) about 115
+G.1X driver (16 GB) holds about 57 million loans and a G.2X one (32 GB) about 116
 million; the test period alone (15 % of them) would go much further. The fit, the part
 that grows with rows times rounds times trials, is what the executors take. Past
 the driver's memory the evaluation would have to move to Spark too (or read only

@@ -100,9 +100,10 @@ _CUSTOMER_DECISIONS = (
     "SELECT record::text FROM decisions WHERE customer_id = %s AND (%s OR NOT synthetic) "
     "ORDER BY decided_at DESC, decision_id DESC LIMIT %s"
 )
+# Columns in DecisionRow's order.
 _DECISIONS_AFTER = (
-    "SELECT decision_id::text, decided_at, customer_id, model_version, synthetic, "
-    "record::text FROM decisions WHERE decision_id > %s::uuid ORDER BY decision_id LIMIT %s"
+    "SELECT decision_id::text, decided_at, customer_id, model_version, record::text, "
+    "synthetic FROM decisions WHERE decision_id > %s::uuid ORDER BY decision_id LIMIT %s"
 )
 _DELETE_DECISIONS = (
     "DELETE FROM decisions WHERE decision_id IN (SELECT decision_id FROM decisions "
@@ -327,7 +328,7 @@ class PostgresFeatureStore(FeatureStore):
 
     def _decisions_after(self, after_id: str, limit: int) -> list[DecisionRow]:
         rows = self._read(lambda c: c.execute(_DECISIONS_AFTER, (after_id, limit)).fetchall())
-        return [DecisionRow(*row[:4], document=row[5], synthetic=row[4]) for row in rows]
+        return [DecisionRow(*row) for row in rows]
 
     def _delete_decisions(self, before_id: str, limit: int) -> int:
         with self._admin() as conn:

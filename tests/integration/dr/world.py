@@ -215,9 +215,10 @@ class World:
     primary: Region
     standby: Region
     model: TrainedModel
-    # The Route 53 health check on the primary's probe alarm, and another one.
+    # The Route 53 health check on the primary's probe alarm, and the others: the
+    # standby's alarm, the primary's stage and the guard over both of the primary's.
     probe_check: str
-    other_check: str
+    other_checks: tuple[str, ...]
     down: set[str] = field(default_factory=set)
     printed: list[str] = field(default_factory=list)
 
@@ -371,10 +372,12 @@ def replicate(source: Region, destination: Region) -> int:
     return copied
 
 
-def route_traffic(primary: Region, standby: Region) -> tuple[str, str]:
-    """The custom domain's failover records and the health check that decides between
-    them, on the primary's probe alarm; and a health check of something else. Returns
-    (the probe alarm's check, the other check)."""
+def route_traffic(primary: Region, standby: Region) -> tuple[str, tuple[str, ...]]:
+    """The custom domain's failover records and the health checks that decide between
+    them, as the failover domain builds them (infra/components/failover_domain.py): a
+    calculated guard over the primary's probe alarm and an HTTPS check of its stage;
+    and a health check of something else. Returns (the probe alarm's check, the
+    others)."""
     route53 = boto3.client("route53")
     # The second: the same alarm name in the standby region is another alarm.
     probe_check, other_check = (
@@ -388,6 +391,24 @@ def route_traffic(primary: Region, standby: Region) -> tuple[str, str]:
         )["HealthCheck"]["Id"]
         for region in (primary, standby)
     )
+    reachable = route53.create_health_check(
+        CallerReference="drill-reachable",
+        HealthCheckConfig={
+            "Type": "HTTPS",
+            "FullyQualifiedDomainName": f"drill.execute-api.{primary.name}.amazonaws.com",
+            "ResourcePath": f"/{names.API_STAGE_NAME}{names.ROUTE_OPENAPI}",
+            "Port": 443,
+            "EnableSNI": True,
+        },
+    )["HealthCheck"]["Id"]
+    guard = route53.create_health_check(
+        CallerReference="drill-guard",
+        HealthCheckConfig={
+            "Type": "CALCULATED",
+            "ChildHealthChecks": [probe_check, reachable],
+            "HealthThreshold": 2,
+        },
+    )["HealthCheck"]["Id"]
     zone = route53.create_hosted_zone(Name="lender.example.", CallerReference="drill-zone")
     changes = [
         {
@@ -399,7 +420,7 @@ def route_traffic(primary: Region, standby: Region) -> tuple[str, str]:
                 "SetIdentifier": region.name,
                 "Failover": failover,
                 "ResourceRecords": [{"Value": f"{region.name}.api.lender.example"}],
-                **({"HealthCheckId": probe_check} if failover == "PRIMARY" else {}),
+                **({"HealthCheckId": guard} if failover == "PRIMARY" else {}),
             },
         }
         for region, failover in ((primary, "PRIMARY"), (standby, "SECONDARY"))
@@ -407,7 +428,7 @@ def route_traffic(primary: Region, standby: Region) -> tuple[str, str]:
     route53.change_resource_record_sets(
         HostedZoneId=zone["HostedZone"]["Id"], ChangeBatch={"Changes": changes}
     )
-    return probe_check, other_check
+    return probe_check, (other_check, reachable, guard)
 
 
 def keep_alarm_identifiers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -477,7 +498,7 @@ def deployment(
         publish_champion(primary, model)
         load(primary, write_snapshot(primary), RUN_ID)
         replicate(primary, standby)
-        probe_check, other_check = route_traffic(primary, standby)
+        probe_check, other_checks = route_traffic(primary, standby)
         with (
             serving_api(primary, local_dir) as primary_url,
             serving_api(standby, local_dir) as standby_url,
@@ -485,7 +506,7 @@ def deployment(
             primary.api_url, standby.api_url = primary_url, standby_url
             for region in regions:
                 deploy_stacks(region)
-            yield World(primary, standby, model, probe_check, other_check)
+            yield World(primary, standby, model, probe_check, other_checks)
     finally:
         for region in regions:
             if region.loader is not None:

@@ -275,11 +275,16 @@ def test_the_loader_lambda_exports_the_decision_record_to_the_lake_and_imports_i
         "manifest.json",
         "part-00000.jsonl.gz",
     ]
-    # and importing them into a store that holds them records nothing twice
+    # and importing them into a store that lacks one records that one, nothing twice
+    lost = rows[1].decision_id
+    handler._store()._read(
+        lambda c: c.execute("DELETE FROM decisions WHERE decision_id = %s::uuid", (lost,))
+    )
     imported = handler.lambda_handler(
         {"action": "import_decisions", "key": exported["key"]}, FakeLambdaContext()
     )
-    assert imported == {"key": exported["key"], "count": 3, "recorded": 0}
+    assert imported == {"key": exported["key"], "count": 3, "recorded": 1}
+    assert handler._store().decision_document(lost) == rows[1].document
     # and a later export takes those after the id it is given
     later = handler.lambda_handler(
         {"action": "export_decisions", "region": "eu-central-1", "after_id": rows[0].decision_id},
@@ -468,6 +473,13 @@ def test_a_rollback_points_the_lake_back_at_the_snapshot_it_activates(
     assert main(["store", "rollback", "s2", *store_args]) == 0
     assert "still names s1, which a failover would load" in capsys.readouterr().err
     assert active_snapshot.read_active_snapshot(str(lake)).snapshot_id == "s1"
+
+    # and a shell pointed at another lake (none of the deployment's) is told so
+    monkeypatch.setenv(names.ENV_LAKE_URI, str(tmp_path / "another-lake"))
+    assert main(["store", "rollback", "s1", *store_args]) == 0
+    warning = capsys.readouterr().err
+    assert f"{tmp_path / 'another-lake'} holds no active-snapshot pointer" in warning
+    assert f"set {names.ENV_LAKE_URI} to the deployment's lake" in warning
 
 
 def test_the_cli_reports_bad_input_in_one_line(store_args, tmp_path, capsys):
