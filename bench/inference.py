@@ -14,6 +14,8 @@ database must be empty or hold nothing you need), then measures, warm:
   alternate with the single ones, so that their ratio compares requests made on
   the same machine at the same time;
 * (cold starts are ``bench/cold_start.py``'s: in the image's own dependency set);
+* where a request's time goes: the handler whole, without recording its decisions,
+  without its logs and metrics, and the scoring service alone, alternated call by call;
 * the same single and batch requests with a model release in shadow (the function
   holds a candidate and scores every customer with both models) against none,
   interleaved call by call in one process so that both see the same machine;
@@ -187,6 +189,53 @@ def bench_handler(ids: list[str], calls: int, batch_calls: int) -> dict[str, lis
     return {"single": single, "batch": batch}
 
 
+# What a request's time goes to: the handler whole, then without each of the two
+# writes every answer makes, and the scoring service's own work (store read, model,
+# reasons) without the API around it. Alternated call by call.
+BREAKDOWN = ("whole", "no_record", "no_logs", "service")
+
+
+def bench_breakdown(ids: list[str], calls: int, batch_calls: int) -> dict[str, list[float]]:
+    from lambdas.inference import handler
+
+    rng = random.Random(5)
+    context = LambdaContext(function_name="bench")
+    service = handler.initialize()
+    original_logs = handler._record_scores
+
+    def skip(*_args: object, **_kwargs: object) -> None:
+        """Stands in for one of the writes, outside the timed call's own cost."""
+
+    timings: dict[str, list[float]] = {}
+    with stdout_to_devnull():
+        for kind, count, size in (("single", calls, 1), ("batch", batch_calls, 100)):
+            for _ in range(count):
+                customer_ids = rng.sample(ids, size)
+                body = (
+                    {"customer_id": customer_ids[0]}
+                    if size == 1
+                    else {"customer_ids": customer_ids}
+                )
+                request = event(names.ROUTE_SCORE if size == 1 else names.ROUTE_SCORE_BATCH, body)
+                for variant in BREAKDOWN:
+                    if variant == "no_record":
+                        service.record_decisions = skip  # the instance's, over the method
+                    elif variant == "no_logs":
+                        handler._record_scores = skip
+                    try:
+                        started = time.perf_counter()
+                        if variant == "service":
+                            service.score_request(customer_ids)
+                        else:
+                            handler.lambda_handler(request, context)
+                        elapsed = (time.perf_counter() - started) * 1000
+                    finally:
+                        vars(service).pop("record_decisions", None)
+                        handler._record_scores = original_logs
+                    timings.setdefault(f"{kind}_{variant}", []).append(elapsed)
+    return timings
+
+
 def publish_candidate(registry_uri: str, version: str) -> str:
     """A second registry version with the champion's trees: a candidate of the same
     size, which is what the shadow's extra model call costs."""
@@ -354,6 +403,7 @@ def main() -> int:
         model_path = Path(registry_uri) / MODEL_NAME / version / "model.ubj"
         poc = bench_poc(model_path, poc_db, ids, args.poc_calls)
         shadow = bench_shadow(ids, args.calls // 2, args.batch_calls // 2, registry_uri, version)
+        breakdown = bench_breakdown(ids, args.calls // 2, args.batch_calls // 2)
 
     figures = {
         "single_p50": percentile(warm["single"], 0.50),
@@ -398,6 +448,16 @@ def main() -> int:
             f"{percentile(with_shadow, 0.5):7.3f} ms in shadow "
             f"(+{percentile(with_shadow, 0.5) - percentile(none, 0.5):.3f} ms); "
             f"p99 {percentile(none, 0.99):7.3f} / {percentile(with_shadow, 0.99):7.3f} ms"
+        )
+    print("  where a request's time goes (p50, alternated calls):")
+    for kind in ("single", "batch"):
+        p50 = {variant: percentile(breakdown[f"{kind}_{variant}"], 0.5) for variant in BREAKDOWN}
+        print(
+            f"    {kind:<6} whole {p50['whole']:7.3f} ms = decision record "
+            f"{p50['whole'] - p50['no_record']:6.3f} + logs and metrics "
+            f"{p50['whole'] - p50['no_logs']:6.3f} + scoring service {p50['service']:6.3f} "
+            f"+ routing, validation and the rest "
+            f"{p50['no_record'] + p50['no_logs'] - p50['whole'] - p50['service']:6.3f}"
         )
     return 0
 

@@ -46,7 +46,10 @@ REPEAT = "_repeat"
 CONFLICTING = "_conflicting"
 VIOLATIONS = "_violations"
 
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+# The whole text (``$`` would also match before a final line break, which the cast
+# then trims away), ASCII digits, and no year 0000: Spark casts that to a date
+# outside the years 0001-9999 that the contract, Python and pyarrow's dates know.
+_ISO_DATE = r"\A(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}\z"
 _PARSED_DATES = {"loan_date": LOAN_DATE, "birthday": BIRTHDAY, "job_start_date": JOB_START}
 # The raw columns the features, the snapshot and the audit columns read: all that
 # crosses the shuffle.
@@ -188,7 +191,8 @@ assert len(RULES) < 63, "the violations bitmask is a signed 64-bit long"
 
 def parse_date(column: str) -> Column:
     """``YYYY-MM-DD`` text → date; anything else (``2021-02-30``, ``31/12/2020``,
-    ``20191105``) → null. Independent of the session's ANSI and parser settings."""
+    ``20191105``, ``0000-01-01``, a date with spaces or a line break around it) →
+    null. Independent of the session's ANSI and parser settings."""
     text = F.col(column)
     return F.when(text.rlike(_ISO_DATE), F.expr(f"try_cast(`{column}` AS DATE)"))
 

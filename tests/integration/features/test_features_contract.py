@@ -72,6 +72,8 @@ LOANS = [
     raw_loan(69, "7000009", "2021-01-01", birthday="2021-06-01"),
     raw_loan(70, "   ", "2021-01-01"),
     raw_loan(71, "7000009", "2021-01-01", code_gender="X"),
+    # Year 0000: Spark would cast it to a date; no calendar the contract knows has it.
+    raw_loan(72, "7000009", "2021-01-01", birthday="0000-03-01"),
     # A re-delivered exact copy (one copy kept) ...
     raw_loan(80, "7000009", "2021-03-01", loan_amount=800.0),
     raw_loan(80, "7000009", "2021-03-01", loan_amount=800.0),
@@ -92,6 +94,7 @@ EXPECTED_REASONS = {
     69: "loan_before_birthday",
     70: "missing_customer_id",
     71: "invalid_code_gender",
+    72: "invalid_birthday",
     80: "duplicate_record",
     90: "duplicate_loan_id",
 }

@@ -21,7 +21,7 @@ from credit_risk.features import (
     training_features,
 )
 from credit_risk.features.spark import CORRUPT_RECORD_COLUMN, READ_SCHEMA
-from credit_risk.features.validate import conflicting_loan_ids, quarantine
+from credit_risk.features.validate import conflicting_loan_ids, parse_date, quarantine
 from tests import features_reference as reference
 from tests.integration.features.conftest import raw_loan
 
@@ -29,8 +29,34 @@ pytestmark = pytest.mark.spark
 
 # Few values each, so that ties, repeats and edge dates happen often.
 LOAN_DATES = ["2020-02-28", "2020-02-29", "2020-03-01", "2021-02-28", "2021-03-01", "2021-02-30"]
-BIRTHDAYS = ["2000-02-29", "1980-03-01", "1990-12-31", "2021-01-01", "31/12/1980"]
-JOB_STARTS = [None, "3024-01-01", "2019-03-01", "2020-02-29", "2021-03-01", "not a date"]
+BIRTHDAYS = ["2000-02-29", "1980-03-01", "1990-12-31", "2021-01-01", "31/12/1980", "0000-03-01"]
+JOB_STARTS = [
+    None,
+    "3024-01-01",
+    "2019-03-01",
+    "2020-02-29",
+    "2021-03-01",
+    "not a date",
+    "2019-03-01\n",
+]
+# Texts near a date that the contract's YYYY-MM-DD does not read as one (Spark's cast
+# to a date reads most of them).
+NEAR_DATES = [
+    "2020-01-01\n",
+    " 2020-01-01",
+    "2020-01-01 ",
+    "2020-1-01",
+    "2020-01-1T",
+    "2020-01-01T00:00:00",
+    "2020",
+    "2020-01",
+    "+2020-01-01",
+    "-2020-01-01",
+    "0000-01-01",
+    "10000-01-01",
+    "\u0662\u0660\u0662\u0660-01-01",  # Arabic-Indic digits
+    "2020-02-30",
+]
 # A missing gender is valid (the audit column is null); another code is quarantined.
 GENDERS = ["F", "M", None, "X"]
 
@@ -129,6 +155,19 @@ def _assert_features(got: dict, want: dict, what: str) -> None:
             assert math.isclose(got[name], want[name], rel_tol=1e-12), (what, got[name], want)
         else:
             assert got[name] == want[name], (what, name, got[name], want[name])
+
+
+def test_only_calendar_dates_written_yyyy_mm_dd_are_read_as_dates(spark):
+    # given texts a cast would read as dates, and some the contract reads
+    texts = [*NEAR_DATES, "0001-01-01", "2020-01-01", "2020-02-29", "9999-12-31"]
+    frame = spark.createDataFrame([(text,) for text in texts], "text string")
+    # when the validation parses them; dates as text, since Python has no year 0
+    parsed = frame.select("text", parse_date("text").cast("string").alias("parsed")).collect()
+    # then it reads exactly the reference's dates, and none of the near ones
+    assert {r.text: r.parsed for r in parsed} == {
+        text: None if (day := reference.parse(text)) is None else day.isoformat() for text in texts
+    }
+    assert all(reference.parse(text) is None for text in NEAR_DATES)
 
 
 def test_the_reference_counts_leap_day_anniversaries_like_the_contract():

@@ -1,13 +1,16 @@
-"""Snapshot tables for the store tests, built directly in ``schemas.SNAPSHOT_COLUMNS`` form."""
+"""Data for the store tests: snapshot tables built directly in ``schemas.SNAPSHOT_COLUMNS``
+form, and decision rows."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
-from credit_risk import schemas
+from credit_risk import decision_ids, schemas
 from credit_risk.io import arrow_schema
+from credit_risk.store import DecisionRow
 
 SNAPSHOT_SCHEMA = arrow_schema(schemas.SNAPSHOT_COLUMNS)
 AS_OF = date(2024, 6, 1)
@@ -37,3 +40,20 @@ def snapshot_table(n: int, *, version: int = 1, as_of: date = AS_OF, start: int 
         },
         schema=SNAPSHOT_SCHEMA,
     )
+
+
+# Decisions of the store tests: a fixed time, so that retention is judged against it.
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def decision_row(decided_at: datetime = NOW, customer: str = "00000001", **document) -> DecisionRow:
+    """A decision of ``customer`` at ``decided_at``, its document holding ``document``."""
+    millis = (decided_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    (decision_id,) = decision_ids.new_ids(1, millis * 1_000_000)
+    body = {
+        "decision_id": decision_id,
+        "customer_id": customer,
+        "probability": 0.123456,
+        **document,
+    }
+    return DecisionRow(decision_id, decided_at, customer, "20261201-000000", json.dumps(body))

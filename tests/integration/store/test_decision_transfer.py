@@ -15,7 +15,8 @@ import pytest
 from credit_risk import decision_transfer
 from credit_risk.errors import InvalidInputError
 from credit_risk.store.sqlite import SqliteFeatureStore
-from tests.integration.store.test_decisions import NOW, row
+from tests.integration.store.data import NOW
+from tests.integration.store.data import decision_row as row
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import sqlite3
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -16,20 +16,8 @@ import pytest
 from credit_risk import decision_ids
 from credit_risk.store import DecisionRow
 from credit_risk.store.migrations import latest_version
-
-NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-def row(decided_at: datetime = NOW, customer: str = "00000001", **document) -> DecisionRow:
-    millis = (decided_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    (decision_id,) = decision_ids.new_ids(1, millis * 1_000_000)
-    body = {
-        "decision_id": decision_id,
-        "customer_id": customer,
-        "probability": 0.123456,
-        **document,
-    }
-    return DecisionRow(decision_id, decided_at, customer, "20261201-000000", json.dumps(body))
+from tests.integration.store.data import NOW
+from tests.integration.store.data import decision_row as row
 
 
 def test_a_decision_reads_back_as_it_was_written(store):
