@@ -149,11 +149,14 @@ DUCKDB_SQL = """
 CREATE TEMP TABLE valid AS
 WITH parsed AS (
     SELECT *,
-        CASE WHEN regexp_full_match(loan_date, '\\d{{4}}-\\d{{2}}-\\d{{2}}')
+        CASE WHEN regexp_full_match(loan_date, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')
+             AND NOT starts_with(loan_date, '0000')
              THEN TRY_CAST(loan_date AS DATE) END AS d,
-        CASE WHEN regexp_full_match(birthday, '\\d{{4}}-\\d{{2}}-\\d{{2}}')
+        CASE WHEN regexp_full_match(birthday, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')
+             AND NOT starts_with(birthday, '0000')
              THEN TRY_CAST(birthday AS DATE) END AS b,
-        CASE WHEN regexp_full_match(job_start_date, '\\d{{4}}-\\d{{2}}-\\d{{2}}')
+        CASE WHEN regexp_full_match(job_start_date, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')
+             AND NOT starts_with(job_start_date, '0000')
              THEN TRY_CAST(job_start_date AS DATE) END AS j,
         CASE WHEN code_gender IN ('F', 'M') THEN code_gender END AS g,
         row_number() OVER (PARTITION BY loan_id) AS copy

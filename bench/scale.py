@@ -397,13 +397,18 @@ def report(
 
     print()
     print(f"# where each stage passes its AWS limit ({env_name}, cdk.json)")
-    largest = max((r["scale"] for rows in results.values() for r in rows), default=0)
-    if largest < FAR_SCALE:
-        # Small scales carry fixed costs and fewer boosting rounds: their slopes are
-        # no guide to the limits, which is why the README's come from 1x to 30x.
+    # Small scales carry fixed costs and fewer boosting rounds: their slopes are no
+    # guide to the limits, which is why the README's come from 1x to 30x.
+    short = sorted(
+        stage
+        for stage, rows in results.items()
+        if any(r["ok"] for r in rows) and max(r["scale"] for r in rows if r["ok"]) < FAR_SCALE
+    )
+    if short:
         print(
-            f"  measured up to {largest:g}x only: a long extrapolation, for a quick look. "
-            "The thresholds in cdk.json and the README come from --scales 1,10,30."
+            f"  {', '.join(short)}: measured below {FAR_SCALE}x only, a long extrapolation "
+            "for a quick look. The thresholds in cdk.json and the README come from "
+            "--scales 1,10,30."
         )
     functions = env["functions"]
     for stage, rows in results.items():

@@ -47,8 +47,8 @@ CONFLICTING = "_conflicting"
 VIOLATIONS = "_violations"
 
 # The whole text (``$`` would also match before a final line break, which the cast
-# then trims away), ASCII digits, and no year 0000: Spark casts that to a date
-# outside the years 0001-9999 that the contract, Python and pyarrow's dates know.
+# then trims away) and no year 0000: Spark casts that to a date outside the years
+# 0001-9999 that the contract, Python and pyarrow's dates know.
 _ISO_DATE = r"\A(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}\z"
 _PARSED_DATES = {"loan_date": LOAN_DATE, "birthday": BIRTHDAY, "job_start_date": JOB_START}
 # The raw columns the features, the snapshot and the audit columns read: all that

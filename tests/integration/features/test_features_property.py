@@ -43,6 +43,8 @@ JOB_STARTS = [
 # to a date reads most of them).
 NEAR_DATES = [
     "2020-01-01\n",
+    "2020-01-01\r",
+    "2020-01-01\r\n",
     " 2020-01-01",
     "2020-01-01 ",
     "2020-1-01",
@@ -158,7 +160,7 @@ def _assert_features(got: dict, want: dict, what: str) -> None:
 
 
 def test_only_calendar_dates_written_yyyy_mm_dd_are_read_as_dates(spark):
-    # given texts a cast would read as dates, and some the contract reads
+    # given texts near a date, and dates the contract reads
     texts = [*NEAR_DATES, "0001-01-01", "2020-01-01", "2020-02-29", "9999-12-31"]
     frame = spark.createDataFrame([(text,) for text in texts], "text string")
     # when the validation parses them; dates as text, since Python has no year 0
