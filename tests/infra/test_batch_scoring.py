@@ -23,7 +23,7 @@ from credit_risk.store import create_store
 from infra.config import ConfigurationError, load_config
 from tests.conftest import use_fake_aws_credentials
 from tests.infra.aws_world import MOTO_CONFIG, AwsWorld
-from tests.infra.test_model_release import CHAMPION, no_spark, publish
+from tests.infra.models import CHAMPION, no_spark, publish
 from tests.integration.store.conftest import fresh_postgres_database
 from tests.integration.store.data import AS_OF, snapshot_table
 

@@ -17,19 +17,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
-import xgboost as xgb
 from moto import mock_aws
 
-from credit_risk import names, release_report, schemas
+from credit_risk import names, release_report
 from credit_risk.registry import MODEL_FILE, Registry
 from tests.conftest import EVENTS_DIR, use_fake_aws_credentials
 from tests.infra.aws_world import MOTO_CONFIG, AwsWorld, Execution
+from tests.infra.models import CANDIDATE, CHAMPION, no_spark, publish
 
 pytestmark = pytest.mark.infra
 
-CHAMPION, CANDIDATE = "20231201T030000Z-aaaa1111", "20240101T030000Z-0123abcd"
 # Serving functions re-read the registry every second here (30 s as deployed), and
 # moto has a metric as soon as it is put: a check waits a second for its metrics.
 REFRESH_SECONDS = 1
@@ -37,10 +35,6 @@ RELEASE = {"live_refresh_seconds": REFRESH_SECONDS + 2, "metric_lag_seconds": 1}
 # A store the function is configured with and never reaches: nobody scores here.
 NO_STORE = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"
 TIMEOUT = 90
-
-
-def no_spark() -> Any:
-    raise AssertionError("no feature job runs in these scenarios")
 
 
 @pytest.fixture
@@ -52,25 +46,6 @@ def world(dev, monkeypatch) -> Iterator[AwsWorld]:
     monkeypatch.setenv("AWS_REGION", aws.region)
     with mock_aws(config=MOTO_CONFIG):
         yield aws.build(monkeypatch)
-
-
-def publish(models: Registry, version: str, seed: int) -> str:
-    """A small real model over the store's features, past its gate."""
-    rng = np.random.default_rng(seed)
-    inputs = rng.uniform(0, 60, size=(300, len(schemas.FEATURE_NAMES)))
-    labels = (inputs[:, 0] + rng.normal(0, 10, size=300) < 30).astype(int)
-    booster = xgb.train(
-        {"objective": "binary:logistic", "max_depth": 2},
-        xgb.DMatrix(inputs, label=labels, feature_names=list(schemas.FEATURE_NAMES)),
-        num_boost_round=5,
-    )
-    metadata = {
-        "feature_names": list(schemas.FEATURE_NAMES),
-        "threshold": {"value": 0.5},
-        "gate": {"passed": True},
-    }
-    models.publish(version, bytes(booster.save_raw("ubj")), metadata)
-    return version
 
 
 def champion_and_candidate(models: Registry) -> None:

@@ -403,16 +403,11 @@ def test_gate_messages_can_be_inlined_into_an_intrinsic_function():
 
 
 def test_the_feature_task_passes_the_arguments_the_glue_entrypoint_reads():
-    import importlib.util
-
     from infra.config import load_config
     from infra.stacks.orchestration import configured_substitutions
+    from tests.glue_scripts import load_glue_script
 
-    spec = importlib.util.spec_from_file_location(
-        "feature_extraction", REPO_ROOT / "glue_jobs" / "feature_extraction.py"
-    )
-    entrypoint = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(entrypoint)
+    entrypoint = load_glue_script("feature_extraction.py")
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
     values = configured_substitutions(load_config(context, "dev"))
     task = _load(REPO_ROOT / "step_functions" / "training_pipeline.asl.json")["States"]["Features"]

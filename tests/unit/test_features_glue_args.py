@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from credit_risk.glue import on_glue
+from tests.glue_scripts import load_glue_script
 
-SCRIPT = Path(__file__).parents[2] / "glue_jobs" / "feature_extraction.py"
-
-
-def load_entrypoint():
-    spec = importlib.util.spec_from_file_location("feature_extraction", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = "feature_extraction.py"
 
 
 def test_job_arguments_are_read_like_glue_passes_them():
-    entrypoint = load_entrypoint()
+    entrypoint = load_glue_script(SCRIPT)
     argv = [
         "feature_extraction.py",
         "--JOB_NAME",
@@ -45,16 +36,16 @@ def test_job_arguments_are_read_like_glue_passes_them():
 
 def test_the_run_id_is_optional():
     argv = ["x", "--input", "a", "--output", "b", "--as_of", "2024-01-01"]
-    assert load_entrypoint().parse_arguments(argv)["run_id"] is None
+    assert load_glue_script(SCRIPT).parse_arguments(argv)["run_id"] is None
 
 
 def test_a_missing_argument_is_refused(capsys):
     with pytest.raises(SystemExit):
-        load_entrypoint().parse_arguments(["x", "--input", "a", "--output", "b"])
+        load_glue_script(SCRIPT).parse_arguments(["x", "--input", "a", "--output", "b"])
     assert "--as_of" in capsys.readouterr().err
 
 
 def test_importing_the_entrypoint_starts_nothing():
     # no Spark, no library import at module level: Glue imports it before the job runs
-    module = load_entrypoint()
+    module = load_glue_script(SCRIPT)
     assert not hasattr(module, "spark")

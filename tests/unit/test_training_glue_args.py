@@ -3,23 +3,12 @@ machine passes, read with argparse off Glue."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from credit_risk import names
-
-SCRIPT = Path(__file__).parents[2] / "glue_jobs" / names.GLUE_TRAINING_SCRIPT
-
-
-def load_entrypoint():
-    spec = importlib.util.spec_from_file_location("model_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.glue_scripts import load_glue_script
 
 
 def test_the_arguments_are_the_shared_names():
-    entrypoint = load_entrypoint()
+    entrypoint = load_glue_script(names.GLUE_TRAINING_SCRIPT)
 
     assert set(entrypoint.REQUIRED) == {
         names.GLUE_ARG_FEATURES,
@@ -36,7 +25,7 @@ def test_the_arguments_are_the_shared_names():
 
 
 def test_job_arguments_are_read_like_glue_passes_them():
-    entrypoint = load_entrypoint()
+    entrypoint = load_glue_script(names.GLUE_TRAINING_SCRIPT)
     argv = [
         "model_training.py",
         "--JOB_NAME",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tests.glue_scripts import load_glue_script
 from tests.integration.features.conftest import raw_loan, write_raw
-from tests.unit.test_features_glue_args import load_entrypoint
 
 pytestmark = pytest.mark.spark
 
@@ -18,7 +18,7 @@ def test_the_entrypoint_runs_the_job_and_prints_a_summary(spark, tmp_path, capsy
         [raw_loan(1, "1", "2021-01-01"), raw_loan(2, "1", "2021-02-01", loan_amount=-1.0)],
         fmt="parquet",
     )
-    code = load_entrypoint().main(
+    code = load_glue_script("feature_extraction.py").main(
         [
             "feature_extraction.py",
             "--JOB_NAME",
@@ -47,7 +47,7 @@ def test_the_entrypoint_runs_the_job_and_prints_a_summary(spark, tmp_path, capsy
 
 
 def test_bad_input_ends_the_run_with_one_line(spark, tmp_path, capsys):
-    code = load_entrypoint().main(
+    code = load_glue_script("feature_extraction.py").main(
         [
             "feature_extraction.py",
             "--input",

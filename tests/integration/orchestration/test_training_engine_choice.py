@@ -18,14 +18,14 @@ from tests.integration.orchestration.conftest import (
     load_definition,
     moto_runnable,
 )
-from tests.integration.orchestration.test_training_pipeline import (
+from tests.integration.orchestration.runs import (
     ADMITTED,
     AS_OF,
     MODEL_VERSION,
     RUN_ID,
-    _run_folder,
-    _training_result,
-    _write_report,
+    run_folder,
+    training_result,
+    write_report,
 )
 
 TRAINING_JOB = "credit-risk-dev-training"
@@ -45,8 +45,8 @@ def pipeline(world):
 
 
 def _with_training_rows(run_id: str, rows: int) -> dict:
-    """The report of ``_write_report`` with the feature job's ``training_rows``."""
-    report = _write_report(run_id, quarantined_fraction=0.01)
+    """The report of ``write_report`` with the feature job's ``training_rows``."""
+    report = write_report(run_id, quarantined_fraction=0.01)
     report[names.TRAINING_ROWS_FIELD] = rows
     boto3.client("s3", region_name=REGION).put_object(
         Bucket=CURATED_BUCKET,
@@ -61,7 +61,7 @@ def _write_training_result(run_id: str, passed: bool) -> None:
     boto3.client("s3", region_name=REGION).put_object(
         Bucket=CURATED_BUCKET,
         Key=f"{names.CURATED_PREFIX}{run_id}/{names.TRAINING_RESULT_FILE}",
-        Body=json.dumps(_training_result(passed)).encode(),
+        Body=json.dumps(training_result(passed)).encode(),
     )
 
 
@@ -90,13 +90,13 @@ def test_from_the_threshold_on_the_glue_job_trains_with_the_lambdas_arguments(wo
         f"--{names.GLUE_ARG_REGISTRY}": world.values["RegistryUri"],
         f"--{names.GLUE_ARG_RUN_ID}": RUN_ID,
         f"--{names.GLUE_ARG_GATE}": json.dumps({"confidence": 0.9}, separators=(",", ":")),
-        f"--{names.GLUE_ARG_RESULT}": f"{_run_folder(RUN_ID)}/{names.TRAINING_RESULT_FILE}",
+        f"--{names.GLUE_ARG_RESULT}": f"{run_folder(RUN_ID)}/{names.TRAINING_RESULT_FILE}",
     }
     # and its summary reached the model gate in the Lambda's shape: released
     assert run.output["model"] == {
         "model_version": MODEL_VERSION,
-        "metrics": _training_result(True)["metrics"],
-        "gate": _training_result(True)["gate"],
+        "metrics": training_result(True)["metrics"],
+        "gate": training_result(True)["gate"],
     }
     assert run.output["release"]["request"]["Input"]["model_version"] == MODEL_VERSION
 
@@ -122,7 +122,7 @@ def test_below_the_threshold_the_training_lambda_trains(world, pipeline, rows):
     assert choose_engine(count, threshold) == names.TRAINING_ENGINE_SINGLE
     _with_training_rows(RUN_ID, count)
     world.queue_results(
-        ADMITTED, {"rows": 1000, "snapshot_id": RUN_ID}, _training_result(passed=True)
+        ADMITTED, {"rows": 1000, "snapshot_id": RUN_ID}, training_result(passed=True)
     )
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})

@@ -15,65 +15,22 @@ import pytest
 from moto.moto_api import state_manager
 
 from credit_risk import names
-from credit_risk.model import gate
 from credit_risk.pipeline import PipelineStopped, quality_gate_message
 from tests.conftest import EVENTS_DIR
 from tests.integration.orchestration.conftest import (
-    CURATED_BUCKET,
     REGION,
     load_definition,
     moto_runnable,
 )
-
-RUN_ID = "training-2024-01-01-test"
-# The release function's answer to a run with no other run in flight.
-ADMITTED = {"decision": "go", "reason": "no other training run in flight", "ahead": []}
-AS_OF = "2024-01-01"
-MODEL_VERSION = "20240101T031500Z-0123abcd"
-
-
-def _run_folder(run_id: str) -> str:
-    return f"s3://{CURATED_BUCKET}/{names.CURATED_PREFIX}{run_id}"
-
-
-def _write_report(run_id: str, quarantined_fraction: float) -> dict:
-    """The data-quality report the feature job writes last, as the gate reads it."""
-    folder = _run_folder(run_id)
-    report = {
-        "run_id": run_id,
-        "as_of": AS_OF,
-        "input_rows": 1000,
-        "valid_rows": round(1000 * (1 - quarantined_fraction)),
-        "quarantined_fraction": quarantined_fraction,
-        "outputs": {
-            "training": f"{folder}/training",
-            "snapshot": f"{folder}/snapshot",
-            "quarantine": f"{folder}/quarantine",
-        },
-    }
-    boto3.client("s3", region_name=REGION).put_object(
-        Bucket=CURATED_BUCKET,
-        Key=f"{names.CURATED_PREFIX}{run_id}/{names.QUALITY_REPORT_FILE}",
-        Body=json.dumps(report).encode(),
-    )
-    return report
-
-
-def _training_result(passed: bool) -> dict:
-    """What the training function returns, its verdict built by the gate's own types."""
-    outcome = gate.PASS if passed else gate.FAIL
-    verdict = gate.GateVerdict(
-        checks=(
-            gate.Check("baseline", outcome, "AUC gain over the logistic baseline +0.0100"),
-            gate.Check("calibration", gate.PASS, "consistent with a calibrated model"),
-            gate.Check("champion_auc", outcome, "AUC change against champion -0.0100"),
-        )
-    )
-    return {
-        "model_version": MODEL_VERSION,
-        "metrics": {"auc": 0.71, "calibration_error": 0.01},
-        "gate": verdict.to_dict(),
-    }
+from tests.integration.orchestration.runs import (
+    ADMITTED,
+    AS_OF,
+    MODEL_VERSION,
+    RUN_ID,
+    run_folder,
+    training_result,
+    write_report,
+)
 
 
 @pytest.fixture
@@ -83,9 +40,9 @@ def pipeline(world):
 
 
 def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline):
-    report = _write_report(RUN_ID, quarantined_fraction=0.01)
+    report = write_report(RUN_ID, quarantined_fraction=0.01)
     world.queue_results(
-        ADMITTED, {"rows": 1000, "snapshot_id": RUN_ID}, _training_result(passed=True)
+        ADMITTED, {"rows": 1000, "snapshot_id": RUN_ID}, training_result(passed=True)
     )
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
@@ -94,7 +51,7 @@ def test_a_clean_run_loads_trains_and_starts_the_canary_release(world, pipeline)
     (glue_run,) = run.scheduled("glue")
     assert glue_run["Arguments"] == {
         f"--{names.GLUE_ARG_INPUT}": f"s3://{world.values['RawBucket']}/{names.RAW_LOANS_PREFIX}",
-        f"--{names.GLUE_ARG_OUTPUT}": _run_folder(RUN_ID),
+        f"--{names.GLUE_ARG_OUTPUT}": run_folder(RUN_ID),
         f"--{names.GLUE_ARG_AS_OF}": AS_OF,
         f"--{names.GLUE_ARG_RUN_ID}": RUN_ID,
     }
@@ -142,7 +99,7 @@ def test_the_schedule_input_gets_the_event_date_and_a_fresh_run_id(world, pipeli
 
 
 def test_too_many_quarantined_rows_stop_the_run_before_the_store(world, pipeline):
-    report = _write_report(RUN_ID, quarantined_fraction=0.2)
+    report = write_report(RUN_ID, quarantined_fraction=0.2)
     world.queue_results(ADMITTED)
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
@@ -159,8 +116,8 @@ def test_too_many_quarantined_rows_stop_the_run_before_the_store(world, pipeline
 
 
 def test_the_execution_input_may_raise_the_quality_limit(world, pipeline):
-    _write_report(RUN_ID, quarantined_fraction=0.2)
-    world.queue_results(ADMITTED, {"rows": 800}, _training_result(passed=True))
+    write_report(RUN_ID, quarantined_fraction=0.2)
+    world.queue_results(ADMITTED, {"rows": 800}, training_result(passed=True))
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID, "max_quarantined_fraction": 0.25})
 
@@ -169,8 +126,8 @@ def test_the_execution_input_may_raise_the_quality_limit(world, pipeline):
 
 
 def test_a_rejected_model_stops_the_run_with_the_failed_checks(world, pipeline):
-    _write_report(RUN_ID, quarantined_fraction=0.01)
-    rejected = _training_result(passed=False)
+    write_report(RUN_ID, quarantined_fraction=0.01)
+    rejected = training_result(passed=False)
     world.queue_results(ADMITTED, {"rows": 1000}, rejected)
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID})
@@ -224,14 +181,14 @@ def test_an_input_without_a_date_fails_with_a_clear_cause(world, pipeline):
 
 
 def test_a_run_behind_another_waits_for_its_turn_then_goes(world, pipeline):
-    _write_report(RUN_ID, quarantined_fraction=0.01)
+    write_report(RUN_ID, quarantined_fraction=0.01)
     behind = {"decision": "wait", "reason": "waiting for run first to end", "ahead": ["first"]}
     world.queue_results(
         behind,
         behind,
         ADMITTED,
         {"rows": 1000, "snapshot_id": RUN_ID},
-        _training_result(passed=True),
+        training_result(passed=True),
     )
 
     run = world.run(pipeline, {"as_of": AS_OF, "run_id": RUN_ID, "admission_wait_seconds": 1})

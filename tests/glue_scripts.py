@@ -1,0 +1,21 @@
+"""The Glue jobs' entry scripts (``glue_jobs/``), loaded from their files the way Glue
+runs them: scripts, not modules of a package."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+GLUE_JOBS = Path(__file__).resolve().parents[1] / "glue_jobs"
+
+
+def load_glue_script(file_name: str) -> ModuleType:
+    """A fresh copy of ``glue_jobs/<file_name>`` as a module."""
+    path = GLUE_JOBS / file_name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
