@@ -1,5 +1,6 @@
-"""The Glue jobs' entry scripts (``glue_jobs/``), loaded from their files the way Glue
-runs them: scripts, not modules of a package."""
+"""The Glue jobs' entry scripts (``glue_jobs/``), imported from their files: Glue runs
+them as scripts, not as modules of a package, and imported under their own names
+their ``main`` does not run until a test calls it."""
 
 from __future__ import annotations
 
