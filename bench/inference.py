@@ -29,9 +29,10 @@ and the model's output goes to /dev/null while timing (in Lambda it goes to
 CloudWatch Logs, at a similar cost).
 
 Every answer commits its decision record (``credit_risk.serving.decisions``). The
-throwaway server runs with fsync off, as the test suite's does: to include the
-flush every commit waits for on RDS, pass ``--database-url`` of a server with
-fsync and synchronous_commit on.
+throwaway server runs as the test suite's does, with fsync, synchronous_commit and
+full_page_writes off: to include the flush every commit waits for on RDS, and the
+full-page images of index pages first changed after a checkpoint, pass
+``--database-url`` of a server with all three on.
 
 Every figure with a target is printed with it and ``ok`` or ``MISSED``: single
 p50 at most 0.6 ms and at least 3x faster than the PoC, a batch of 100 at most
@@ -469,7 +470,10 @@ def main() -> int:
             f"(+{percentile(with_shadow, 0.5) - percentile(none, 0.5):.3f} ms); "
             f"p99 {percentile(none, 0.99):7.3f} / {percentile(with_shadow, 0.99):7.3f} ms"
         )
-    print("  where a request's time goes (medians of per-request differences, fsync off):")
+    print(
+        "  where a request's time goes (medians of per-request differences; "
+        "fsync, synchronous_commit and full_page_writes off):"
+    )
     for kind in ("single", "batch"):
         p50 = {part: percentile(breakdown[f"{kind}_{part}"], 0.5) for part in BREAKDOWN_PARTS}
         print(
