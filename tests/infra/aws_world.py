@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import operator
@@ -54,7 +53,6 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -66,7 +64,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -82,6 +79,7 @@ from tests.integration.orchestration.conftest import (
     read_sdk_bodies_as_text,
     substitute,
 )
+from tests.script_modules import load_glue_script, load_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -256,19 +254,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    """A fresh copy of the module at ``path``, as a new execution environment has
-    (``credit_risk.local_api.load_handler_module``, but registered under its unique
-    name: Pydantic resolves a handler's postponed annotations through it)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def handler_path(handler: str) -> tuple[Path, str]:
@@ -661,9 +646,7 @@ class FeatureJobRunner:
         monkeypatch.setattr(GlueBackend, "start_job_run", start_job_run)
 
     def run(self, arguments: Mapping[str, str]) -> str:
-        entrypoint = load_module(
-            "feature_extraction_entrypoint", REPO_ROOT / "glue_jobs" / "feature_extraction.py"
-        )
+        entrypoint = load_glue_script("feature_extraction.py", "feature_extraction_entrypoint")
         argv = ["feature_extraction.py"]
         for name, value in arguments.items():
             argv += [name, value]

@@ -405,7 +405,7 @@ def test_gate_messages_can_be_inlined_into_an_intrinsic_function():
 def test_the_feature_task_passes_the_arguments_the_glue_entrypoint_reads():
     from infra.config import load_config
     from infra.stacks.orchestration import configured_substitutions
-    from tests.glue_scripts import load_glue_script
+    from tests.script_modules import load_glue_script
 
     entrypoint = load_glue_script("feature_extraction.py")
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from credit_risk.glue import on_glue
-from tests.glue_scripts import load_glue_script
+from tests.script_modules import load_glue_script
 
 SCRIPT = "feature_extraction.py"
 

@@ -4,7 +4,7 @@ machine passes, read with argparse off Glue."""
 from __future__ import annotations
 
 from credit_risk import names
-from tests.glue_scripts import load_glue_script
+from tests.script_modules import load_glue_script
 
 
 def test_the_arguments_are_the_shared_names():

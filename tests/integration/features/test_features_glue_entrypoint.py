@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.glue_scripts import load_glue_script
 from tests.integration.features.conftest import raw_loan, write_raw
+from tests.script_modules import load_glue_script
 
 pytestmark = pytest.mark.spark
 
