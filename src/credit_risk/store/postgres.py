@@ -82,18 +82,26 @@ _HEALTH = (
     "(SELECT active_snapshot_id FROM feature_store_state)"
 )
 _SNAPSHOT_TABLE = "SELECT table_name, row_count FROM feature_snapshots WHERE snapshot_id = %s"
-# One statement whatever the number of decisions, prepared once per connection. The
-# columns go as arrays in binary (%b): the driver then writes each value's bytes with
-# its length, where text arrays would have it quote every document into an array
-# literal, and the server parses each document once, as it casts it to json. Side by
-# side on loopback, against text arrays with the documents as one JSON array: a
-# hundred decisions 2.2 -> 1.7 ms, one 0.15 -> 0.13 ms.
+# Two decisions or more: one statement whatever their number, prepared once per
+# connection. The columns go as arrays in binary (%b): the driver then writes each
+# value's bytes with its length, where text arrays would have it quote every document
+# into an array literal, and the server parses each document once, as it casts it to
+# json. Side by side on loopback, against text arrays with the documents as one JSON
+# array: a hundred decisions 2.2 -> 1.7 ms.
 _INSERT_DECISIONS = (
     "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, synthetic, "
     "record) SELECT i, t, c, m, s, r::json FROM ROWS FROM (unnest(%b::uuid[]), "
     "unnest(%b::timestamptz[]), unnest(%b::text[]), unnest(%b::text[]), "
     "unnest(%b::boolean[]), unnest(%b::text[])) AS u(i, t, c, m, s, r) "
     "ON CONFLICT (decision_id) DO NOTHING"
+)
+# One decision (a single-customer request, most of them): the same casts on plain
+# values, without six one-element arrays for the driver to build. Side by side on
+# loopback (fsync off), p50 of 3,000 inserts: 0.20 -> 0.15 ms.
+_INSERT_DECISION = (
+    "INSERT INTO decisions (decision_id, decided_at, customer_id, model_version, synthetic, "
+    "record) VALUES (%b::uuid, %b::timestamptz, %b::text, %b::text, %b::boolean, "
+    "%b::text::json) ON CONFLICT (decision_id) DO NOTHING"
 )
 _DECISION = "SELECT record::text FROM decisions WHERE decision_id = %s::uuid"
 _CUSTOMER_DECISIONS = (
@@ -305,15 +313,29 @@ class PostgresFeatureStore(FeatureStore):
         # On the readers' connection (autocommit: committed when execute returns).
         # Safe to retry on a new connection like a read: a second insert of the same
         # ids does nothing.
-        columns = (
-            [row.decision_id for row in rows],
-            [row.decided_at for row in rows],
-            [row.customer_id for row in rows],
-            [row.model_version for row in rows],
-            [row.synthetic for row in rows],
-            [row.document for row in rows],
-        )
-        return self._read(lambda c: c.execute(_INSERT_DECISIONS, columns, prepare=True).rowcount)
+        params: tuple[Any, ...]
+        if len(rows) == 1:
+            (one,) = rows
+            statement = _INSERT_DECISION
+            params = (
+                one.decision_id,
+                one.decided_at,
+                one.customer_id,
+                one.model_version,
+                one.synthetic,
+                one.document,
+            )
+        else:
+            statement = _INSERT_DECISIONS
+            params = (
+                [row.decision_id for row in rows],
+                [row.decided_at for row in rows],
+                [row.customer_id for row in rows],
+                [row.model_version for row in rows],
+                [row.synthetic for row in rows],
+                [row.document for row in rows],
+            )
+        return self._read(lambda c: c.execute(statement, params, prepare=True).rowcount)
 
     def _decision_document(self, decision_id: str) -> str | None:
         row = self._read(lambda c: c.execute(_DECISION, (decision_id,), prepare=True).fetchone())

@@ -8,7 +8,7 @@ import json
 import sqlite3
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import psycopg
 import pytest
@@ -35,6 +35,33 @@ def test_writing_a_decision_again_changes_nothing(store):
     store.record_decisions([first, row(customer="00000003")])
     store.record_decisions([again])
     assert json.loads(store.decision_document(first.decision_id))["customer_id"] == "00000001"
+
+
+@pytest.mark.parametrize("batch", [1, 3], ids=["alone", "in a batch"])
+def test_a_decision_is_recorded_whole_alone_or_in_a_batch(store, batch):
+    # One decision and several take different statements in PostgreSQL: every column
+    # must land where it belongs, the document to the byte.
+    text = (
+        '{"decision_id":"%s","note":"nul \\u0000, lone \\ud800, \u2028\u0085 and \U0001f600",'
+        '"big":1e400,"same":1,"same":2}'
+    )
+    elsewhere = timezone(timedelta(hours=-5))
+    rows = []
+    for i in range(batch):
+        made = row(NOW - timedelta(minutes=i), customer=f"{i:08d}")
+        rows.append(
+            replace(
+                made,
+                decided_at=made.decided_at.astimezone(elsewhere),
+                synthetic=i == 0,
+                document=text % made.decision_id,
+            )
+        )
+    assert store.record_decisions(rows) == batch
+    assert [store.decision_document(r.decision_id) for r in rows] == [r.document for r in rows]
+    assert store.decisions_after(None, 10) == sorted(rows, key=lambda r: r.decision_id)
+    # a retried write records nothing new
+    assert store.record_decisions(rows) == 0
 
 
 def test_a_batch_of_decisions_is_written_whole(store):
