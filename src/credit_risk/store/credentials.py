@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from credit_risk.errors import ConfigurationError
 from credit_risk.settings import Settings
-from credit_risk.store.base import DEFAULT_RETAINED_SNAPSHOTS
+from credit_risk.store.base import DEFAULT_RETAINED_SNAPSHOTS, StoreUnavailable
 
 SECRET_MAX_AGE_SECONDS = 300
 # An RDS IAM auth token: a request presigned for this service, valid this long.
@@ -117,14 +117,44 @@ def _secret(secret_id: str, *, refresh: bool) -> dict[str, Any]:
         value = parameters.get_secret(
             secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS, force_fetch=refresh
         )
-    except (
-        parameters.exceptions.GetParameterError,
-        parameters.exceptions.TransformParameterError,
-    ) as exc:
+    except parameters.exceptions.GetParameterError as exc:
+        # Powertools raises it while handling the SDK's error: that is its context.
+        if _transient(exc.__context__):
+            raise StoreUnavailable(
+                f"cannot read database secret {secret_id} now: {exc}; retry later"
+            ) from None
+        raise ConfigurationError(f"cannot read database secret {secret_id}: {exc}") from None
+    except parameters.exceptions.TransformParameterError as exc:
         raise ConfigurationError(f"cannot read database secret {secret_id}: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"database secret {secret_id} is not a JSON object")
     return value
+
+
+# What Secrets Manager answers for a secret that cannot be read as configured (no
+# such secret, no access to it or its key, a malformed id): a configuration error,
+# which the API answers with a 500 that a release's alarms see.
+_SECRET_CONFIGURATION_ERRORS = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "DecryptionFailure",
+        "InvalidParameterException",
+        "InvalidRequestException",
+    }
+)
+
+
+def _transient(error: BaseException | None) -> bool:
+    """Whether an SDK error reading the secret may pass by itself (throttling, an
+    error of the service, no connection or a timeout, after the SDK's own retries):
+    the store is then unavailable for now, a 503 to retry, as when the database
+    itself cannot be reached."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") not in _SECRET_CONFIGURATION_ERRORS
+    return isinstance(error, ConnectionError | HTTPClientError)
 
 
 def _iam_token(params: dict[str, Any]) -> str:

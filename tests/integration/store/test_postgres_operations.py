@@ -8,6 +8,7 @@ import socket
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from botocore.stub import Stubber
 from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict
 
@@ -166,3 +167,32 @@ def test_a_missing_secret_is_a_configuration_error(aws):
     config = PostgresConfig(secret_id="does-not-exist")
     with pytest.raises(ConfigurationError, match="does-not-exist"):
         PostgresFeatureStore(config).get("00000001")
+
+
+def test_a_secret_out_of_reach_for_now_leaves_the_store_unavailable(aws, monkeypatch):
+    # given: Secrets Manager refuses connections (the SDK's retries spent)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        closed = listener.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    store = PostgresFeatureStore(PostgresConfig(secret_id="credit-risk/feature-store"))
+    # when / then: unavailable for now (the API's 503 to retry), as a database that
+    # cannot be reached is, not a configuration error (a 500)
+    with pytest.raises(StoreUnavailable, match="credit-risk/feature-store now"):
+        store.get("00000001")
+
+
+def test_a_throttled_secret_read_leaves_the_store_unavailable(aws, monkeypatch):
+    # given: Secrets Manager throttles the read
+    client = boto3.client("secretsmanager")
+    stubber = Stubber(client)
+    stubber.add_client_error("get_secret_value", service_error_code="ThrottlingException")
+    monkeypatch.setitem(
+        parameters.base.DEFAULT_PROVIDERS,
+        "secrets",
+        parameters.SecretsProvider(boto3_client=client),
+    )
+    store = PostgresFeatureStore(PostgresConfig(secret_id="credit-risk/feature-store"))
+    # when / then
+    with stubber, pytest.raises(StoreUnavailable, match="retry later"):
+        store.get("00000001")
