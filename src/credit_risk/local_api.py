@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -41,6 +42,10 @@ FUNCTION_NAME = "credit-risk-inference"
 LIVE = "live"
 # API Gateway refuses payloads over 10 MB before the function sees them.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# A body's declared length: decimal digits only (``int`` would also take a sign or
+# underscores, and a negative length would have the read wait for the client to
+# close the connection).
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -267,8 +272,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     gateway: LocalGateway  # set on the subclass made by make_server
 
     def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
+        declared = self.headers.get("content-length", "0").strip()
+        length = int(declared) if _CONTENT_LENGTH.fullmatch(declared) else None
+        if length is None:
+            # Where the body ends is unknown: answer, and read nothing more of it.
+            response = gateway_error(
+                HTTPStatus.BAD_REQUEST, "invalid Content-Length header", str(uuid.uuid4())
+            )
+            self.close_connection = True
+        elif length > MAX_BODY_BYTES:
             response = gateway_error(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
             )

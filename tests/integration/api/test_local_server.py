@@ -85,3 +85,19 @@ def test_bodies_over_the_gateway_limit_are_413(serve: Serve):
     assert response.status == 413
     assert json.loads(response.read())["error"] == "request_entity_too_large"
     connection.close()
+
+
+def test_a_body_length_that_is_no_number_is_400(serve: Serve):
+    base_url = serve()
+    host, port = base_url.removeprefix("http://").split(":")
+    for declared in ("abc", "-1", "+5", "1_0", "0x10", ""):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", names.ROUTE_SCORE)
+        connection.putheader("content-type", "application/json")
+        connection.putheader("content-length", declared)
+        connection.endheaders()
+        # Answered at once, without reading a body whose end is unknown.
+        response = connection.getresponse()
+        assert response.status == 400, declared
+        assert json.loads(response.read())["error"] == "bad_request"
+        connection.close()
