@@ -131,30 +131,40 @@ def _secret(secret_id: str, *, refresh: bool) -> dict[str, Any]:
     return value
 
 
-# What Secrets Manager answers for a secret that cannot be read as configured (no
-# such secret, no access to it or its key, a malformed id): a configuration error,
-# which the API answers with a 500 that a release's alarms see.
-_SECRET_CONFIGURATION_ERRORS = frozenset(
+# What Secrets Manager, or any AWS API, answers when asked again later may succeed:
+# throttling, a request that timed out, an error of the service (also any 5xx).
+# Every other error says the secret cannot be read as configured (no such secret, no
+# access to it or its key, a malformed id or request, bad credentials).
+_TRANSIENT_ERROR_CODES = frozenset(
     {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "DecryptionFailure",
-        "InvalidParameterException",
-        "InvalidRequestException",
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
     }
 )
 
 
 def _transient(error: BaseException | None) -> bool:
-    """Whether an SDK error reading the secret may pass by itself (throttling, an
-    error of the service, no connection or a timeout, after the SDK's own retries):
-    the store is then unavailable for now, a 503 to retry, as when the database
-    itself cannot be reached."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+    """Whether an SDK error reading the secret may pass by itself (see
+    ``_TRANSIENT_ERROR_CODES``; no connection or a timeout), after the SDK's own
+    retries: the store is then unavailable for now, as when the database itself
+    cannot be reached: the API's 503 with Retry-After, a state machine's retry.
+    Anything else is a configuration error, which no retry mends."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as SdkConnectionError
 
     if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") not in _SECRET_CONFIGURATION_ERRORS
-    return isinstance(error, ConnectionError | HTTPClientError)
+        code = error.response.get("Error", {}).get("Code")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in _TRANSIENT_ERROR_CODES or status >= 500
+    return isinstance(error, SdkConnectionError | HTTPClientError)
 
 
 def _iam_token(params: dict[str, Any]) -> str:

@@ -170,7 +170,7 @@ def test_a_missing_secret_is_a_configuration_error(aws):
 
 
 def test_a_secret_out_of_reach_for_now_leaves_the_store_unavailable(aws, monkeypatch):
-    # given: Secrets Manager refuses connections (the SDK's retries spent)
+    # given: Secrets Manager refuses connections (and the SDK does not retry)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         closed = listener.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", f"http://127.0.0.1:{closed}")
@@ -182,17 +182,28 @@ def test_a_secret_out_of_reach_for_now_leaves_the_store_unavailable(aws, monkeyp
         store.get("00000001")
 
 
-def test_a_throttled_secret_read_leaves_the_store_unavailable(aws, monkeypatch):
-    # given: Secrets Manager throttles the read
+@pytest.mark.parametrize(
+    ("code", "status", "raised"),
+    [
+        ("ThrottlingException", 400, StoreUnavailable),
+        ("InternalServiceError", 500, StoreUnavailable),
+        ("AccessDeniedException", 400, ConfigurationError),
+        ("SomethingNewException", 400, ConfigurationError),
+    ],
+)
+def test_a_secret_read_that_may_succeed_later_leaves_the_store_unavailable(
+    aws, monkeypatch, code, status, raised
+):
+    # given: Secrets Manager answers the read with an error
     client = boto3.client("secretsmanager")
     stubber = Stubber(client)
-    stubber.add_client_error("get_secret_value", service_error_code="ThrottlingException")
+    stubber.add_client_error("get_secret_value", service_error_code=code, http_status_code=status)
     monkeypatch.setitem(
         parameters.base.DEFAULT_PROVIDERS,
         "secrets",
         parameters.SecretsProvider(boto3_client=client),
     )
     store = PostgresFeatureStore(PostgresConfig(secret_id="credit-risk/feature-store"))
-    # when / then
-    with stubber, pytest.raises(StoreUnavailable, match="retry later"):
+    # when / then: for now (a 503 to retry) only where asking again may succeed
+    with stubber, pytest.raises(raised, match="credit-risk/feature-store"):
         store.get("00000001")
