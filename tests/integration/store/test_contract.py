@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from datetime import date
 
 import pyarrow as pa
@@ -15,7 +17,7 @@ from credit_risk.store import (
     StoreNotInitialized,
 )
 from credit_risk.store.migrations import latest_version
-from tests.integration.store.data import AS_OF, customer_id, snapshot_table
+from tests.integration.store.data import AS_OF, customer_id, decision_row, snapshot_table
 
 DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
 HOSTILE_IDS = [
@@ -306,6 +308,33 @@ def test_an_interrupted_load_leaves_the_active_snapshot_untouched(store, target)
     assert len(target.snapshot_tables()) == 1
     # and the store takes the next load normally
     assert store.load_snapshot(new, "s2", AS_OF).row_count == 5_000
+
+
+def test_decisions_are_recorded_while_a_load_writes_its_rows(store, target):
+    # given: a load part way through its rows (its source waits)
+    store.load_snapshot(snapshot_table(10), "s1", AS_OF)
+    new = snapshot_table(2_000, version=2).to_batches(max_chunksize=500)
+    halfway, recorded = threading.Event(), threading.Event()
+
+    def slow_source():
+        yield from new[:2]
+        halfway.set()
+        recorded.wait(timeout=60)
+        yield from new[2:]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(target.new_store().load_snapshot, slow_source(), "s2", AS_OF)
+        assert halfway.wait(timeout=60)
+        # when: the API records a decision meanwhile
+        decision = decision_row()
+        try:
+            assert store.record_decisions([decision]) == 1
+        finally:
+            recorded.set()
+        # then: recorded at once (the load holds no lock it needs), and the load goes on
+        assert loading.result(timeout=60).row_count == 2_000
+    assert store.decision_document(decision.decision_id) == decision.document
+    assert store.active_snapshot().snapshot_id == "s2"
 
 
 def test_a_load_accepts_a_stream_of_record_batches(store):
