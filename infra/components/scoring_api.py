@@ -18,14 +18,14 @@ _ERROR_TEMPLATE = (
     '{"error": "%s", "message": $context.error.messageString, "request_id": "$context.requestId"}'
 )
 _GATEWAY_ERRORS = {
-    apigw.ResponseType.BAD_REQUEST_BODY: "invalid_input",
-    apigw.ResponseType.INVALID_API_KEY: "forbidden",
-    apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: "forbidden",
-    apigw.ResponseType.THROTTLED: "throttled",
-    apigw.ResponseType.QUOTA_EXCEEDED: "throttled",
-    apigw.ResponseType.REQUEST_TOO_LARGE: "too_large",
-    apigw.ResponseType.DEFAULT_4_XX: "bad_request",
-    apigw.ResponseType.DEFAULT_5_XX: "unavailable",
+    apigw.ResponseType.BAD_REQUEST_BODY: names.GATEWAY_ERROR_INVALID_INPUT,
+    apigw.ResponseType.INVALID_API_KEY: names.GATEWAY_ERROR_FORBIDDEN,
+    apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN: names.GATEWAY_ERROR_FORBIDDEN,
+    apigw.ResponseType.THROTTLED: names.GATEWAY_ERROR_THROTTLED,
+    apigw.ResponseType.QUOTA_EXCEEDED: names.GATEWAY_ERROR_THROTTLED,
+    apigw.ResponseType.REQUEST_TOO_LARGE: names.GATEWAY_ERROR_TOO_LARGE,
+    apigw.ResponseType.DEFAULT_4_XX: names.GATEWAY_ERROR_BAD_REQUEST,
+    apigw.ResponseType.DEFAULT_5_XX: names.GATEWAY_ERROR_UNAVAILABLE,
 }
 
 

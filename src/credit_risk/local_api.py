@@ -209,13 +209,12 @@ def is_public(method: str, path: str) -> bool:
     )
 
 
-def gateway_error(status: HTTPStatus, message: str, request_id: str) -> dict[str, Any]:
-    """An error the gateway itself answers, shaped like the API's own errors."""
-    body = {
-        "error": status.phrase.lower().replace(" ", "_"),
-        "message": message,
-        "request_id": request_id,
-    }
+def gateway_error(
+    status: HTTPStatus, error: str, message: str, request_id: str | None = None
+) -> dict[str, Any]:
+    """An error the gateway itself answers, shaped like the API's own errors and
+    named as the deployed API's gateway responses name it (``names.GATEWAY_ERROR_*``)."""
+    body = {"error": error, "message": message, "request_id": request_id or str(uuid.uuid4())}
     return {
         "statusCode": int(status),
         "headers": {"Content-Type": "application/json"},
@@ -242,14 +241,16 @@ class LocalGateway:
         if (
             self.api_key is not None
             and not is_public(method, urlsplit(target).path)
-            and headers.get("x-api-key") != self.api_key
+            and headers.get(names.API_KEY_HEADER) != self.api_key
         ):
             return gateway_error(
-                HTTPStatus.FORBIDDEN, "missing or invalid API key", str(uuid.uuid4())
+                HTTPStatus.FORBIDDEN, names.GATEWAY_ERROR_FORBIDDEN, "missing or invalid API key"
             )
         if len(body) > MAX_BODY_BYTES:
             return gateway_error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                names.GATEWAY_ERROR_TOO_LARGE,
+                "request body too large",
             )
         with self._invoke_lock:
             event = build_event(
@@ -262,6 +263,7 @@ class LocalGateway:
                 # handler has logged why.
                 return gateway_error(
                     HTTPStatus.BAD_GATEWAY,
+                    names.GATEWAY_ERROR_UNAVAILABLE,
                     "internal server error",
                     event["requestContext"]["requestId"],
                 )
@@ -277,12 +279,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if length is None:
             # Where the body ends is unknown: answer, and read nothing more of it.
             response = gateway_error(
-                HTTPStatus.BAD_REQUEST, "invalid Content-Length header", str(uuid.uuid4())
+                HTTPStatus.BAD_REQUEST,
+                names.GATEWAY_ERROR_BAD_REQUEST,
+                "invalid Content-Length header",
             )
             self.close_connection = True
         elif length > MAX_BODY_BYTES:
             response = gateway_error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large", str(uuid.uuid4())
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                names.GATEWAY_ERROR_TOO_LARGE,
+                "request body too large",
             )
             self.close_connection = True
         else:

@@ -79,6 +79,14 @@ STAGE_VARIABLE_LAMBDA_ALIAS: Final = "lambdaAlias"
 API_STAGE_NAME: Final = "api"
 API_KEY_HEADER: Final = "x-api-key"
 API_KEY_SECRET_FIELD: Final = "api_key"  # noqa: S105 - a JSON field name, not a secret
+# The ``error`` of what API Gateway answers itself (its gateway responses,
+# infra/components/scoring_api.py), as the local gateway answers too.
+GATEWAY_ERROR_INVALID_INPUT: Final = "invalid_input"
+GATEWAY_ERROR_FORBIDDEN: Final = "forbidden"
+GATEWAY_ERROR_THROTTLED: Final = "throttled"
+GATEWAY_ERROR_TOO_LARGE: Final = "too_large"
+GATEWAY_ERROR_BAD_REQUEST: Final = "bad_request"
+GATEWAY_ERROR_UNAVAILABLE: Final = "unavailable"
 
 # --- Routes of the scoring API (DESIGN.md "API") -------------------------------
 API_VERSION_PREFIX: Final = "v1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -260,7 +261,21 @@ def test_gateway_errors_speak_the_api_error_shape(dev):
     template = by_type["INVALID_API_KEY"]["ResponseTemplates"]["application/json"]
     assert '"error": "forbidden"' in template
     assert "$context.requestId" in template
-    assert {"BAD_REQUEST_BODY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_5XX"} <= set(by_type)
+    # Named as the local gateway names them (credit_risk.local_api): one behaviour.
+    errors = {
+        kind: re.search(r'"error": "(\w+)"', r["ResponseTemplates"]["application/json"])[1]
+        for kind, r in by_type.items()
+    }
+    assert errors == {
+        "BAD_REQUEST_BODY": names.GATEWAY_ERROR_INVALID_INPUT,
+        "INVALID_API_KEY": names.GATEWAY_ERROR_FORBIDDEN,
+        "MISSING_AUTHENTICATION_TOKEN": names.GATEWAY_ERROR_FORBIDDEN,
+        "THROTTLED": names.GATEWAY_ERROR_THROTTLED,
+        "QUOTA_EXCEEDED": names.GATEWAY_ERROR_THROTTLED,
+        "REQUEST_TOO_LARGE": names.GATEWAY_ERROR_TOO_LARGE,
+        "DEFAULT_4XX": names.GATEWAY_ERROR_BAD_REQUEST,
+        "DEFAULT_5XX": names.GATEWAY_ERROR_UNAVAILABLE,
+    }
 
 
 def test_the_api_url_and_key_secret_are_stack_outputs(dev):

@@ -68,7 +68,7 @@ def test_api_key_is_required_when_configured(serve: Serve):
     # Then only the right one reaches the function
     for refused in (missing, wrong):
         assert refused.status_code == 403
-        assert refused.json()["error"] == "forbidden"
+        assert refused.json()["error"] == names.GATEWAY_ERROR_FORBIDDEN
     assert right.status_code == 200
 
 
@@ -83,7 +83,7 @@ def test_bodies_over_the_gateway_limit_are_413(serve: Serve):
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 413
-    assert json.loads(response.read())["error"] == "request_entity_too_large"
+    assert json.loads(response.read())["error"] == names.GATEWAY_ERROR_TOO_LARGE
     connection.close()
 
 
@@ -99,5 +99,5 @@ def test_a_body_length_that_is_no_number_is_400(serve: Serve):
         # Answered at once, without reading a body whose end is unknown.
         response = connection.getresponse()
         assert response.status == 400, declared
-        assert json.loads(response.read())["error"] == "bad_request"
+        assert json.loads(response.read())["error"] == names.GATEWAY_ERROR_BAD_REQUEST
         connection.close()
