@@ -737,7 +737,30 @@ def _observe(handler):
 @tracer.capture_lambda_handler(capture_response=False)
 @_observe
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(_media_type_lowered(event), context)
+
+
+def _media_type_lowered(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its Content-Type's media type in lower case (``Application/JSON;
+    charset=UTF-8`` -> ``application/json; charset=UTF-8``). Media types are
+    case-insensitive (RFC 9110, 8.3.1), but Powertools compares the body's with
+    ``application/json`` as written: a valid request would be refused as not JSON."""
+
+    def lowered(value: str) -> str:
+        media_type, separator, parameters = value.partition(";")
+        return media_type.lower() + separator + parameters
+
+    fixed = dict(event)
+    for field, fix in (
+        ("headers", lowered),
+        ("multiValueHeaders", lambda values: [lowered(value) for value in values]),
+    ):
+        if headers := event.get(field):
+            fixed[field] = {
+                name: fix(value) if name.lower() == "content-type" else value
+                for name, value in headers.items()
+            }
+    return fixed
 
 
 def openapi_json() -> str:

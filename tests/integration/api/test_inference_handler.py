@@ -155,6 +155,19 @@ def test_health_reports_model_version_and_store(handler, serving: Serving):
     }
 
 
+@pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8"])
+def test_the_media_type_of_the_body_is_read_in_any_case(handler, content_type):
+    # Given a score request whose Content-Type is capitalised (media types are
+    # case-insensitive)
+    event = load_event("inference_score")
+    event["headers"]["Content-Type"] = content_type
+    event["multiValueHeaders"]["Content-Type"] = [content_type]
+    # When it is handled, then it is scored
+    answer = invoke(handler, event)
+    assert answer.status == 200, answer.body
+    assert answer.body["customer_id"] == "5008804"
+
+
 # --- errors ----------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("event_name", "status", "error", "message_part"),
