@@ -311,28 +311,33 @@ def test_an_interrupted_load_leaves_the_active_snapshot_untouched(store, target)
 
 
 def test_decisions_are_recorded_while_a_load_writes_its_rows(store, target):
-    # given: a load part way through its rows (its source waits)
+    # given: a load part way through its rows, its source waiting for the decision
     store.load_snapshot(snapshot_table(10), "s1", AS_OF)
     new = snapshot_table(2_000, version=2).to_batches(max_chunksize=500)
     halfway, recorded = threading.Event(), threading.Event()
+    waited_out = []
 
     def slow_source():
         yield from new[:2]
         halfway.set()
-        recorded.wait(timeout=60)
+        if not recorded.wait(timeout=30):
+            waited_out.append("the decision waited for the load")
         yield from new[2:]
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         loading = pool.submit(target.new_store().load_snapshot, slow_source(), "s2", AS_OF)
-        assert halfway.wait(timeout=60)
+        if not halfway.wait(timeout=60):
+            loading.result(timeout=0)  # the load's own error, if it failed
         # when: the API records a decision meanwhile
         decision = decision_row()
         try:
             assert store.record_decisions([decision]) == 1
         finally:
             recorded.set()
-        # then: recorded at once (the load holds no lock it needs), and the load goes on
+        # then: recorded while the load waited (it holds no lock the decision needs),
+        # and the load goes on
         assert loading.result(timeout=60).row_count == 2_000
+    assert not waited_out
     assert store.decision_document(decision.decision_id) == decision.document
     assert store.active_snapshot().snapshot_id == "s2"
 
