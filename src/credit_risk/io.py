@@ -191,4 +191,19 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     for file in files:
         source = io.BytesIO(read_bytes(file)) if is_s3(file) else file
         tables.append(pq.read_table(source, columns=columns))
+    # One dataset: a part without a column the others have is refused, where merging
+    # would fill that column of its rows with nulls.
+    expected = set(tables[0].column_names)
+    for file, table in zip(files[1:], tables[1:], strict=True):
+        if (found := set(table.column_names)) != expected:
+            lacks, adds = sorted(expected - found), sorted(found - expected)
+            raise InvalidInputError(
+                f"the Parquet files under {uri} do not have the same columns: {file} "
+                + "; ".join(
+                    f"{verb} {', '.join(names)}"
+                    for verb, names in (("lacks", lacks), ("adds", adds))
+                    if names
+                )
+                + f" (beside {files[0]})"
+            )
     return pa.concat_tables(tables, promote_options="default")

@@ -112,6 +112,21 @@ def test_a_snapshot_breaking_the_contract_is_refused(tmp_path, table, message):
         load_snapshot_uri(store, write_snapshot(tmp_path / "bad", table, parts=1))
 
 
+def test_a_snapshot_whose_parts_disagree_on_columns_is_refused(tmp_path, capsys):
+    # given: a folder whose second part lacks two feature columns
+    folder = tmp_path / "mixed"
+    write_snapshot(folder, snapshot_table(10), parts=1)
+    pq.write_table(
+        snapshot_table(10, start=10).drop_columns(["age", "flag_own_car"]),
+        folder / "part-00001.parquet",
+    )
+    # when / then: refused, naming the part and the columns, and nothing loaded
+    store = sqlite_store(tmp_path)
+    with pytest.raises(InvalidInputError, match=r"part-00001\.parquet lacks age, flag_own_car"):
+        load_snapshot_uri(store, str(folder))
+    assert store.snapshots() == []
+
+
 def sqlite_store(tmp_path):
     from credit_risk.store.sqlite import SqliteFeatureStore
 
