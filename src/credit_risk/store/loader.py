@@ -2,7 +2,9 @@
 
 The feature job writes one snapshot per run; loading it is idempotent per snapshot
 id, so a retried Step Functions task whose first attempt did commit reports the
-snapshot as already active instead of failing.
+snapshot as already active instead of failing, and one whose first attempt wrote
+the snapshot but lost the store before activating it (two transactions) activates
+it.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def load_snapshot_uri(
     if snapshot_id is not None:
         validate_snapshot_id(snapshot_id)
     store.migrate()
-    if snapshot_id is not None and (done := _already_active(store, snapshot_id)):
+    if snapshot_id is not None and (done := _loaded_before(store, snapshot_id)):
         return _purged(store, done, decision_retention)
     table = read_snapshot(uri)
     data_as_of = snapshot_as_of(table)
@@ -95,20 +97,34 @@ def _purged(
     return replace(result, purged_decisions=store.purge_decisions(decision_retention))
 
 
-def _already_active(store: FeatureStore, snapshot_id: str) -> LoadResult | None:
-    for info in store.snapshots():
+def _loaded_before(store: FeatureStore, snapshot_id: str) -> LoadResult | None:
+    """What an earlier load of ``snapshot_id`` leaves to do: nothing if it is active;
+    its activation if it was written and never active (the store went away between
+    the write and the switch); a snapshot active once and replaced since is refused:
+    loading it again must not take the store back."""
+    snapshots = store.snapshots()
+    for info in snapshots:
         if info.snapshot_id != snapshot_id:
             continue
-        if not info.active:
-            raise SnapshotExistsError(
-                f"snapshot {snapshot_id} was loaded before and is not active; "
-                f"`credit-risk store rollback {snapshot_id}` activates it again"
+        if info.active:
+            return LoadResult(
+                snapshot_id=snapshot_id,
+                as_of=info.as_of,
+                row_count=info.row_count,
+                previous_snapshot_id=None,
+                already_active=True,
             )
-        return LoadResult(
-            snapshot_id=snapshot_id,
-            as_of=info.as_of,
-            row_count=info.row_count,
-            previous_snapshot_id=None,
-            already_active=True,
+        if info.activated_at is None:
+            previous = next((other.snapshot_id for other in snapshots if other.active), None)
+            activated = store.rollback(snapshot_id)
+            return LoadResult(
+                snapshot_id=snapshot_id,
+                as_of=activated.as_of,
+                row_count=activated.row_count,
+                previous_snapshot_id=previous,
+            )
+        raise SnapshotExistsError(
+            f"snapshot {snapshot_id} was loaded before and is not active; "
+            f"`credit-risk store rollback {snapshot_id}` activates it again"
         )
     return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import boto3
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -27,10 +28,13 @@ from credit_risk.store import (
     DecisionRow,
     SnapshotExistsError,
     StoreNotInitialized,
+    StoreUnavailable,
     create_store,
     get_store,
 )
+from credit_risk.store.credentials import PostgresConfig
 from credit_risk.store.loader import load_snapshot_uri
+from credit_risk.store.postgres import PostgresFeatureStore
 from tests.conftest import EVENTS_DIR
 from tests.integration.store.conftest import fresh_postgres_database
 from tests.integration.store.data import AS_OF, snapshot_table
@@ -84,6 +88,35 @@ def test_reloading_a_snapshot_that_is_no_longer_active_is_refused(target, tmp_pa
     with pytest.raises(SnapshotExistsError, match="rollback s1"):
         load_snapshot_uri(store, str(tmp_path / "a"), snapshot_id="s1")
     store.close()
+
+
+@pytest.mark.postgres
+def test_a_load_that_lost_the_store_before_its_switch_is_finished_by_its_retry(
+    postgres_url, tmp_path
+):
+    url, drop = fresh_postgres_database(postgres_url)
+    store = PostgresFeatureStore(PostgresConfig(url=url, swap_lock_timeout_ms=200))
+    try:
+        load_snapshot_uri(
+            store, write_snapshot(tmp_path / "a", snapshot_table(5)), snapshot_id="s1"
+        )
+        newer = write_snapshot(tmp_path / "b", snapshot_table(8, version=2))
+        # given: a load whose switch times out (another switch holds the state row)
+        # after its snapshot was written
+        with psycopg.connect(url) as other, other.transaction():
+            other.execute("SELECT 1 FROM feature_store_state FOR UPDATE")
+            with pytest.raises(StoreUnavailable):
+                load_snapshot_uri(store, newer, snapshot_id="s2")
+        assert store.active_snapshot().snapshot_id == "s1"
+        # when: the state machine retries the task
+        result = load_snapshot_uri(store, newer, snapshot_id="s2")
+        # then: the retry finishes the load
+        assert (result.snapshot_id, result.previous_snapshot_id) == ("s2", "s1")
+        assert (result.row_count, result.already_active) == (8, False)
+        assert store.active_snapshot().snapshot_id == "s2"
+    finally:
+        store.close()
+        drop()
 
 
 def test_without_an_id_a_snapshot_is_named_after_its_date(target, tmp_path):
