@@ -14,13 +14,14 @@ Pure functions of their arguments: no clients, no clock, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from credit_risk.errors import InvalidInputError
-from credit_risk.release_metrics import ReleaseCounts
+from credit_risk.release_metrics import LATENCY_BINS_MS, ReleaseCounts
 
 SHADOW: Final = "shadow"
 CANARY: Final = "canary"
@@ -136,11 +137,17 @@ class GateResult:
     gate: str
     passed: bool
     value: float | None
-    threshold: float
+    threshold: float | None
     detail: str
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # JSON has no infinity: a p99 in the open last latency bin (and a limit
+        # drawn from one) is written null; the detail says "above" the last bound.
+        answer = asdict(self)
+        for key in ("value", "threshold"):
+            if answer[key] is not None and not math.isfinite(answer[key]):
+                answer[key] = None
+        return answer
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,14 @@ class Verdict:
         answer = asdict(self)
         answer["gates"] = [gate.as_dict() for gate in self.gates]
         return answer
+
+
+def _p99(upper_ms: float) -> str:
+    """A p99 as its latency bin bounds it: ``≤ 4 ms``, or ``above 128 ms`` in the
+    open last bin."""
+    if math.isfinite(upper_ms):
+        return f"≤ {upper_ms:g} ms"
+    return f"above {LATENCY_BINS_MS[-2]:g} ms"
 
 
 def _pct(percent: float) -> str:
@@ -198,8 +213,8 @@ def judge(check: StepCheck, gates: Gates) -> tuple[GateResult, ...]:
                 candidate_p99 <= limit,
                 candidate_p99,
                 limit,
-                f"candidate p99 ≤ {candidate_p99:g} ms against champion p99 ≤ "
-                f"{champion_p99:g} ms (at most {gates.max_latency_ratio:g} times)",
+                f"candidate p99 {_p99(candidate_p99)} against champion p99 "
+                f"{_p99(champion_p99)} (at most {gates.max_latency_ratio:g} times)",
             )
         )
     change, swaps, psi = counts.approval_rate_change, counts.swap_share, counts.score_psi

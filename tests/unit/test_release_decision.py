@@ -4,6 +4,7 @@ admissions that keep runs and releases apart."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -185,6 +186,27 @@ class TestEveryGate:
 
         assert judged.action == ROLL_BACK
         assert "latency: candidate p99 ≤ 4 ms against champion p99 ≤ 0.5 ms" in judged.reason
+
+    def test_a_candidate_slower_than_every_latency_bin_rolls_back_and_is_recorded(self):
+        slow = behaviour(champion_ms=0.4, candidate_ms=500.0)
+
+        judged = after_step(0, slow)
+
+        assert judged.action == ROLL_BACK
+        assert "latency: candidate p99 above 128 ms against champion p99 ≤ 0.5 ms" in (
+            judged.reason
+        )
+        latency = next(g for g in judged.as_dict()["gates"] if g["gate"] == "latency")
+        assert (latency["value"], latency["threshold"]) == (None, 1.0)
+        json.dumps(judged.as_dict(), allow_nan=False)  # as the release writes it
+
+    def test_a_champion_slower_than_every_latency_bin_leaves_the_gate_passed(self):
+        judged = after_step(0, behaviour(champion_ms=500.0, candidate_ms=0.4))
+
+        assert judged.action == CANARY
+        latency = next(g for g in judged.as_dict()["gates"] if g["gate"] == "latency")
+        assert (latency["passed"], latency["value"], latency["threshold"]) == (True, 0.5, None)
+        json.dumps(judged.as_dict(), allow_nan=False)
 
     def test_a_candidate_one_latency_bin_slower_passes(self):
         assert after_step(0, behaviour(champion_ms=0.4, candidate_ms=0.9)).action == CANARY
