@@ -375,7 +375,7 @@ def validate_page_limit(limit: int) -> int:
 
 
 def validate_snapshot_id(snapshot_id: str) -> str:
-    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID_PATTERN.match(snapshot_id):
+    if not isinstance(snapshot_id, str) or not SNAPSHOT_ID_PATTERN.fullmatch(snapshot_id):
         raise InvalidInputError(
             f"invalid snapshot id {snapshot_id!r}: 1-63 characters, letters, digits and "
             "'._:-', starting with a letter or digit"

@@ -221,7 +221,7 @@ def test_a_snapshot_id_is_never_reused(store):
     assert store.get("00000001").nb_previous_loans == 1
 
 
-@pytest.mark.parametrize("snapshot_id", ["", "a b", "x;drop", "-leading", "é", "a" * 64])
+@pytest.mark.parametrize("snapshot_id", ["", "a b", "x;drop", "-leading", "é", "a" * 64, "s1\n"])
 def test_snapshot_ids_are_validated(store, snapshot_id):
     with pytest.raises(InvalidInputError, match="snapshot id"):
         store.load_snapshot(snapshot_table(3), snapshot_id, AS_OF)
