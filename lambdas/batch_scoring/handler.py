@@ -34,7 +34,7 @@ from credit_risk.batch_scoring import (
     plan_run,
     score_range,
 )
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.model.package import ModelPackage
 from credit_risk.registry import Registry
 from credit_risk.settings import Settings
@@ -72,7 +72,10 @@ class FinishEvent(BaseModel):
 
 @cache
 def _settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # the deployment's, not the event's
+        raise ConfigurationError(f"invalid environment: {exc}") from None
 
 
 def _store() -> FeatureStore:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from credit_risk import io, names, schemas
 from credit_risk.batch_summary import PROBABILITY_DECIMALS, Tally
-from credit_risk.errors import InvalidInputError
+from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.registry import ModelNotFoundError, Registry
 from credit_risk.store import CustomerFeatures, FeatureStore, SnapshotNotFoundError
 from credit_risk.store.base import all_finite, feature_values
@@ -97,9 +97,14 @@ class BatchRun:
 
 def reasons_top_k() -> int:
     """The number of reasons the API gives (its ``CREDIT_RISK_REASONS_TOP_K``)."""
+    from pydantic import ValidationError
+
     from credit_risk.serving.service import InferenceSettings
 
-    return InferenceSettings().reasons_top_k
+    try:
+        return InferenceSettings().reasons_top_k
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid environment: {exc}") from None
 
 
 def default_output(lake: str, run_id: str) -> str:

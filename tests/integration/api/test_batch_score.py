@@ -18,12 +18,15 @@ import pytest
 import requests
 
 from credit_risk import cli, names
-from credit_risk.batch_scoring import SUMMARY_FILE, run_batch
+from credit_risk.batch_scoring import SUMMARY_FILE, reasons_top_k, run_batch
+from credit_risk.errors import ConfigurationError
+from credit_risk.local_api import LambdaContext
 from credit_risk.registry import Registry
 from credit_risk.settings import Settings
 from credit_risk.store import create_store
 from tests.integration.api.conftest import AS_OF, MODEL_NAME, Serve, Serving
 from tests.integration.store.conftest import fresh_postgres_database
+from tests.script_modules import load_module
 
 PARITY_SAMPLE = 60
 
@@ -294,3 +297,21 @@ def test_bad_sizes_are_refused_by_the_command_line(capsys):
             cli.main(["batch-score", *arguments])
         assert exited.value.code == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_function_reports_a_bad_environment_as_its_configuration(monkeypatch):
+    # A deployment's mistake, not the execution's input: the state machine's alert
+    # must point at the function's settings.
+    handler = load_module(
+        "batch_scoring_handler_environment",
+        Path(__file__).resolve().parents[3] / "lambdas" / "batch_scoring" / "handler.py",
+    )
+    monkeypatch.setenv("CREDIT_RISK_STORE_RETAINED_SNAPSHOTS", "99")
+    with pytest.raises(ConfigurationError, match="invalid environment"):
+        handler.lambda_handler(
+            {"action": "plan", "run_id": "r1"}, LambdaContext(function_name="batch-scoring")
+        )
+    monkeypatch.delenv("CREDIT_RISK_STORE_RETAINED_SNAPSHOTS")
+    monkeypatch.setenv("CREDIT_RISK_REASONS_TOP_K", "many")
+    with pytest.raises(ConfigurationError, match="invalid environment"):
+        reasons_top_k()
