@@ -49,6 +49,8 @@ BASELINE_FILE = "baseline.joblib"
 CARD_FILE = "model_card.md"
 CHAMPION_FILE = "champion.json"
 RELEASE_FILE = "release.json"
+# The field every record of a pointer file has.
+_RECORD_KEYS = {CHAMPION_FILE: "version", RELEASE_FILE: "model_version"}
 REPORTS_DIR = "releases"
 # Champions kept in champion.json's history: what rollbacks can return to.
 HISTORY_LENGTH = 20
@@ -292,6 +294,20 @@ class Registry:
         parts = [self.root, self.model_name, *(p for p in (version, name) if p)]
         return "/".join(parts)
 
+    def _record(self, data: bytes, name: str) -> dict[str, Any]:
+        """The record a pointer file (champion, release) holds; IntegrityError when it
+        is not a JSON object with a version (damaged, or edited by hand)."""
+        try:
+            record = json.loads(data)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get(_RECORD_KEYS[name]), str):
+            raise IntegrityError(
+                f"{self.uri(name=name)} is not a {name.removesuffix('.json')} record: "
+                "damaged or edited by hand"
+            )
+        return record
+
     def _key(self, version: str, name: str) -> str:
         return f"{self.model_name}/{_check_name('version', version)}/{name}"
 
@@ -380,7 +396,7 @@ class Registry:
     # --- champion ----------------------------------------------------------------
     def champion(self) -> dict[str, Any] | None:
         found = self._store.read(f"{self.model_name}/{CHAMPION_FILE}")
-        return json.loads(found[0]) if found else None
+        return self._record(found[0], CHAMPION_FILE) if found else None
 
     def champion_version(self) -> str | None:
         current = self.champion()
@@ -404,7 +420,7 @@ class Registry:
             )
         key = f"{self.model_name}/{CHAMPION_FILE}"
         found = self._store.read(key)
-        current = json.loads(found[0]) if found else None
+        current = self._record(found[0], CHAMPION_FILE) if found else None
         current_version = current["version"] if current else None
         if expected_champion is not None and expected_champion != current_version:
             raise ConcurrentUpdateError(
@@ -433,7 +449,7 @@ class Registry:
         """
         key = f"{self.model_name}/{CHAMPION_FILE}"
         found = self._store.read(key)
-        current = json.loads(found[0]) if found else None
+        current = self._record(found[0], CHAMPION_FILE) if found else None
         if current is None:
             raise InvalidInputError(f"{self.model_name} has no champion to roll back")
         if expected_champion is not None and expected_champion != current["version"]:
@@ -466,7 +482,7 @@ class Registry:
     def release_state(self) -> ReleaseState | None:
         """The release record as last written (an ended release too), or None."""
         found = self._store.read(f"{self.model_name}/{RELEASE_FILE}")
-        return ReleaseState.from_dict(json.loads(found[0])) if found else None
+        return ReleaseState.from_dict(self._record(found[0], RELEASE_FILE)) if found else None
 
     def active_release(self) -> ReleaseState | None:
         state = self.release_state()
@@ -486,7 +502,7 @@ class Registry:
             )
         key = f"{self.model_name}/{RELEASE_FILE}"
         found = self._store.read(key)
-        current = ReleaseState.from_dict(json.loads(found[0])) if found else None
+        current = ReleaseState.from_dict(self._record(found[0], RELEASE_FILE)) if found else None
         if current is not None and current.release_id == release_id:
             return current
         if current is not None and current.active:
@@ -542,7 +558,7 @@ class Registry:
 
     def _release_of(self, release_id: str) -> tuple[ReleaseState, str]:
         found = self._store.read(f"{self.model_name}/{RELEASE_FILE}")
-        current = ReleaseState.from_dict(json.loads(found[0])) if found else None
+        current = ReleaseState.from_dict(self._record(found[0], RELEASE_FILE)) if found else None
         if current is None or current.release_id != release_id:
             raise ConcurrentUpdateError(
                 f"release {release_id} is not the release on record "

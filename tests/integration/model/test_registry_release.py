@@ -4,6 +4,7 @@ local directory and S3 (moto, with its conditional writes)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from credit_risk.registry import (
     ENDED,
     SHADOW,
     ConcurrentUpdateError,
+    IntegrityError,
     ModelNotFoundError,
     Registry,
 )
@@ -199,3 +201,29 @@ class TestRollBack:
             registry.roll_back("stale view", expected_champion=V3)
 
         assert registry.champion_version() == V2
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("release.json", '{"release_id": "r1",'),
+        ("release.json", "[]"),
+        ("champion.json", "not json"),
+        ("champion.json", '{"previous": "v1"}'),
+    ],
+)
+def test_a_damaged_pointer_file_is_reported_as_such(registry, name, text):
+    # Given the champion or release record damaged (a truncated copy, an edit by hand)
+    registry.open_release("r1", V2)
+    key = f"{MODEL}/{name}"
+    if registry.root.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = registry.root.removeprefix("s3://").partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=text.encode())
+    else:
+        (Path(registry.root) / key).write_text(text)
+    # When it is read, then the error names the file (no JSON traceback)
+    read = registry.release_state if name == "release.json" else registry.champion_version
+    with pytest.raises(IntegrityError, match=f"{name}.*damaged or edited by hand"):
+        read()
