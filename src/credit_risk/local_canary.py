@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from credit_risk import names, release_decision, release_report
+from credit_risk import names, release_decision, release_report, rollback
 from credit_risk.errors import ConfigurationError, InvalidInputError
 from credit_risk.local_api import (
     LocalFunction,
@@ -52,6 +52,7 @@ from credit_risk.local_api import (
 )
 from credit_risk.monitoring.records import ScoreRecord, read_scoring_log
 from credit_risk.registry import CANARY, PROMOTED, ROLLED_BACK, Registry, ReleaseState
+from credit_risk.release import ReleaseEndedError, promote_release
 from credit_risk.release_metrics import ReleaseCounts, parse_emf, release_sums
 from credit_risk.settings import Settings
 
@@ -243,20 +244,25 @@ def run_canary(
             outcome.reason = verdict.reason
             if verdict.action == release_decision.PROMOTE:
                 # Everyone on the candidate first, then the pointer: the champion
-                # changes only when all traffic already is on the new version.
+                # changes only when all traffic already is on the new version. The
+                # promotion is the AWS release's, with its checks.
                 state = registry.move_release(state.release_id, CANARY, 100.0)
-                if state.champion != version:
-                    registry.promote(version, expected_champion=state.champion)
-                outcome.outcome = PROMOTED
-                state = registry.close_release(state.release_id, PROMOTED, verdict.reason)
+                try:
+                    promote_release(registry, state.release_id, verdict.reason)
+                    outcome.outcome = PROMOTED
+                except ReleaseEndedError:
+                    pass  # a rollback on request ended it first, and wins (as in AWS)
+                state = registry.release_state() or state
+                outcome.reason = state.reason or outcome.reason
             else:
                 state = registry.close_release(state.release_id, ROLLED_BACK, verdict.reason)
         except BaseException as exc:
             # Whatever stopped the release (an interrupt, a store gone), it must not
-            # stay in progress: every serving function would keep scoring the candidate.
-            # Once the champion moved, the release did promote.
-            registry.close_release(
-                state.release_id, outcome.outcome, f"the local release stopped: {exc!r}"[:500]
+            # stay in progress: every serving function would keep scoring the
+            # candidate. Closed as the AWS release closes one that failed: rolled
+            # back, a promotion it left half done undone; one that ended keeps its end.
+            rollback.close_rolled_back(
+                registry, state.release_id, f"the local release stopped: {exc!r}"[:500]
             )
             raise
         finally:

@@ -453,12 +453,16 @@ def judge(
 
 
 def promote(target: ReleaseTarget, release_id: str, reason: str) -> dict:
+    """``promote_release`` in the target's registry."""
+    return promote_release(target.registry(), release_id, reason)
+
+
+def promote_release(registry: Registry, release_id: str, reason: str) -> dict:
     """Makes the release's candidate the champion, then closes the release as
     promoted; the champion pointer changes only once every customer already is on
     the candidate (canary at 100%). ``expected_champion`` is the champion when the
     release began: a promotion that happened meanwhile makes this one fail instead
-    of silently replacing it."""
-    registry = target.registry()
+    of silently replacing it. The local release promotes through this too."""
     recorded = registry.release_state()
     if recorded is not None and recorded.release_id == release_id and recorded.outcome == PROMOTED:
         return {"champion": recorded.model_version, "previous": recorded.champion, "already": True}
