@@ -35,9 +35,13 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
         return _done(registry, CLOSED_RELEASE, registry.champion_version(), state, already=True)
     if state is not None and state.active:
         closed = close_rolled_back(registry, state.release_id, marked)
-        champion = registry.champion_version()
-        release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
-        return _done(registry, CLOSED_RELEASE, champion, closed, already=False)
+        if closed.outcome == ROLLED_BACK:
+            champion = registry.champion_version()
+            release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
+            return _done(registry, CLOSED_RELEASE, champion, closed, already=False)
+        # Promoted between the read above and the close: its candidate is the
+        # champion, and rolling back steps the champion back (below).
+        state = closed
     current = registry.champion()
     if rollback_id and current is not None and current.get("reason") == marked:
         return _done(registry, RESTORED_CHAMPION, current["version"], state, record=current)

@@ -445,6 +445,33 @@ def test_a_release_closed_meanwhile_takes_no_further_step(clients, target, regis
 # --- rollback on request ----------------------------------------------------------------
 
 
+def test_a_rollback_that_finds_the_release_promoted_meanwhile_restores_the_champion(
+    target, registry, monkeypatch
+):
+    # Given a release at 100% whose promotion lands just after the rollback read the
+    # record (still open)
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    read, raced = Registry.release_state, []
+
+    def read_then_promote(self: Registry):
+        state = read(self)
+        if state is not None and state.active and not raced:
+            raced.append(True)
+            release.promote(target, RELEASE_ID, "every step passed")
+        return state
+
+    monkeypatch.setattr(Registry, "release_state", read_then_promote)
+    # When the rollback goes on
+    rolled = release.roll_back(target, "approvals dropped", "rollback-1")
+    # Then it steps the champion back from the promoted candidate, as asked, and says so
+    assert raced
+    assert registry.champion_version() == OLD_MODEL
+    assert (rolled["did"], rolled["model_version"]) == ("restored_champion", OLD_MODEL)
+    assert (rolled["rolled_back_from"], rolled["release_id"]) == (NEW_MODEL, RELEASE_ID)
+    assert read(registry).outcome == "promoted"  # the release's own record is left true
+
+
 def test_a_rollback_during_a_release_closes_it_and_keeps_the_champion(target, registry):
     registry.open_release(RELEASE_ID, NEW_MODEL)
     release.move_release(target, RELEASE_ID, CANARY, 50)
