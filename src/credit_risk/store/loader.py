@@ -22,6 +22,7 @@ from credit_risk.store.base import (
     FeatureStore,
     LoadResult,
     SnapshotExistsError,
+    SnapshotInfo,
     validate_snapshot_id,
 )
 from credit_risk.store.snapshot_data import check_columns
@@ -77,7 +78,15 @@ def load_snapshot_uri(
     if snapshot_id is not None:
         validate_snapshot_id(snapshot_id)
     store.migrate()
-    if snapshot_id is not None and (done := _loaded_before(store, snapshot_id)):
+    earlier = _earlier_load(store, snapshot_id) if snapshot_id is not None else None
+    if earlier is not None and earlier.active:
+        done = LoadResult(
+            snapshot_id=earlier.snapshot_id,
+            as_of=earlier.as_of,
+            row_count=earlier.row_count,
+            previous_snapshot_id=None,
+            already_active=True,
+        )
         return _purged(store, done, decision_retention)
     table = read_snapshot(uri)
     data_as_of = snapshot_as_of(table)
@@ -85,6 +94,9 @@ def load_snapshot_uri(
         raise InvalidInputError(
             f"snapshot at {uri} is as of {data_as_of.isoformat()}, not {as_of.isoformat()}"
         )
+    if earlier is not None:
+        resumed = _switch_to_written(store, earlier, table.num_rows, data_as_of)
+        return _purged(store, resumed, decision_retention)
     result = store.load_snapshot(table, snapshot_id or default_snapshot_id(data_as_of), data_as_of)
     return _purged(store, result, decision_retention)
 
@@ -97,34 +109,36 @@ def _purged(
     return replace(result, purged_decisions=store.purge_decisions(decision_retention))
 
 
-def _loaded_before(store: FeatureStore, snapshot_id: str) -> LoadResult | None:
-    """What an earlier load of ``snapshot_id`` leaves to do: nothing if it is active;
-    its activation if it was written and never active (the store went away between
-    the write and the switch); a snapshot active once and replaced since is refused:
-    loading it again must not take the store back."""
-    snapshots = store.snapshots()
-    for info in snapshots:
-        if info.snapshot_id != snapshot_id:
-            continue
-        if info.active:
-            return LoadResult(
-                snapshot_id=snapshot_id,
-                as_of=info.as_of,
-                row_count=info.row_count,
-                previous_snapshot_id=None,
-                already_active=True,
-            )
-        if info.activated_at is None:
-            previous = next((other.snapshot_id for other in snapshots if other.active), None)
-            activated = store.rollback(snapshot_id)
-            return LoadResult(
-                snapshot_id=snapshot_id,
-                as_of=activated.as_of,
-                row_count=activated.row_count,
-                previous_snapshot_id=previous,
-            )
+def _earlier_load(store: FeatureStore, snapshot_id: str) -> SnapshotInfo | None:
+    """What an earlier load of ``snapshot_id`` left: nothing, the active snapshot, or
+    one written and never active (the store went away between the write and the
+    switch). One active once and replaced since is refused: loading it again must
+    not take the store back."""
+    earlier = next((info for info in store.snapshots() if info.snapshot_id == snapshot_id), None)
+    if earlier is not None and not earlier.active and earlier.activated_at is not None:
         raise SnapshotExistsError(
             f"snapshot {snapshot_id} was loaded before and is not active; "
             f"`credit-risk store rollback {snapshot_id}` activates it again"
         )
-    return None
+    return earlier
+
+
+def _switch_to_written(
+    store: FeatureStore, written: SnapshotInfo, rows: int, as_of: date
+) -> LoadResult:
+    """The retry of a load that wrote its snapshot and lost the store before the
+    switch: the switch, if what was written is this data (its rows and date)."""
+    if (written.row_count, written.as_of) != (rows, as_of):
+        raise SnapshotExistsError(
+            f"snapshot {written.snapshot_id} was written before from other data "
+            f"({written.row_count:,} rows as of {written.as_of.isoformat()}, not {rows:,} as "
+            f"of {as_of.isoformat()}) and never activated: load this data under another id"
+        )
+    previous = store.active_snapshot()
+    activated = store.rollback(written.snapshot_id)
+    return LoadResult(
+        snapshot_id=written.snapshot_id,
+        as_of=activated.as_of,
+        row_count=activated.row_count,
+        previous_snapshot_id=previous.snapshot_id if previous is not None else None,
+    )

@@ -108,6 +108,10 @@ def test_a_load_that_lost_the_store_before_its_switch_is_finished_by_its_retry(
             with pytest.raises(StoreUnavailable):
                 load_snapshot_uri(store, newer, snapshot_id="s2")
         assert store.active_snapshot().snapshot_id == "s1"
+        # and a load of other data under the same id is refused, not switched to
+        other = write_snapshot(tmp_path / "c", snapshot_table(3, version=3))
+        with pytest.raises(SnapshotExistsError, match="from other data"):
+            load_snapshot_uri(store, other, snapshot_id="s2")
         # when: the state machine retries the task
         result = load_snapshot_uri(store, newer, snapshot_id="s2")
         # then: the retry finishes the load
