@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from credit_risk import names, release_decision, release_report, rollback
-from credit_risk.errors import ConfigurationError, InvalidInputError
+from credit_risk.errors import ConfigurationError, CreditRiskError, InvalidInputError
 from credit_risk.local_api import (
     LocalFunction,
     LocalGateway,
@@ -52,7 +52,7 @@ from credit_risk.local_api import (
 )
 from credit_risk.monitoring.records import ScoreRecord, read_scoring_log
 from credit_risk.registry import CANARY, PROMOTED, ROLLED_BACK, Registry, ReleaseState
-from credit_risk.release import ReleaseEndedError, promote_release
+from credit_risk.release import promote_release
 from credit_risk.release_metrics import ReleaseCounts, parse_emf, release_sums
 from credit_risk.settings import Settings
 
@@ -247,24 +247,25 @@ def run_canary(
                 # changes only when all traffic already is on the new version. The
                 # promotion is the AWS release's, with its checks.
                 state = registry.move_release(state.release_id, CANARY, 100.0)
-                try:
-                    promote_release(registry, state.release_id, verdict.reason)
-                    outcome.outcome = PROMOTED
-                except ReleaseEndedError:
-                    pass  # a rollback on request ended it first, and wins (as in AWS)
+                promote_release(registry, state.release_id, verdict.reason)
+                outcome.outcome = PROMOTED
                 state = registry.release_state() or state
-                outcome.reason = state.reason or outcome.reason
             else:
                 state = registry.close_release(state.release_id, ROLLED_BACK, verdict.reason)
         except BaseException as exc:
-            # Whatever stopped the release (an interrupt, a store gone), it must not
-            # stay in progress: every serving function would keep scoring the
-            # candidate. Closed as the AWS release closes one that failed: rolled
-            # back, a promotion it left half done undone; one that ended keeps its end.
-            rollback.close_rolled_back(
-                registry, state.release_id, f"the local release stopped: {exc!r}"[:500]
-            )
-            raise
+            ended = _ended_meanwhile(registry, state) if isinstance(exc, CreditRiskError) else None
+            if ended is None:
+                # Whatever stopped the release (an interrupt, a store gone), it must
+                # not stay in progress: every serving function would keep scoring the
+                # candidate. Closed as the AWS release closes one that failed: rolled
+                # back, a promotion it left half done undone.
+                rollback.close_rolled_back(
+                    registry, state.release_id, f"the local release stopped: {exc!r}"[:500]
+                )
+                raise
+            # A rollback on request ended it first: that is the release's end, as in
+            # AWS (the report says so, and the command exits as for a rollback).
+            state, outcome.outcome, outcome.reason = ended, ended.outcome, ended.reason or ""
         finally:
             if function is not None:
                 function.close()
@@ -280,6 +281,18 @@ def run_canary(
     say(f"  {outcome.outcome}: {outcome.reason}")
     say(f"  report: {outcome.report['report_html']}")
     return outcome
+
+
+def _ended_meanwhile(registry: Registry, state: ReleaseState) -> ReleaseState | None:
+    """The release's record if something else (a rollback on request) ended it while
+    it ran; None while it is open, or when the record cannot be read."""
+    try:
+        recorded = registry.release_state()
+    except Exception:  # the error being handled is the one to report
+        return None
+    if recorded is None or recorded.release_id != state.release_id or recorded.active:
+        return None
+    return recorded
 
 
 def _start(

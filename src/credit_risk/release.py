@@ -483,8 +483,13 @@ def promote_release(registry: Registry, release_id: str, reason: str) -> dict:
     closed = registry.close_release(release_id, PROMOTED, reason)
     if closed.outcome != PROMOTED:
         # A rollback on request closed the release between the check above and the
-        # promotion: it wins, and the champion it kept is put back.
-        if not already:
+        # promotion: it wins, and the champion it kept is put back, unless its close
+        # already did (``rollback.close_rolled_back``) or there is none to put back.
+        if (
+            not already
+            and state.champion is not None
+            and registry.champion_version() == state.model_version
+        ):
             registry.roll_back(closed.reason or ROLLED_BACK, expected_champion=state.model_version)
         raise ReleaseEndedError(
             f"release {release_id} was ended meanwhile ({closed.outcome}): {closed.reason}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from credit_risk import release_report
 from credit_risk.errors import InvalidInputError
-from credit_risk.registry import REPORTS_DIR, ROLLED_BACK, Registry, ReleaseState
+from credit_risk.registry import PROMOTED, REPORTS_DIR, ROLLED_BACK, Registry, ReleaseState
 
 CLOSED_RELEASE, RESTORED_CHAMPION = "closed_release", "restored_champion"
 
@@ -39,9 +39,7 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
             champion = registry.champion_version()
             release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
             return _done(registry, CLOSED_RELEASE, champion, closed, already=False)
-        # Promoted between the read above and the close: its candidate is the
-        # champion, and rolling back steps the champion back (below).
-        state = closed
+        return _after_promotion(registry, closed, marked)
     current = registry.champion()
     if rollback_id and current is not None and current.get("reason") == marked:
         return _done(registry, RESTORED_CHAMPION, current["version"], state, record=current)
@@ -53,6 +51,29 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
     return _done(
         registry, RESTORED_CHAMPION, record["version"], state, record=record, already=False
     )
+
+
+def _after_promotion(registry: Registry, closed: ReleaseState, reason: str) -> dict[str, Any]:
+    """The release ended otherwise (promoted) between the rollback's read and its
+    close. Its candidate is stepped back from, and only it: while it is still the
+    champion (another rollback may have stepped back already) and took over from an
+    earlier one (a release of the champion itself changed nothing)."""
+    current = registry.champion_version()
+    if (
+        closed.outcome == PROMOTED
+        and current == closed.model_version
+        and closed.champion not in (None, closed.model_version)
+    ):
+        record = registry.roll_back(reason, expected_champion=current)
+        return _done(
+            registry, RESTORED_CHAMPION, record["version"], closed, record=record, already=False
+        )
+    if closed.outcome == PROMOTED and current == closed.model_version and closed.champion is None:
+        raise InvalidInputError(
+            f"release {closed.release_id} was promoted meanwhile and {current} is the first "
+            f"champion of {registry.model_name}: there is no earlier one to roll back to"
+        )
+    return _done(registry, CLOSED_RELEASE, current, closed, already=True)
 
 
 def close_rolled_back(registry: Registry, release_id: str, reason: str) -> ReleaseState:

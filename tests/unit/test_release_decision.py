@@ -200,6 +200,13 @@ class TestEveryGate:
         assert (latency["value"], latency["threshold"]) == (None, 1.0)
         json.dumps(judged.as_dict(), allow_nan=False)  # as the release writes it
 
+    def test_a_candidate_beyond_every_bin_fails_even_beside_a_champion_as_slow(self):
+        judged = after_step(0, behaviour(champion_ms=500.0, candidate_ms=900.0))
+
+        assert judged.action == ROLL_BACK
+        assert "candidate p99 above 128 ms against champion p99 above 128 ms" in judged.reason
+        json.dumps(judged.as_dict(), allow_nan=False)
+
     def test_a_champion_slower_than_every_latency_bin_leaves_the_gate_passed(self):
         judged = after_step(0, behaviour(champion_ms=500.0, candidate_ms=0.4))
 

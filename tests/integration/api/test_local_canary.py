@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_risk import cli
+from credit_risk import cli, rollback
 from credit_risk.errors import InvalidInputError
 from credit_risk.local_canary import CDK_JSON, LocalReleasePolicy, run_canary
 from credit_risk.monitoring.records import SERVED, SHADOW, read_scoring_log
@@ -212,6 +212,30 @@ class TestReleases:
         assert (state.stage, state.outcome) == (ENDED, ROLLED_BACK)
         assert state.reason == "the local release stopped: KeyboardInterrupt()"
         assert registry_copy.champion_version() == serving.version
+
+    @pytest.mark.parametrize("after", ["shadow:", "canary 50%:"], ids=["shadow", "last-step"])
+    def test_a_rollback_on_request_during_the_release_wins(
+        self, settings, customers, serving: Serving, registry_copy: Registry, after
+    ):
+        # Given an operator who rolls back once a stage has been judged (after the last
+        # step: between its promote verdict and the promotion)
+        def rolled_back_meanwhile(line: str) -> None:
+            if after in line:
+                rollback.roll_back(registry_copy, "the operator's call", "rollback-1")
+
+        # When the release goes on
+        outcome = run_canary(
+            settings, serving.candidate_version, customers, POLICY, say=rolled_back_meanwhile
+        )
+
+        # Then it ended as the rollback said, as in AWS, and its report says so
+        assert (outcome.outcome, outcome.reason) == (
+            ROLLED_BACK,
+            "the operator's call (rollback rollback-1)",
+        )
+        assert report_of(outcome)["outcome"] == ROLLED_BACK
+        assert registry_copy.champion_version() == serving.version
+        assert registry_copy.release_state().reason == outcome.reason
 
     def test_a_version_that_failed_its_gate_is_refused_before_anything_changes(
         self, settings, customers, serving: Serving, registry_copy: Registry

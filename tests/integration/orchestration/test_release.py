@@ -471,6 +471,14 @@ def test_a_rollback_that_finds_the_release_promoted_meanwhile_restores_the_champ
     assert (rolled["rolled_back_from"], rolled["release_id"]) == (NEW_MODEL, RELEASE_ID)
     assert read(registry).outcome == "promoted"  # the release's own record is left true
 
+    # And a second rollback that had read the release open too steps back no further
+    stale = read(registry)
+    stale = type(stale)(**{**stale.as_dict(), "stage": CANARY, "outcome": None})
+    monkeypatch.setattr(Registry, "release_state", lambda self: stale)
+    second = release.roll_back(target, "the operator's", "rollback-2")
+    assert (second["did"], second["already"]) == ("closed_release", True)
+    assert registry.champion_version() == OLD_MODEL
+
 
 def test_a_rollback_during_a_release_closes_it_and_keeps_the_champion(target, registry):
     registry.open_release(RELEASE_ID, NEW_MODEL)
