@@ -265,6 +265,7 @@ def run_canary(
                 raise
             # A rollback on request ended it first: that is the release's end, as in
             # AWS (the report says so, and the command exits as for a rollback).
+            say(f"  the release was ended meanwhile ({ended.outcome}): {exc}")
             state, outcome.outcome, outcome.reason = ended, ended.outcome, ended.reason or ""
         finally:
             if function is not None:
@@ -292,6 +293,12 @@ def _ended_meanwhile(registry: Registry, state: ReleaseState) -> ReleaseState | 
         return None
     if recorded is None or recorded.release_id != state.release_id or recorded.active:
         return None
+    # Rolled back, yet its candidate became the champion (a first model, with none
+    # to put back): no clean end, the error says what happened.
+    if recorded.outcome == ROLLED_BACK and recorded.champion != recorded.model_version:
+        with contextlib.suppress(Exception):
+            if registry.champion_version() == recorded.model_version:
+                return None
     return recorded
 
 

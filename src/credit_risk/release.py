@@ -484,13 +484,15 @@ def promote_release(registry: Registry, release_id: str, reason: str) -> dict:
     if closed.outcome != PROMOTED:
         # A rollback on request closed the release between the check above and the
         # promotion: it wins, and the champion it kept is put back, unless its close
-        # already did (``rollback.close_rolled_back``) or there is none to put back.
-        if (
-            not already
-            and state.champion is not None
-            and registry.champion_version() == state.model_version
-        ):
-            registry.roll_back(closed.reason or ROLLED_BACK, expected_champion=state.model_version)
+        # already did (``rollback.close_rolled_back``).
+        if not already and registry.champion_version() == state.model_version:
+            if state.champion is None:
+                raise ConcurrentUpdateError(
+                    f"release {release_id} was rolled back while {state.model_version} became "
+                    f"the first champion of {registry.model_name}: there is no earlier one to "
+                    "put back, and it serves every customer"
+                )
+            rollback.step_back_from(registry, state.model_version, closed.reason or ROLLED_BACK)
         raise ReleaseEndedError(
             f"release {release_id} was ended meanwhile ({closed.outcome}): {closed.reason}"
         )

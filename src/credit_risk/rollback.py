@@ -19,7 +19,14 @@ from typing import Any
 
 from credit_risk import release_report
 from credit_risk.errors import InvalidInputError
-from credit_risk.registry import PROMOTED, REPORTS_DIR, ROLLED_BACK, Registry, ReleaseState
+from credit_risk.registry import (
+    PROMOTED,
+    REPORTS_DIR,
+    ROLLED_BACK,
+    ConcurrentUpdateError,
+    Registry,
+    ReleaseState,
+)
 
 CLOSED_RELEASE, RESTORED_CHAMPION = "closed_release", "restored_champion"
 
@@ -35,6 +42,9 @@ def roll_back(registry: Registry, reason: str, rollback_id: str | None = None) -
         return _done(registry, CLOSED_RELEASE, registry.champion_version(), state, already=True)
     if state is not None and state.active:
         closed = close_rolled_back(registry, state.release_id, marked)
+        if closed.outcome == ROLLED_BACK and closed.reason != marked:
+            # Another rollback closed it first: its work, its report.
+            return _done(registry, CLOSED_RELEASE, registry.champion_version(), closed)
         if closed.outcome == ROLLED_BACK:
             champion = registry.champion_version()
             release_report.finish(registry, closed, outcome=ROLLED_BACK, reason=marked)
@@ -64,16 +74,29 @@ def _after_promotion(registry: Registry, closed: ReleaseState, reason: str) -> d
         and current == closed.model_version
         and closed.champion not in (None, closed.model_version)
     ):
-        record = registry.roll_back(reason, expected_champion=current)
-        return _done(
-            registry, RESTORED_CHAMPION, record["version"], closed, record=record, already=False
-        )
+        record = step_back_from(registry, current, reason)
+        if record is not None:
+            return _done(
+                registry, RESTORED_CHAMPION, record["version"], closed, record=record, already=False
+            )
     if closed.outcome == PROMOTED and current == closed.model_version and closed.champion is None:
         raise InvalidInputError(
             f"release {closed.release_id} was promoted meanwhile and {current} is the first "
             f"champion of {registry.model_name}: there is no earlier one to roll back to"
         )
-    return _done(registry, CLOSED_RELEASE, current, closed, already=True)
+    return _done(registry, CLOSED_RELEASE, registry.champion_version(), closed, already=True)
+
+
+def step_back_from(registry: Registry, version: str, reason: str) -> dict[str, Any] | None:
+    """Makes the champion before ``version`` the champion again, if ``version`` still
+    is the champion; None when another rollback stepped back from it first (the
+    conditional write keeps that to one step)."""
+    try:
+        return registry.roll_back(reason, expected_champion=version)
+    except ConcurrentUpdateError:
+        if registry.champion_version() == version:
+            raise
+        return None
 
 
 def close_rolled_back(registry: Registry, release_id: str, reason: str) -> ReleaseState:
@@ -88,7 +111,7 @@ def close_rolled_back(registry: Registry, release_id: str, reason: str) -> Relea
         and champion == closed.model_version
         and closed.champion not in (None, champion)
     ):
-        registry.roll_back(reason, expected_champion=champion)
+        step_back_from(registry, champion, reason)
     return closed
 
 

@@ -195,6 +195,26 @@ class TestReleases:
         assert registry_copy.release_state().outcome == PROMOTED
         assert Path(outcome.report["report_json"]).is_file()
 
+    def test_a_first_model_that_a_rollback_could_not_take_back_is_an_error(
+        self, settings, customers, serving: Serving, registry_copy: Registry, monkeypatch
+    ):
+        # Given an empty registry, and a rollback on request that closes the first
+        # release just after its promotion moved the champion
+        (Path(registry_copy.root) / MODEL_NAME / "champion.json").unlink()
+        close = Registry.close_release
+
+        def rolled_back_first(self: Registry, release_id: str, outcome: str, reason: str):
+            if outcome == PROMOTED:
+                rollback.roll_back(registry_copy, "the operator's call", "rollback-1")
+            return close(self, release_id, outcome, reason)
+
+        monkeypatch.setattr(Registry, "close_release", rolled_back_first)
+        # When it runs, then it fails saying that the model serves though rolled back
+        # (no earlier champion to put back), rather than end as a quiet rollback
+        with pytest.raises(ConcurrentUpdateError, match="no earlier one to put back"):
+            release(settings, serving.version, customers)
+        assert registry_copy.champion_version() == serving.version
+
     def test_a_release_interrupted_midway_is_not_left_in_progress(
         self, settings, customers, serving: Serving, registry_copy: Registry
     ):

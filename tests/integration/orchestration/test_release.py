@@ -480,6 +480,52 @@ def test_a_rollback_that_finds_the_release_promoted_meanwhile_restores_the_champ
     assert registry.champion_version() == OLD_MODEL
 
 
+def test_a_rollback_that_lands_during_the_promotion_wins_and_the_champion_is_put_back(
+    target, registry, monkeypatch
+):
+    # Given a release at 100% whose promotion has moved the champion, and a rollback
+    # on request that closes the release before the promotion does
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 100)
+    close, raced = Registry.close_release, []
+
+    def rolled_back_first(self: Registry, release_id: str, outcome: str, reason: str):
+        if outcome == "promoted" and not raced:
+            raced.append(release.roll_back(target, "approvals dropped", "rollback-1"))
+        return close(self, release_id, outcome, reason)
+
+    monkeypatch.setattr(Registry, "close_release", rolled_back_first)
+    # When the promotion goes on, then the rollback wins, and the champion it kept
+    # is back once, with no conflict between the two undoing it
+    with pytest.raises(release.ReleaseEndedError, match="approvals dropped"):
+        release.promote(target, RELEASE_ID, "every step passed")
+    assert raced[0]["did"] == "closed_release"
+    assert registry.champion_version() == OLD_MODEL
+    assert registry.champion()["rolled_back_from"] == NEW_MODEL
+
+
+def test_a_rollback_that_finds_another_closed_the_release_leaves_its_work(
+    target, registry, monkeypatch
+):
+    # Given two rollbacks that both read the release open; the first closes it
+    registry.open_release(RELEASE_ID, NEW_MODEL)
+    release.move_release(target, RELEASE_ID, CANARY, 50)
+    stale = registry.release_state()
+    first = release.roll_back(target, "approvals dropped", "rollback-1")
+    # When the second goes on from what it read
+    monkeypatch.setattr(Registry, "release_state", lambda self: stale)
+    second = release.roll_back(target, "the operator's", "rollback-2")
+    # Then it finds the work done, and the first one's reason and report stand
+    assert (first["already"], second["already"]) == (False, True)
+    monkeypatch.undo()
+    assert registry.release_state().reason == "approvals dropped (rollback rollback-1)"
+    report = json.loads(
+        registry.read_report(NEW_MODEL, RELEASE_ID, release_report.JSON_FILE).decode()
+    )
+    assert report["reason"] == "approvals dropped (rollback rollback-1)"
+    assert registry.champion_version() == OLD_MODEL
+
+
 def test_a_rollback_during_a_release_closes_it_and_keeps_the_champion(target, registry):
     registry.open_release(RELEASE_ID, NEW_MODEL)
     release.move_release(target, RELEASE_ID, CANARY, 50)
