@@ -173,7 +173,7 @@ def build_event(
         "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": None,
-        "stageVariables": {"lambdaAlias": alias},
+        "stageVariables": {names.STAGE_VARIABLE_LAMBDA_ALIAS: alias},
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
@@ -190,7 +190,7 @@ def build_event(
             "identity": {
                 "sourceIp": source_ip,
                 "userAgent": headers.get("user-agent"),
-                "apiKey": headers.get("x-api-key"),
+                "apiKey": headers.get(names.API_KEY_HEADER),
             },
         },
         "body": text,
