@@ -745,22 +745,25 @@ def _media_type_lowered(event: dict[str, Any]) -> dict[str, Any]:
     charset=UTF-8`` -> ``application/json; charset=UTF-8``). Media types are
     case-insensitive (RFC 9110, 8.3.1), but Powertools compares the body's with
     ``application/json`` as written: a valid request would be refused as not JSON."""
-
-    def lowered(value: str) -> str:
-        media_type, separator, parameters = value.partition(";")
-        return media_type.lower() + separator + parameters
-
     fixed = dict(event)
-    for field, fix in (
-        ("headers", lowered),
-        ("multiValueHeaders", lambda values: [lowered(value) for value in values]),
-    ):
-        if headers := event.get(field):
-            fixed[field] = {
-                name: fix(value) if name.lower() == "content-type" else value
-                for name, value in headers.items()
-            }
+    if headers := event.get("headers"):
+        fixed["headers"] = {
+            name: _lowered_media_type(value) if name.lower() == "content-type" else value
+            for name, value in headers.items()
+        }
+    if headers := event.get("multiValueHeaders"):
+        fixed["multiValueHeaders"] = {
+            name: [_lowered_media_type(v) for v in values]
+            if name.lower() == "content-type"
+            else values
+            for name, values in headers.items()
+        }
     return fixed
+
+
+def _lowered_media_type(value: str) -> str:
+    media_type, separator, parameters = value.partition(";")
+    return media_type.lower() + separator + parameters
 
 
 def openapi_json() -> str:

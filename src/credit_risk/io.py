@@ -196,14 +196,13 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     expected = set(tables[0].column_names)
     for file, table in zip(files[1:], tables[1:], strict=True):
         if (found := set(table.column_names)) != expected:
-            lacks, adds = sorted(expected - found), sorted(found - expected)
+            differences = []
+            if lacks := sorted(expected - found):
+                differences.append(f"lacks {', '.join(lacks)}")
+            if adds := sorted(found - expected):
+                differences.append(f"adds {', '.join(adds)}")
             raise InvalidInputError(
                 f"the Parquet files under {uri} do not have the same columns: {file} "
-                + "; ".join(
-                    f"{verb} {', '.join(names)}"
-                    for verb, names in (("lacks", lacks), ("adds", adds))
-                    if names
-                )
-                + f" (beside {files[0]})"
+                f"{'; '.join(differences)} (beside {files[0]})"
             )
     return pa.concat_tables(tables, promote_options="default")

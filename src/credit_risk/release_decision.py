@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from credit_risk.errors import InvalidInputError
-from credit_risk.release_metrics import LATENCY_BINS_MS, ReleaseCounts
+from credit_risk.release_metrics import LATENCY_BINS_MS, ReleaseCounts, json_number
 
 SHADOW: Final = "shadow"
 CANARY: Final = "canary"
@@ -141,13 +141,13 @@ class GateResult:
     detail: str
 
     def as_dict(self) -> dict:
-        # JSON has no infinity: a p99 in the open last latency bin (and a limit
-        # drawn from one) is written null; the detail says "above" the last bound.
-        answer = asdict(self)
-        for key in ("value", "threshold"):
-            if answer[key] is not None and not math.isfinite(answer[key]):
-                answer[key] = None
-        return answer
+        # A p99 in the open last latency bin, and a limit drawn from one, are
+        # written null; the detail says "above" the last bound.
+        return {
+            **asdict(self),
+            "value": json_number(self.value),
+            "threshold": json_number(self.threshold),
+        }
 
 
 @dataclass(frozen=True)

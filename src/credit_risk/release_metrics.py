@@ -23,6 +23,7 @@ statistics from CloudWatch). Pure: no clients, no clock.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Final
@@ -227,8 +228,8 @@ class ReleaseCounts:
             "swaps_to_approve": self.to_approve,
             "swap_share": self.swap_share,
             "score_psi": self.score_psi,
-            "champion_p99_ms": _finite(self.p99_ms(self.champion_latency)),
-            "candidate_p99_ms": _finite(self.p99_ms(self.candidate_latency)),
+            "champion_p99_ms": json_number(self.p99_ms(self.champion_latency)),
+            "candidate_p99_ms": json_number(self.p99_ms(self.candidate_latency)),
             "score_bins": list(SCORE_BINS),
             "champion_scores": list(self.champion_scores),
             "candidate_scores": list(self.candidate_scores),
@@ -242,9 +243,10 @@ def _timed(milliseconds: float | None) -> tuple[int, ...]:
     return tuple(bins)
 
 
-def _finite(value: float | None) -> float | None:
-    # JSON has no infinity: the open last bin reads as "above the last bound".
-    return None if value is None or value == float("inf") else value
+def json_number(value: float | None) -> float | None:
+    """``value`` as JSON can hold it: JSON has no infinity (a p99 in the open last
+    latency bin, "above the last bound") and no NaN, which are written null."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 # --- embedded metric format -------------------------------------------------------

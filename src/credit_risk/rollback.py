@@ -72,17 +72,12 @@ def _after_promotion(registry: Registry, closed: ReleaseState, reason: str) -> d
     if (
         closed.outcome == PROMOTED
         and current == closed.model_version
-        and closed.champion not in (None, closed.model_version)
+        and closed.champion != closed.model_version
+        # A first champion is refused by the registry: there is no earlier one.
+        and (record := step_back_from(registry, current, reason)) is not None
     ):
-        record = step_back_from(registry, current, reason)
-        if record is not None:
-            return _done(
-                registry, RESTORED_CHAMPION, record["version"], closed, record=record, already=False
-            )
-    if closed.outcome == PROMOTED and current == closed.model_version and closed.champion is None:
-        raise InvalidInputError(
-            f"release {closed.release_id} was promoted meanwhile and {current} is the first "
-            f"champion of {registry.model_name}: there is no earlier one to roll back to"
+        return _done(
+            registry, RESTORED_CHAMPION, record["version"], closed, record=record, already=False
         )
     return _done(registry, CLOSED_RELEASE, registry.champion_version(), closed, already=True)
 
